@@ -1,0 +1,192 @@
+"""Model artifacts: ``<name>.skops`` (the fitted pipeline) + ``<name>.json`` (metadata).
+
+Loading is safe by construction: the ``.skops`` file must match the sha256 recorded in the
+``.json``; the metadata must name a feature set this installation has and the scikit-learn
+major.minor that is installed; and the dump may hold only types from an explicit list.
+Nothing is unpickled: skops rebuilds known types only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+import librosa
+import numpy as np
+import sklearn
+import skops
+import skops.io as sio
+
+from core.errors import FeatureSetError, ModelIntegrityError, ModelMismatchError, ModelNotFoundError
+from core.features import get_feature_set
+from core.model import EmotionModel
+from core.presets import PRESETS
+
+#: Metadata format tag written to every ``.json``.
+FORMAT = "aer-model/1"
+
+#: Types skops does not trust by default that AER's presets need (fully qualified names).
+#: scikit-learn estimators, numpy arrays and builtins are trusted by skops itself.
+BASE_TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.tree._tree.Tree",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.utils._bunch.Bunch",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+
+
+def trusted_types() -> frozenset[str]:
+    """Every type a model artifact may hold beyond skops' defaults."""
+    extra = (t for p in PRESETS.values() for t in p.trusted_types)
+    return frozenset(BASE_TRUSTED_TYPES).union(extra)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded in (and checked against) artifact metadata."""
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "librosa": librosa.__version__,
+        "skops": skops.__version__,
+    }
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def artifact_paths(path: str | Path) -> tuple[Path, Path]:
+    """(``.skops``, ``.json``) for an artifact given by either file or by its stem."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".skops", ".json") else path
+    return stem.with_name(stem.name + ".skops"), stem.with_name(stem.name + ".json")
+
+
+def save_model(model: EmotionModel, path: str | Path) -> Path:
+    """Write ``model`` as ``<name>.skops`` + ``<name>.json``.
+
+    Args:
+        model: a fitted model.
+        path: a folder (files are named after ``model.name``) or a ``.skops`` file path.
+
+    Returns:
+        Path of the ``.skops`` file.
+    """
+    path = Path(path)
+    if path.suffix != ".skops":
+        path.mkdir(parents=True, exist_ok=True)
+        path = path / f"{model.name}.skops"
+    skops_path, json_path = artifact_paths(path)
+    sio.dump(model.pipeline, skops_path)
+    fs = model.feature_set
+    meta = {k: v for k, v in model.metadata.items() if k not in ("format", "skops_sha256")}
+    meta.update(
+        {
+            "format": FORMAT,
+            "name": model.name,
+            "version": model.version,
+            "labels": list(model.labels),
+            "feature_set": {
+                "id": fs.id,
+                "name": fs.name,
+                "version": fs.version,
+                "dim": fs.dim,
+                "sample_rate": fs.sample_rate,
+                "min_duration_s": fs.min_duration_s,
+            },
+            "sample_rate": fs.sample_rate,
+            "libraries": library_versions(),
+            "created": meta.get("created") or datetime.now(UTC).isoformat(timespec="seconds"),
+            "skops_sha256": _sha256(skops_path),
+        }
+    )
+    json_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return skops_path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The metadata of an artifact (no integrity check)."""
+    _, json_path = artifact_paths(path)
+    try:
+        meta = json.loads(json_path.read_text())
+    except FileNotFoundError:
+        raise ModelIntegrityError(f"model metadata missing: {json_path}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelIntegrityError(f"model metadata unreadable: {json_path}: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelIntegrityError(f"not an AER model metadata file ({FORMAT}): {json_path}")
+    return meta
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(str(version).split(".")[:2])
+
+
+def _check_compatible(meta: dict, where: Path):
+    """Return the feature set the artifact needs; ModelMismatchError if unavailable."""
+    trained = meta.get("libraries", {}).get("scikit-learn", "?")
+    if _major_minor(trained) != _major_minor(sklearn.__version__):
+        raise ModelMismatchError(
+            f"{where.name} was saved with scikit-learn {trained}; this installation has "
+            f"{sklearn.__version__} (major.minor must match): retrain or install {trained}"
+        )
+    fs_meta = meta.get("feature_set", {})
+    try:
+        name, version = fs_meta["name"], int(fs_meta["version"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelIntegrityError(f"{where.name}: metadata lacks a feature set") from None
+    try:
+        fs = get_feature_set(name, version)
+    except FeatureSetError as exc:
+        raise ModelMismatchError(
+            f"{where.name} needs feature set {name}@{version}, which this installation "
+            f"does not have ({exc})"
+        ) from None
+    if fs.dim != fs_meta.get("dim", fs.dim):
+        raise ModelMismatchError(
+            f"{where.name}: feature set {fs.id} has dim {fs.dim}, not {fs_meta.get('dim')}"
+        )
+    return fs
+
+
+def load_model(path: str | Path) -> EmotionModel:
+    """Load and verify an artifact (``.skops``, ``.json`` or their common stem).
+
+    Raises:
+        ModelNotFoundError: no ``.skops`` file there.
+        ModelIntegrityError: checksum mismatch, bad metadata, or a type outside the trusted list.
+        ModelMismatchError: feature set or scikit-learn version not available here.
+    """
+    skops_path, _ = artifact_paths(path)
+    if not skops_path.is_file():
+        raise ModelNotFoundError(f"model file not found: {skops_path}")
+    meta = read_metadata(skops_path)
+    data = skops_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta.get("skops_sha256"):
+        raise ModelIntegrityError(f"{skops_path.name} does not match its recorded sha256")
+    feature_set = _check_compatible(meta, skops_path)
+    untrusted = sio.get_untrusted_types(data=data)
+    refused = sorted(set(untrusted) - trusted_types())
+    if refused:
+        raise ModelIntegrityError(f"{skops_path.name} holds untrusted types: {', '.join(refused)}")
+    pipeline = sio.loads(data, trusted=sorted(trusted_types()))
+    try:
+        return EmotionModel(
+            pipeline=pipeline,
+            labels=meta["labels"],
+            feature_set=feature_set,
+            name=meta["name"],
+            version=meta["version"],
+            metadata=meta,
+        )
+    except (KeyError, AttributeError, ValueError) as exc:
+        raise ModelIntegrityError(
+            f"{skops_path.name}: pipeline and metadata disagree: {exc}"
+        ) from None

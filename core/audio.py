@@ -1,0 +1,345 @@
+"""Read speech recordings as float32 signals at one sample rate.
+
+Decoding is done by libsndfile (through ``soundfile``): WAV (PCM 8/16/24/32 bit, float, mu-law,
+A-law, ADPCM), FLAC, OGG (Vorbis, Opus), MP3 and the other formats libsndfile knows. Files are
+read block by block and resampled with a streaming soxr resampler, so memory stays at about the
+size of the float32 output plus one block, whatever the length of the file.
+
+Every problem with the input raises a subclass of :class:`core.errors.AudioError` whose message
+is one line naming the file. A path that does not exist (or cannot be opened) raises the usual
+:class:`OSError` subclasses (``FileNotFoundError``, ``PermissionError``, ``IsADirectoryError``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from core.errors import (
+    AudioError,
+    CorruptAudioError,
+    EmptyFileError,
+    NonFiniteAudioError,
+    NotAudioError,
+    SilentAudioError,
+    TooLongError,
+    TooShortError,
+    UnsupportedCodecError,
+    ZeroDurationError,
+)
+
+TARGET_SR = 16_000
+#: A signal whose absolute peak stays below this (-80 dBFS, ~3 LSB of 16-bit PCM) is silent.
+SILENCE_PEAK = 1e-4
+
+_LOAD_BLOCK_S = 10.0
+_CHECK_CHUNK = 1 << 20  # samples per chunk when scanning a signal, to avoid large temporaries
+_MAX_BLOCK_SAMPLES = 1 << 24  # one read never holds more than 64 MiB, whatever the header says
+# Codecs whose frame count is an estimate (no exact length in the header).
+_ESTIMATED_LENGTH = {"MP3", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"}
+# Magic bytes of containers libsndfile reads: failing to open one of these means damage, not
+# "not audio".
+_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"ID3", b"FORM", b".snd", b"caff")
+# WAV format tags libsndfile 1.2 decodes; any other tag is an unsupported codec.
+_WAV_TAGS = {0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0038, 0x0040, 0x0050,
+             0x0055, 0x0101, 0x0102, 0xFFFE}  # fmt: skip
+_WAV_TAG_NAMES = {0x0055: "MP3", 0x00FF: "AAC", 0x0161: "WMA", 0x1610: "AAC", 0x674F: "Vorbis"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, read from its header before decoding.
+
+    ``frames`` and ``duration_s`` are exact for WAV, FLAC and OGG and estimated for MP3.
+    """
+
+    path: str
+    format: str  # container, e.g. "WAV", "FLAC", "OGG", "MP3"
+    subtype: str  # codec, e.g. "PCM_16", "VORBIS", "MPEG_LAYER_III"
+    sample_rate: int
+    channels: int
+    frames: int
+    duration_s: float
+
+
+def probe(path: str | Path) -> AudioInfo:
+    """Read the header of an audio file without decoding it.
+
+    Raises:
+        EmptyFileError, NotAudioError, CorruptAudioError, UnsupportedCodecError,
+        ZeroDurationError: the file cannot be used.
+        FileNotFoundError: the path does not exist.
+    """
+    with _open(path) as (f, info):
+        return info
+
+
+def load(
+    path: str | Path,
+    *,
+    sr: int = TARGET_SR,
+    mono: bool = True,
+    min_duration_s: float = 0.0,
+    max_duration_s: float | None = None,
+) -> np.ndarray:
+    """Decode a whole file to float32 at ``sr``.
+
+    Returns:
+        np.ndarray [shape=(n,) if mono else (channels, n)], float32 in [-1, 1], at ``sr`` Hz.
+        ``mono`` mixes the channels down to their mean.
+
+    Raises:
+        AudioError subclasses (see module docstring), including TooLongError (checked from the
+        header before decoding), TooShortError, SilentAudioError and NonFiniteAudioError.
+    """
+    name = Path(path).name
+    with _open(path) as (f, info):
+        _check_max_duration(info, max_duration_s, name)
+        channels = 1 if mono else info.channels
+        expected = max(1, round(info.frames * sr / info.sample_rate))
+        try:
+            y = np.empty((channels, expected), dtype=np.float32)
+        except MemoryError:
+            raise TooLongError(
+                f"{name}: the audio lasts {info.duration_s:.0f} s, too long to hold in memory"
+            ) from None
+        filled = 0
+        blocks = _decode(
+            f, info, sr=sr, mono=mono, block_s=_LOAD_BLOCK_S, max_duration_s=max_duration_s
+        )
+        for block in blocks:
+            n = block.shape[0]
+            if filled + n > y.shape[1]:  # estimated length was too short (MP3)
+                extra = np.empty((channels, n + y.shape[1] // 4), dtype=np.float32)
+                y = np.concatenate([y, extra], axis=1)
+            y[:, filled : filled + n] = block.T
+            filled += n
+    y = y[0, :filled] if mono else np.ascontiguousarray(y[:, :filled])
+    _check_signal(y, sr, min_duration_s=min_duration_s, name=name)
+    return y
+
+
+def iter_blocks(
+    path: str | Path,
+    *,
+    sr: int = TARGET_SR,
+    mono: bool = True,
+    block_s: float = 30.0,
+    max_duration_s: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Decode a file lazily, one block of about ``block_s`` seconds at a time.
+
+    Blocks have the same dtype and shape convention as :func:`load` (``(n,)`` or
+    ``(channels, n)``) and join seamlessly: concatenated, they equal ``load(path)``.
+    Format errors, TooLongError and NonFiniteAudioError are raised; silence and minimum length
+    are the caller's business (:func:`check_signal`).
+    """
+    name = Path(path).name
+    with _open(path) as (f, info):
+        _check_max_duration(info, max_duration_s, name)
+        blocks = _decode(f, info, sr=sr, mono=mono, block_s=block_s, max_duration_s=max_duration_s)
+        for block in blocks:
+            yield block[:, 0].copy() if mono else np.ascontiguousarray(block.T)
+
+
+def check_signal(y: np.ndarray, sr: int, *, min_duration_s: float = 0.0) -> None:
+    """Check that a decoded signal can be classified.
+
+    Args:
+        y: np.ndarray [shape=(n,) or (channels, n)], samples in [-1, 1].
+        sr: sample rate of ``y`` in Hz.
+        min_duration_s: shortest accepted duration in seconds.
+
+    Raises:
+        NonFiniteAudioError: a sample is NaN or infinite.
+        ZeroDurationError: ``y`` holds no samples.
+        TooShortError: ``y`` lasts less than ``min_duration_s``.
+        SilentAudioError: every sample is below :data:`SILENCE_PEAK` in magnitude.
+    """
+    _check_signal(y, sr, min_duration_s=min_duration_s, name="audio")
+
+
+# --- internals --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _open(path: str | Path) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
+    """Open ``path`` with libsndfile, translating every failure to an AudioError."""
+    path = Path(path)
+    name = path.name
+    with open(path, "rb") as fh:  # OSError (missing, directory, permission) is raised as is
+        head = fh.read(64)
+    if not head:
+        raise EmptyFileError(f"{name}: the file is empty (0 bytes)")
+    try:
+        f = sf.SoundFile(str(path))
+    except sf.LibsndfileError as exc:
+        raise _open_error(exc, head, name) from None
+    with f:
+        info = AudioInfo(
+            path=str(path),
+            format=f.format,
+            subtype=f.subtype,
+            sample_rate=f.samplerate,
+            channels=f.channels,
+            frames=f.frames,
+            duration_s=f.frames / f.samplerate if f.samplerate > 0 else 0.0,
+        )
+        if info.sample_rate <= 0 or info.channels <= 0:
+            raise CorruptAudioError(f"{name}: the header is damaged (no sample rate or channels)")
+        _check_wav_length(f, info, name)
+        if info.frames <= 0:
+            raise ZeroDurationError(f"{name}: the file contains no audio samples")
+        yield f, info
+
+
+def _open_error(exc: sf.LibsndfileError, head: bytes, name: str) -> AudioError:
+    """Map a libsndfile error raised while opening a file to the AudioError it means."""
+    detail = _detail(exc)
+    lowered = detail.lower()
+    if "unimplemented" in lowered or "unsupported encoding" in lowered or "wavpack" in lowered:
+        return UnsupportedCodecError(
+            f"{name}: this {_container(head)} uses a codec that cannot be decoded here; "
+            "convert it to PCM WAV or FLAC"
+        )
+    tag = _wav_format_tag(head)
+    if tag is not None and tag not in _WAV_TAGS:
+        codec = _WAV_TAG_NAMES.get(tag, "unknown")
+        return UnsupportedCodecError(
+            f"{name}: WAV with codec 0x{tag:04X} ({codec}) cannot be decoded; "
+            "convert it to PCM WAV or FLAC"
+        )
+    if not head.startswith(_AUDIO_MAGIC) and exc.code in (1, 7):
+        # 1 = format not recognised; 7 = the MP3 decoder, tried last, found no frame either.
+        return NotAudioError(
+            f"{name}: not a readable audio file (accepted: WAV, FLAC, OGG/Vorbis, MP3)"
+        )
+    return CorruptAudioError(f"{name}: the file is damaged or truncated ({detail})")
+
+
+def _detail(exc: RuntimeError) -> str:
+    """libsndfile's own wording, on one line, without its "Error : " prefix."""
+    text = getattr(exc, "error_string", None) or str(exc)
+    text = " ".join(text.split())
+    return text.removeprefix("Error : ").rstrip(".")
+
+
+def _container(head: bytes) -> str:
+    return "WAV file" if head[:4] in (b"RIFF", b"RIFX", b"RF64") else "file"
+
+
+def _wav_format_tag(head: bytes) -> int | None:
+    """The codec tag of a WAV file whose 'fmt ' chunk comes first, else None."""
+    if head[:4] != b"RIFF" or head[8:16] != b"WAVEfmt " or len(head) < 22:
+        return None
+    return struct.unpack_from("<H", head, 20)[0]
+
+
+def _check_wav_length(f: sf.SoundFile, info: AudioInfo, name: str) -> None:
+    """libsndfile silently shortens a WAV whose data chunk runs past the end of the file."""
+    if info.format != "WAV":
+        return
+    m = re.search(r"^data\s*:\s*(\d+) \(should be (\d+)\)", f.extra_info, re.MULTILINE)
+    if m is None:
+        return
+    declared, present = int(m.group(1)), int(m.group(2))
+    if 0 < declared < 0xFFFFFFFF:  # 0 and 0xFFFFFFFF mean "unknown" (streamed WAV)
+        raise CorruptAudioError(
+            f"{name}: the file is truncated (header announces {declared} bytes of audio, "
+            f"only {present} are present)"
+        )
+
+
+def _check_max_duration(info: AudioInfo, max_duration_s: float | None, name: str) -> None:
+    if max_duration_s is not None and info.duration_s > max_duration_s:
+        raise TooLongError(
+            f"{name}: the audio lasts {info.duration_s:.1f} s, longer than the "
+            f"{max_duration_s:g} s maximum"
+        )
+
+
+def _decode(
+    f: sf.SoundFile,
+    info: AudioInfo,
+    *,
+    sr: int,
+    mono: bool,
+    block_s: float,
+    max_duration_s: float | None,
+) -> Iterator[np.ndarray]:
+    """Yield float32 blocks of shape (n, channels) at ``sr`` (channels = 1 when ``mono``)."""
+    name = Path(info.path).name
+    channels = 1 if mono else info.channels
+    stream = None
+    if info.sample_rate != sr:
+        stream = soxr.ResampleStream(info.sample_rate, sr, channels, dtype="float32")
+    block_frames = max(1, min(int(block_s * info.sample_rate), _MAX_BLOCK_SAMPLES // info.channels))
+    max_frames = None if max_duration_s is None else math.ceil(max_duration_s * info.sample_rate)
+    read = 0
+    while True:
+        try:
+            x = f.read(block_frames, dtype="float32", always_2d=True)
+        except RuntimeError as exc:  # LibsndfileError and the decoders' own failures
+            where = f" after {read / info.sample_rate:.1f} s" if read else ""
+            raise CorruptAudioError(
+                f"{name}: the audio data is damaged{where} ({_detail(exc)})"
+            ) from None
+        read += len(x)
+        if max_frames is not None and read > max_frames:
+            raise TooLongError(
+                f"{name}: the audio lasts more than the {max_duration_s:g} s maximum"
+            )
+        if not np.isfinite(x).all():
+            raise NonFiniteAudioError(
+                f"{name}: the audio contains NaN or infinite samples near "
+                f"{read / info.sample_rate:.1f} s"
+            )
+        if mono and x.shape[1] > 1:
+            x = x.mean(axis=1, keepdims=True, dtype=np.float32)
+        last = len(x) == 0
+        y = x if stream is None else stream.resample_chunk(x, last=last)
+        if len(y):
+            yield y
+        if last:
+            break
+    _check_complete(info, read, name)
+
+
+def _check_complete(info: AudioInfo, read: int, name: str) -> None:
+    """Fewer samples than the header announced means the file was cut short."""
+    slack = 0
+    if info.format in _ESTIMATED_LENGTH or info.subtype in _ESTIMATED_LENGTH:
+        slack = max(info.frames // 50, info.sample_rate // 10)
+    if read < info.frames - slack:
+        raise CorruptAudioError(
+            f"{name}: the file is truncated (decoded {read / info.sample_rate:.2f} s of "
+            f"{info.duration_s:.2f} s announced)"
+        )
+
+
+def _check_signal(y: np.ndarray, sr: int, *, min_duration_s: float, name: str) -> None:
+    n = y.shape[-1]
+    chunks = [y[..., i : i + _CHECK_CHUNK] for i in range(0, n, _CHECK_CHUNK)]
+    if not all(np.isfinite(c).all() for c in chunks):
+        raise NonFiniteAudioError(f"{name}: the audio contains NaN or infinite samples")
+    if n == 0:
+        raise ZeroDurationError(f"{name}: the audio contains no samples")
+    duration = n / sr
+    if duration < min_duration_s:
+        raise TooShortError(
+            f"{name}: the audio lasts {duration:.2f} s, shorter than the "
+            f"{min_duration_s:g} s minimum"
+        )
+    peak = max(float(np.max(np.abs(c))) for c in chunks)
+    if peak < SILENCE_PEAK:
+        level = 20 * math.log10(peak) if peak > 0 else -math.inf
+        raise SilentAudioError(f"{name}: the audio is silent (peak level {level:.0f} dBFS)")

@@ -1,0 +1,166 @@
+"""Channel degradations for robustness tests: telephone band and G.711 mu-law, additive noise.
+
+Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
+comes only from the ``rng`` argument, so the same seed gives the same output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import soxr
+from scipy.signal import butter, sosfiltfilt
+
+Degradation = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+
+PHONE_SR = 8_000
+PHONE_BAND_HZ = (300.0, 3400.0)
+MU = 255.0
+_FRAME_S = 0.02
+_P56_MARGIN_DB = 15.9  # ITU-T P.56: frames this far below the active level count as pauses
+
+
+def mulaw_encode(x: np.ndarray) -> np.ndarray:
+    """G.711-style mu-law (mu=255) compression of ``x`` in [-1, 1] to int8 codes.
+
+    Uses the continuous companding law, then 8 bits: one sign bit and 7 magnitude bits.
+    Samples outside [-1, 1] saturate, as on a real codec.
+    """
+    x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
+    companded = np.log1p(MU * np.abs(x)) / np.log1p(MU)
+    return (np.sign(x) * np.round(companded * 127.0)).astype(np.int8)
+
+
+def mulaw_decode(codes: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`mulaw_encode`: int8 codes -> float32 samples in [-1, 1]."""
+    c = np.asarray(codes, dtype=np.float64) / 127.0
+    return (np.sign(c) * np.expm1(np.abs(c) * np.log1p(MU)) / MU).astype(np.float32)
+
+
+def telephone(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Simulate a narrow-band phone line: 300-3400 Hz, 8 kHz, G.711 mu-law, back to ``sr``.
+
+    Args:
+        y: mono float32 signal [shape=(n,)], nominally in [-1, 1].
+        sr: its sample rate in Hz (>= 8000).
+        rng: unused (the channel is deterministic); accepted so that every degradation has
+            the same signature.
+
+    Returns:
+        float32 [shape=(n,)] at ``sr``.
+    """
+    del rng
+    if sr < PHONE_SR:
+        raise ValueError(f"telephone() needs a sample rate of at least {PHONE_SR} Hz, got {sr}")
+    y = np.asarray(y, dtype=np.float32)
+    if y.size == 0:
+        return y.copy()
+    sos = butter(6, PHONE_BAND_HZ, btype="bandpass", fs=sr, output="sos")
+    # sosfiltfilt needs a signal longer than its padding; very short inputs use a shorter pad.
+    band = sosfiltfilt(sos, y, padlen=min(3 * (2 * len(sos) + 1), y.size - 1))
+    narrow = soxr.resample(band.astype(np.float32), sr, PHONE_SR, quality="HQ")
+    line = mulaw_decode(mulaw_encode(narrow))
+    out = soxr.resample(line, PHONE_SR, sr, quality="HQ")
+    # Resampling ratios may leave the length one sample off: match the input exactly.
+    out = np.pad(out[: y.size], (0, max(0, y.size - out.size)))
+    return out.astype(np.float32)
+
+
+def active_power(y: np.ndarray, sr: int | None = None) -> float:
+    """Mean power of the active (non-pause) part of ``y``, a simplified ITU-T P.56 level.
+
+    Splits ``y`` into 20 ms frames (at 16 kHz when ``sr`` is not given) and averages the power
+    of frames within 15.9 dB of the running active level, iterating until it settles. Pauses
+    and leading/trailing silence therefore do not dilute the level.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = max(1, int(round(_FRAME_S * (sr or 16_000))))
+    frames = y[: y.size // n * n].reshape(-1, n) if y.size >= n else y.reshape(1, -1)
+    power = np.mean(frames**2, axis=1)
+    level = float(np.mean(power))
+    for _ in range(20):
+        active = power[power >= level * 10 ** (-_P56_MARGIN_DB / 10)]
+        new = float(np.mean(active)) if active.size else level
+        if np.isclose(new, level, rtol=1e-6):
+            break
+        level = new
+    return level
+
+
+def add_noise(
+    y: np.ndarray, snr_db: float, *, rng: np.random.Generator, sr: int | None = None
+) -> np.ndarray:
+    """Add white Gaussian noise at ``snr_db`` relative to the active power of ``y``.
+
+    The noise is white (flat spectrum), the harsher and simpler case than speech-shaped noise;
+    it is rescaled so that its empirical power is exact, making the SNR exact too.
+
+    Args:
+        y: mono float32 signal [shape=(n,)].
+        snr_db: signal-to-noise ratio in dB (finite).
+        rng: source of the noise; the same seed gives the same output.
+        sr: sample rate, only used to size the 20 ms frames of the active-level estimate.
+
+    Returns:
+        float32 [shape=(n,)]; ``y`` unchanged when it is all zeros.
+    """
+    if not np.isfinite(snr_db):
+        raise ValueError(f"snr_db must be a finite number, got {snr_db}")
+    y = np.asarray(y, dtype=np.float32)
+    level = active_power(y, sr)
+    if y.size == 0 or level == 0.0:
+        return y.copy()
+    noise = rng.standard_normal(y.size)
+    noise *= np.sqrt(level / 10 ** (snr_db / 10) / np.mean(noise**2))
+    return (y + noise).astype(np.float32)
+
+
+def _identity(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    return np.asarray(y, dtype=np.float32)
+
+
+def _parse_one(step: str) -> Degradation:
+    name, _, arg = step.partition(":")
+    name = name.strip().lower()
+    if name in ("clean", "none") and not arg:
+        return _identity
+    if name == "telephone" and not arg:
+        return lambda y, sr, rng: telephone(y, sr, rng=rng)
+    if name == "noise":
+        try:
+            snr = float(arg)
+        except ValueError:
+            snr = float("nan")
+        if not np.isfinite(snr):
+            raise ValueError(f"bad degradation {step!r}: write noise:<SNR in dB>, e.g. noise:20")
+        return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr)
+    raise ValueError(
+        f"unknown degradation {step!r}: use clean, none, telephone, noise:<SNR dB>, "
+        "or several joined with '+'"
+    )
+
+
+def parse_degradation(spec: str) -> Degradation:
+    """Turn a degradation spec into a function ``(y, sr, rng) -> y``.
+
+    Specs: ``clean`` or ``none`` (identity), ``telephone``, ``noise:<snr_db>`` (e.g. ``noise:20``),
+    or steps joined with ``+`` and applied left to right (``noise:20+telephone`` = a noisy room
+    heard over the phone). Case and spaces around names do not matter.
+
+    Raises:
+        ValueError: the spec is empty or a step is unknown or malformed.
+    """
+    steps = str(spec).split("+")
+    if not spec or any(not s.strip() for s in steps):
+        raise ValueError(f"empty degradation step in {spec!r}")
+    funcs = [_parse_one(s.strip()) for s in steps]
+    if len(funcs) == 1:
+        return funcs[0]
+
+    def chain(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+        for f in funcs:
+            y = f(y, sr, rng)
+        return y
+
+    return chain

@@ -1,0 +1,305 @@
+"""Cross-validated evaluation of a preset: speaker-independent by default.
+
+Protocols:
+    ``speaker``: GroupKFold by speaker (no speaker in both train and test), k folds.
+    ``random``: the seed's protocol, ``train_test_split(test_size=0.25)`` repeated over seeds.
+      Speakers leak between train and test, which overstates accuracy; kept for comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score
+from sklearn.model_selection import GroupKFold, train_test_split
+
+from core.datasets import Dataset
+from core.errors import DatasetError
+from core.features import FeatureSet, get_feature_set
+from core.presets import RANDOM_STATE
+from core.training import FeatureTable, featurize, fit_pipeline
+
+PROTOCOLS = ("speaker", "random")
+
+
+@dataclass
+class FoldResult:
+    """Scores of one train/test split."""
+
+    fold: int
+    n_train: int
+    n_test: int
+    accuracy: float
+    uar: float
+    macro_f1: float
+    per_class_recall: dict[str, float]
+    confusion: np.ndarray  # shape (n_classes, n_classes): rows true, columns predicted
+    test_speakers: list[str] = field(default_factory=list)
+    loss_curve: list[float] = field(default_factory=list)
+
+
+@dataclass
+class EvaluationReport:
+    """All folds of one evaluation, plus what was evaluated."""
+
+    protocol: str
+    classes: tuple[str, ...]
+    preset: str
+    feature_set: str
+    n_files: int
+    folds: list[FoldResult]
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    degrade: str | None = None
+    augment: tuple[str, ...] = ()
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """Confusion matrix summed over folds."""
+        return np.sum([f.confusion for f in self.folds], axis=0)
+
+    def summary(self) -> dict:
+        """JSON-safe metrics: means and standard deviations over folds, and per-fold scores."""
+
+        def stat(values) -> tuple[float, float]:
+            values = np.asarray(values, dtype=float)
+            return round(float(np.nanmean(values)), 4), round(float(np.nanstd(values)), 4)
+
+        out: dict = {
+            "protocol": self.protocol,
+            "classes": list(self.classes),
+            "preset": self.preset,
+            "feature_set": self.feature_set,
+            "n_files": self.n_files,
+            "n_failed": len(self.failed),
+            "n_folds": len(self.folds),
+            "degrade": self.degrade,
+            "augment": list(self.augment),
+        }
+        for key in ("accuracy", "uar", "macro_f1"):
+            out[key], out[f"{key}_std"] = stat([getattr(f, key) for f in self.folds])
+        recalls = {c: stat([f.per_class_recall[c] for f in self.folds]) for c in self.classes}
+        out["per_class_recall"] = {c: m for c, (m, _) in recalls.items()}
+        out["per_class_recall_std"] = {c: s for c, (_, s) in recalls.items()}
+        out["confusion_matrix"] = self.confusion.tolist()
+        out["folds"] = [
+            {
+                "fold": f.fold,
+                "n_train": f.n_train,
+                "n_test": f.n_test,
+                "accuracy": round(f.accuracy, 4),
+                "uar": round(f.uar, 4),
+                "macro_f1": round(f.macro_f1, 4),
+                "test_speakers": f.test_speakers,
+            }
+            for f in self.folds
+        ]
+        return out
+
+
+def score(y_true, y_pred, classes: tuple[str, ...]) -> dict:
+    """Accuracy, UAR (mean per-class recall), macro-F1, per-class recall, confusion matrix.
+
+    A class absent from ``y_true`` has recall NaN and is left out of UAR and macro-F1.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=str), np.asarray(y_pred, dtype=str)
+    cm = confusion_matrix(y_true, y_pred, labels=list(classes))
+    support = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, np.diag(cm) / support, np.nan)
+    present = [c for c, n in zip(classes, support, strict=True) if n > 0]
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "uar": float(np.nanmean(recall)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+        ),
+        "per_class_recall": {c: float(r) for c, r in zip(classes, recall, strict=True)},
+        "confusion": cm,
+    }
+
+
+def splits(
+    table: FeatureTable,
+    protocol: str,
+    *,
+    folds: int = 6,
+    repeats: int = 5,
+    random_state: int = RANDOM_STATE,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(train indices, test indices) pairs for ``protocol``."""
+    n = len(table.labels)
+    if protocol == "speaker":
+        if any(s is None for s in table.speakers):
+            raise DatasetError(
+                "speaker-independent evaluation needs a speaker for every file (RAVDESS names "
+                "or a manifest 'speaker' column); or use --protocol random"
+            )
+        n_speakers = len(set(table.speakers))
+        if n_speakers < folds:
+            raise DatasetError(f"{folds} folds need at least {folds} speakers, have {n_speakers}")
+        yield from GroupKFold(n_splits=folds).split(np.zeros(n), groups=table.speakers)
+    elif protocol == "random":
+        for r in range(repeats):
+            train, test = train_test_split(
+                np.arange(n), test_size=0.25, random_state=random_state + r
+            )
+            yield np.sort(train), np.sort(test)
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+
+
+def evaluate(
+    dataset: Dataset,
+    *,
+    preset: str = "seed-300",
+    feature_set: str | FeatureSet = "seed180",
+    classes: list[str] | tuple[str, ...] | None = None,
+    protocol: str = "speaker",
+    folds: int = 6,
+    repeats: int = 5,
+    degrade: str | None = None,
+    augment: list[str] | tuple[str, ...] = (),
+    cache_dir: str | Path | None = None,
+    n_jobs: int | None = None,
+    random_state: int = RANDOM_STATE,
+    progress: bool = True,
+) -> EvaluationReport:
+    """Cross-validate ``preset`` on ``dataset``.
+
+    Args:
+        degrade: degradation spec applied to TEST audio only (e.g. ``"telephone"``).
+        augment: degradation specs; each adds a degraded copy of every TRAINING file.
+        folds: k for the speaker protocol. repeats: number of random splits.
+    """
+    fs = get_feature_set(feature_set) if isinstance(feature_set, str) else feature_set
+    if classes:
+        dataset = dataset.restrict(classes)
+    kw = {"cache_dir": cache_dir, "n_jobs": n_jobs, "progress": progress}
+    table = featurize(dataset, fs, **kw)
+    failed = list(table.failed)
+    test_rows = table.X
+    if degrade:
+        test_rows, keep, lost = _aligned(table, featurize(dataset, fs, transform=degrade, **kw))
+        table, test_rows = _take(table, keep), test_rows[keep]
+        failed += lost
+    extra = [_aligned(table, featurize(dataset, fs, transform=spec, **kw)) for spec in augment]
+    labels = tuple(c for c in dataset.classes if c in set(table.labels))
+    results = []
+    for k, (train, test) in enumerate(
+        splits(table, protocol, folds=folds, repeats=repeats, random_state=random_state)
+    ):
+        X_train, y_train = table.X[train], table.labels[train]
+        for rows, has_row, _ in extra:
+            idx = train[has_row[train]]
+            X_train = np.vstack([X_train, rows[idx]])
+            y_train = np.concatenate([y_train, table.labels[idx]])
+        pipeline, _ = fit_pipeline(preset, X_train, y_train, random_state=random_state)
+        s = score(table.labels[test], pipeline.predict(test_rows[test]), labels)
+        clf = pipeline.named_steps["clf"]
+        results.append(
+            FoldResult(
+                fold=k,
+                n_train=len(y_train),
+                n_test=len(test),
+                accuracy=s["accuracy"],
+                uar=s["uar"],
+                macro_f1=s["macro_f1"],
+                per_class_recall=s["per_class_recall"],
+                confusion=s["confusion"],
+                test_speakers=sorted({str(x) for x in table.speakers[test] if x}),
+                loss_curve=[float(v) for v in getattr(clf, "loss_curve_", [])],
+            )
+        )
+    return EvaluationReport(
+        protocol=protocol,
+        classes=labels,
+        preset=preset,
+        feature_set=fs.id,
+        n_files=len(table.labels),
+        folds=results,
+        failed=failed,
+        degrade=degrade,
+        augment=tuple(augment),
+    )
+
+
+def _aligned(base: FeatureTable, other: FeatureTable):
+    """Rows of ``other`` in ``base`` order: (rows, has_row mask, failures of other)."""
+    where = {p: i for i, p in enumerate(other.paths)}
+    has_row = np.array([p in where for p in base.paths], dtype=bool)
+    rows = np.zeros_like(base.X)
+    for i, p in enumerate(base.paths):
+        if p in where:
+            rows[i] = other.X[where[p]]
+    return rows, has_row, other.failed
+
+
+def _take(table: FeatureTable, keep: np.ndarray) -> FeatureTable:
+    return FeatureTable(
+        X=table.X[keep],
+        labels=table.labels[keep],
+        speakers=table.speakers[keep],
+        paths=[p for p, k in zip(table.paths, keep, strict=True) if k],
+        failed=table.failed,
+    )
+
+
+def plot_confusion(report: EvaluationReport, path: str | Path) -> Path:
+    """Save the summed confusion matrix (row-normalised colours, counts in cells) as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cm = report.confusion
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n = len(report.classes)
+    fig = Figure(figsize=(1.0 + 0.8 * n, 0.8 + 0.7 * n))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), report.classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), report.classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            ax.text(
+                j,
+                i,
+                int(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
+    s = report.summary()
+    ax.set_title(
+        f"{report.preset}, {report.protocol} protocol: acc {s['accuracy']:.2f}, UAR {s['uar']:.2f}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+def plot_loss_curves(report: EvaluationReport, path: str | Path) -> Path:
+    """Save each fold's training loss curve (MLP presets) as PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for f in report.folds:
+        if f.loss_curve:
+            ax.plot(f.loss_curve, label=f"fold {f.fold}", linewidth=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"{report.preset} training loss per fold", fontsize=9)
+    if any(f.loss_curve for f in report.folds):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return Path(path)

@@ -1,0 +1,71 @@
+"""The FeatureSet record and the input checks every feature set shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.errors import NonFiniteAudioError, TooShortError
+
+#: A feature extractor: mono float32 signal [shape=(n,)], rate in Hz -> [shape=(dim,)] float32.
+Extractor = Callable[[np.ndarray, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A named, versioned, pure and deterministic map from a signal to a feature vector.
+
+    Attributes:
+        name, version: identity; a version never changes its numbers once released.
+        dim: length of the vector ``extract`` returns.
+        sample_rate: the only rate ``extract`` accepts (Hz); resample before calling.
+        min_duration_s: shorter signals raise ``TooShortError``.
+        extract: ``(y, sr) -> np.ndarray [shape=(dim,)], float32``.
+        description: one line for model cards and ``aer`` listings.
+    """
+
+    name: str
+    version: int
+    dim: int
+    sample_rate: int
+    min_duration_s: float
+    extract: Extractor = field(repr=False, compare=False)
+    description: str = ""
+
+    @property
+    def id(self) -> str:
+        """``"name@version"``, e.g. ``"seed180@1"``: the key for caches and model metadata."""
+        return f"{self.name}@{self.version}"
+
+    def __call__(self, y: np.ndarray, sr: int) -> np.ndarray:
+        """Same as ``extract(y, sr)``."""
+        return self.extract(y, sr)
+
+
+def as_signal(y: np.ndarray, sr: int, *, sample_rate: int, min_duration_s: float) -> np.ndarray:
+    """Validate an extractor's input; return it as a contiguous float32 vector.
+
+    Raises:
+        ValueError: ``sr`` is not ``sample_rate``, or ``y`` is not one-dimensional.
+        TooShortError: fewer than ``min_duration_s`` seconds (and always for an empty signal).
+    """
+    if sr != sample_rate:
+        raise ValueError(f"feature set expects {sample_rate} Hz audio, got {sr} Hz: resample first")
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"feature set expects a mono signal of shape (n,), got {y.shape}")
+    if y.size == 0 or y.size < min_duration_s * sr:
+        raise TooShortError(
+            f"audio is {y.size / sr:.3f} s long; at least {min_duration_s} s needed"
+        )
+    return y
+
+
+def as_features(x: np.ndarray) -> np.ndarray:
+    """Check an extractor's output is finite; a NaN/inf here can only come from the input."""
+    x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise NonFiniteAudioError("audio holds NaN or infinite samples")
+    return x

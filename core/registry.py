@@ -1,0 +1,99 @@
+"""A folder of model artifacts, and which one is the default.
+
+The folder holds ``<name>.skops`` + ``<name>.json`` pairs. The default model is named by the
+first line of ``default.txt`` in the same folder (a plain text file, so changing the default
+is a one-line edit or :meth:`ModelRegistry.set_default`, and never touches an artifact).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.artifacts import artifact_paths, load_model, read_metadata
+from core.errors import ModelError, ModelNotFoundError
+from core.model import EmotionModel
+
+#: The models shipped with AER.
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+#: File in a models folder whose first line names the default model.
+DEFAULT_FILE = "default.txt"
+
+
+class ModelRegistry:
+    """Models in ``folder``, looked up by name, ``"default"`` or a path to an artifact."""
+
+    def __init__(self, folder: str | Path = DEFAULT_MODELS_DIR) -> None:
+        self.folder = Path(folder)
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({str(self.folder)!r})"
+
+    def default_name(self) -> str | None:
+        """Name of the default model, or None when ``default.txt`` is missing or empty."""
+        try:
+            lines = (self.folder / DEFAULT_FILE).read_text().split()
+        except FileNotFoundError:
+            return None
+        return lines[0] if lines else None
+
+    def set_default(self, name: str) -> None:
+        """Make ``name`` (which must exist here) the default model."""
+        self.resolve(name)
+        (self.folder / DEFAULT_FILE).write_text(name + "\n")
+
+    def list(self) -> list[dict]:
+        """One summary dict per model: name, version, labels, feature_set, metrics, path, default.
+
+        Models whose metadata cannot be read are listed with an ``error`` instead.
+        """
+        default = self.default_name()
+        out = []
+        for json_path in sorted(self.folder.glob("*.json")):
+            skops_path, _ = artifact_paths(json_path)
+            if not skops_path.is_file():
+                continue
+            entry = {"name": json_path.stem, "path": str(skops_path)}
+            try:
+                meta = read_metadata(json_path)
+            except ModelError as exc:
+                out.append({**entry, "error": str(exc), "default": json_path.stem == default})
+                continue
+            entry.update(
+                name=meta.get("name", json_path.stem),
+                version=meta.get("version"),
+                labels=meta.get("labels", []),
+                feature_set=meta.get("feature_set", {}).get("id"),
+                preset=meta.get("preset"),
+                metrics=meta.get("metrics", {}),
+                created=meta.get("created"),
+            )
+            entry["default"] = entry["name"] == default
+            out.append(entry)
+        return out
+
+    def resolve(self, name: str = "default") -> Path:
+        """Path of the ``.skops`` file for ``name``, ``"default"``, or an artifact path.
+
+        Raises:
+            ModelNotFoundError: nothing of that name (or no default set).
+        """
+        if name == "default":
+            resolved = self.default_name()
+            if resolved is None:
+                raise ModelNotFoundError(f"no default model set in {self.folder / DEFAULT_FILE}")
+            name = resolved
+        as_path = Path(name)
+        if as_path.suffix in (".skops", ".json") or len(as_path.parts) > 1:
+            skops_path, _ = artifact_paths(as_path)
+            if skops_path.is_file():
+                return skops_path
+            raise ModelNotFoundError(f"model file not found: {skops_path}")
+        skops_path, _ = artifact_paths(self.folder / name)
+        if not skops_path.is_file():
+            known = ", ".join(e["name"] for e in self.list()) or "none"
+            raise ModelNotFoundError(f"no model {name!r} in {self.folder} (known: {known})")
+        return skops_path
+
+    def load(self, name: str = "default") -> EmotionModel:
+        """Resolve and load (with all integrity checks) a model."""
+        return load_model(self.resolve(name))

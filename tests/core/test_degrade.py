@@ -1,0 +1,136 @@
+import numpy as np
+import pytest
+
+from core.degrade import (
+    active_power,
+    add_noise,
+    mulaw_decode,
+    mulaw_encode,
+    parse_degradation,
+    telephone,
+)
+
+
+def white(sr: int, seconds: float = 2.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal(int(sr * seconds))).astype(np.float32)
+
+
+def bursts(sr: int = 16_000, amp: float = 0.3) -> np.ndarray:
+    """A 200 Hz tone on for 0.5 s, off for 0.5 s, four times: active power amp**2 / 2."""
+    t = np.arange(sr // 2) / sr
+    on = (amp * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    return np.concatenate([np.concatenate([on, np.zeros_like(on)]) for _ in range(4)])
+
+
+def band_db(x: np.ndarray, ref: np.ndarray, sr: int, lo: float, hi: float) -> float:
+    """Energy change of ``x`` against ``ref`` in the band [lo, hi) Hz, in dB."""
+    freqs = np.fft.rfftfreq(x.size, 1 / sr)
+    sel = (freqs >= lo) & (freqs < hi)
+    e_x = np.sum(np.abs(np.fft.rfft(x))[sel] ** 2)
+    e_ref = np.sum(np.abs(np.fft.rfft(ref))[sel] ** 2)
+    return float(10 * np.log10(e_x / e_ref))
+
+
+@pytest.mark.parametrize("sr", [16_000, 48_000])
+def test_telephone_keeps_the_phone_band_and_removes_the_rest(sr):
+    y = white(sr)
+    out = telephone(y, sr)
+    assert out.shape == y.shape and out.dtype == np.float32
+    assert abs(band_db(out, y, sr, 500, 3000)) < 1.0
+    assert band_db(out, y, sr, 20, 150) < -25
+    assert band_db(out, y, sr, 3900, 7500) < -30
+    if sr > 16_000:
+        assert band_db(out, y, sr, 8000, 20_000) < -30
+
+
+def test_telephone_at_8k_and_on_short_input():
+    y = white(8000, 0.5)
+    assert telephone(y, 8000).shape == y.shape
+    assert telephone(y[:10], 8000).shape == (10,)
+    assert telephone(y[:0], 8000).shape == (0,)
+
+
+def test_telephone_rejects_rates_below_8k():
+    with pytest.raises(ValueError, match="8000"):
+        telephone(white(4000), 4000)
+
+
+def test_mulaw_round_trip_error_is_small():
+    x = np.linspace(-1, 1, 20_001)
+    codes = mulaw_encode(x)
+    assert codes.dtype == np.int8 and codes.min() >= -127 and codes.max() <= 127
+    back = mulaw_decode(codes)
+    assert np.max(np.abs(back - x)) < 0.025
+    # Logarithmic: error relative to the sample stays near 3% above the linear segment.
+    loud = np.abs(x) > 0.05
+    assert np.max(np.abs(back - x)[loud] / np.abs(x)[loud]) < 0.035
+    # About 38 dB SNR on a speech-level signal, as G.711.
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)
+    err = mulaw_decode(mulaw_encode(tone)) - tone
+    assert 10 * np.log10(np.sum(tone**2) / np.sum(err**2)) > 35
+
+
+def test_mulaw_saturates_out_of_range_samples():
+    assert mulaw_decode(mulaw_encode(np.array([3.0, -3.0]))) == pytest.approx([1.0, -1.0])
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0, 35.0])
+def test_add_noise_hits_the_snr_against_active_power(snr_db):
+    y = bursts()
+    out = add_noise(y, snr_db, rng=np.random.default_rng(1), sr=16_000)
+    # Half the signal is silence: the SNR is against the power while the tone is on.
+    measured = 10 * np.log10((0.3**2 / 2) / np.mean((out - y) ** 2))
+    assert measured == pytest.approx(snr_db, abs=0.5)
+
+
+def test_active_power_ignores_pauses():
+    assert active_power(bursts(), 16_000) == pytest.approx(0.3**2 / 2, rel=0.05)
+    assert active_power(np.zeros(1000)) == 0.0
+
+
+def test_add_noise_is_deterministic_per_seed_and_pure():
+    y = bursts()
+    copy = y.copy()
+    a = add_noise(y, 10, rng=np.random.default_rng(7))
+    b = add_noise(y, 10, rng=np.random.default_rng(7))
+    c = add_noise(y, 10, rng=np.random.default_rng(8))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    np.testing.assert_array_equal(y, copy)
+
+
+def test_add_noise_leaves_silence_alone_and_rejects_bad_snr():
+    z = np.zeros(100, dtype=np.float32)
+    np.testing.assert_array_equal(add_noise(z, 10, rng=np.random.default_rng(0)), z)
+    with pytest.raises(ValueError):
+        add_noise(bursts(), float("nan"), rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("spec", ["clean", "none", "telephone", "noise:20", "noise:10", "noise:-5"])
+def test_parse_degradation_is_deterministic(spec):
+    f = parse_degradation(spec)
+    y = white(16_000, 0.5)
+    a = f(y, 16_000, np.random.default_rng(3))
+    b = f(y, 16_000, np.random.default_rng(3))
+    assert a.shape == y.shape and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    if spec in ("clean", "none"):
+        np.testing.assert_array_equal(a, y)
+    else:
+        assert not np.array_equal(a, y)
+
+
+def test_parse_degradation_chains_left_to_right():
+    y = white(16_000, 0.5)
+    chained = parse_degradation(" Noise:20 + telephone ")(y, 16_000, np.random.default_rng(4))
+    by_hand = telephone(add_noise(y, 20, rng=np.random.default_rng(4), sr=16_000), 16_000)
+    np.testing.assert_array_equal(chained, by_hand)
+
+
+@pytest.mark.parametrize(
+    "spec", ["", "noise", "noise:", "noise:x", "noise:inf", "reverb", "telephone:3", "+", "clean+"]
+)
+def test_parse_degradation_rejects_bad_specs(spec):
+    with pytest.raises(ValueError, match="degradation"):
+        parse_degradation(spec)

@@ -1,0 +1,92 @@
+"""Predictions of the shipped models on the fixture clips, and bad files reported not raised."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from core.datasets import parse_ravdess_name
+from core.predict import FilePrediction, predict_file, predict_files
+from core.registry import DEFAULT_MODELS_DIR, ModelRegistry
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+CLIPS = sorted(FIXTURES.glob("*.flac"))
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return ModelRegistry(DEFAULT_MODELS_DIR)
+
+
+@pytest.fixture(scope="module")
+def default_model(registry):
+    return registry.load("default")
+
+
+def test_shipped_models_are_listed(registry):
+    entries = {e["name"]: e for e in registry.list()}
+    assert {"ravdess8", "seed4"} <= set(entries)
+    assert registry.default_name() == "ravdess8" and entries["ravdess8"]["default"]
+    assert entries["ravdess8"]["feature_set"] == "seed180@1"
+    assert entries["seed4"]["labels"] == ["calm", "happy", "fearful", "disgust"]
+    assert 0.0 < entries["ravdess8"]["metrics"]["uar"] < 1.0
+
+
+def test_default_model_on_fixture_clips(default_model):
+    # These clips were in the training data: this is a smoke test of the shipped artifact.
+    preds = predict_files(default_model, CLIPS)
+    assert all(p.ok for p in preds)
+    correct = sum(p.label == parse_ravdess_name(p.path).emotion for p in preds)
+    assert correct >= 12, f"only {correct}/16 fixture clips right"
+    for p in preds:
+        assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert p.confidence == max(p.probabilities.values())
+        assert (p.sample_rate, p.channels) == (16000, 1) and 2.0 < p.duration_s < 6.0
+
+
+def test_seed4_model_on_its_classes(registry):
+    model = registry.load("seed4")
+    clips = [c for c in CLIPS if parse_ravdess_name(c).emotion in model.labels]
+    preds = predict_files(model, clips)
+    assert len(preds) == 8
+    assert sum(p.label == parse_ravdess_name(p.path).emotion for p in preds) >= 6
+
+
+def test_predict_reports_original_format(default_model, tmp_path):
+    y, sr = sf.read(CLIPS[0], dtype="float32")
+    stereo = tmp_path / "stereo44k.wav"
+    resampled = np.interp(np.arange(0, len(y), sr / 44100), np.arange(len(y)), y)
+    sf.write(stereo, np.stack([resampled, resampled], axis=1), 44100)
+    p = predict_file(default_model, stereo)
+    assert p.ok and (p.sample_rate, p.channels) == (44100, 2)
+    assert p.duration_s == pytest.approx(len(y) / sr, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda d: d.joinpath("corrupt.flac").write_bytes(CLIPS[0].read_bytes()[:300]), None),
+        (lambda d: d.joinpath("empty.wav").write_bytes(b""), "empty_file"),
+        (lambda d: d.joinpath("text.wav").write_text("not audio at all " * 20), "not_audio"),
+        (lambda d: sf.write(d / "silent.wav", np.zeros(16000, np.float32), 16000), "silent_audio"),
+        (lambda d: sf.write(d / "short.wav", np.ones(100, np.float32) * 0.1, 16000), "too_short"),
+        (lambda d: None, "unreadable_file"),  # the path does not exist
+    ],
+)
+def test_bad_files_return_errors(default_model, tmp_path, make, code):
+    make(tmp_path)
+    path = next(iter(tmp_path.iterdir()), tmp_path / "missing.wav")
+    p = predict_file(default_model, path)
+    assert isinstance(p, FilePrediction) and not p.ok
+    assert p.label is None and p.confidence is None and p.probabilities == {}
+    assert p.error and p.error_code
+    if code:
+        assert p.error_code == code
+    d = p.to_dict()
+    assert d["error"] == p.error and d["path"] == str(path)
+
+
+def test_too_long_is_refused(default_model):
+    p = predict_file(default_model, CLIPS[0], max_duration_s=1.0)
+    assert p.error_code == "too_long" and p.duration_s > 1.0
