@@ -47,6 +47,8 @@ class _Channel:
         out = []
         for seg in segments:
             start, end = round(seg.start_s * sr) - self.offset, round(seg.end_s * sr) - self.offset
+            if start < 0:  # the segmenter broke its settled_s promise
+                raise RuntimeError(f"segment {seg} starts before the audio still held")
             out.append((seg, audio[start:end]))
         keep = max(self.offset, round(self.segmenter.settled_s * sr))
         self.chunks = [audio[keep - self.offset :]]

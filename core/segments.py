@@ -179,9 +179,7 @@ class SpeechStream:
         if tail - head < self._min_seg and not cut:
             head = max(head - (self._min_seg - tail + head) // 2, self._last_end, 0)
             tail = head + self._min_seg
-        if self._done:
-            tail = min(tail, self._pos)
-        self._pending.append((head, tail))
+        self._pending.append((head, tail))  # cut at the end of the stream by _release
         self._last_end = tail
 
     def _release(self, *, final: bool) -> list[Segment]:
@@ -193,21 +191,49 @@ class SpeechStream:
         return out
 
 
-def detect_speech(y: np.ndarray, sr: int, **kwargs) -> list[Segment]:
-    """Speech segments of a whole mono float32 signal [shape=(n,)]; see :class:`SpeechStream`.
+def detect_speech(
+    y: np.ndarray,
+    sr: int,
+    *,
+    aggressiveness: int = 2,
+    frame_ms: int = 30,
+    min_segment_s: float = 1.0,
+    max_segment_s: float = 8.0,
+    min_silence_s: float = 0.3,
+    min_speech_s: float = 0.5,
+    pad_s: float = 0.1,
+    onset_s: float = 0.09,
+) -> list[Segment]:
+    """Speech segments of a whole signal; the parameters are those of :class:`SpeechStream`.
 
-    Keyword arguments (aggressiveness=2, frame_ms=30, min_segment_s=1.0, max_segment_s=8.0,
-    min_silence_s=0.3, min_speech_s=0.5, pad_s=0.1, onset_s=0.09) are those of
-    :class:`SpeechStream`.
+    Args:
+        y: mono float32 signal [shape=(n,)] in [-1, 1], at ``sr`` = 8, 16, 32 or 48 kHz.
+
+    Returns:
+        Segments in time order, not overlapping, in seconds from the start of ``y``.
+
+    Raises:
+        ValueError: unsupported ``sr`` or a parameter out of range.
     """
-    stream = SpeechStream(sr, **kwargs)
+    stream = SpeechStream(
+        sr,
+        aggressiveness=aggressiveness,
+        frame_ms=frame_ms,
+        min_segment_s=min_segment_s,
+        max_segment_s=max_segment_s,
+        min_silence_s=min_silence_s,
+        min_speech_s=min_speech_s,
+        pad_s=pad_s,
+        onset_s=onset_s,
+    )
     return stream.push(y) + stream.flush()
 
 
 def detect_speech_blocks(blocks: Iterable[np.ndarray], sr: int, **kwargs) -> Iterator[Segment]:
     """Speech segments of a stream of mono blocks (e.g. ``core.audio.iter_blocks``), lazily.
 
-    Times are absolute (from the start of the stream); memory stays bounded whatever the length.
+    Keywords as for :func:`detect_speech`, and the same result as on the joined blocks. Times are
+    absolute (from the start of the stream); memory stays bounded whatever the length.
     """
     stream = SpeechStream(sr, **kwargs)
     for block in blocks:
