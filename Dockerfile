@@ -1,0 +1,29 @@
+# AER service image: one image for the API (gunicorn), the Celery worker and beat, and the
+# migration job. libsndfile (with MP3) comes inside the soundfile wheel: no system packages.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    AER_DATA_DIR=/data \
+    AER_MODELS_DIR=/app/models
+
+WORKDIR /app
+# Only what the service needs (no tests, no .git): an explicit list instead of a .dockerignore.
+COPY pyproject.toml README.md ./
+COPY core/ core/
+COPY api/ api/
+COPY worker/ worker/
+COPY migrations/ migrations/
+COPY models/ models/
+RUN pip install . \
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin aer \
+    && mkdir -p /data \
+    && chown aer /data
+
+# A named volume mounted on /data starts with this ownership, so the aer user can write there.
+VOLUME ["/data"]
+USER aer
+EXPOSE 8000
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "120", "api.app:create_app()"]
