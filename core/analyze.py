@@ -131,8 +131,6 @@ def analyze_file(
         segments = _classify(model, rows)
     except AERError as exc:
         return _failed(path, info, str(exc), exc.code)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        return _failed(path, info, f"cannot read file: {exc.strerror}", "unreadable_file")
     return _result(model, path, info, segments, duration, split=channels == "split")
 
 

@@ -6,8 +6,8 @@ read block by block and resampled with a streaming soxr resampler, so memory sta
 size of the float32 output plus one block, whatever the length of the file.
 
 Every problem with the input raises a subclass of :class:`core.errors.AudioError` whose message
-is one line naming the file. A path that does not exist (or cannot be opened) raises the usual
-:class:`OSError` subclasses (``FileNotFoundError``, ``PermissionError``, ``IsADirectoryError``).
+is one line naming the file; a path that does not exist or cannot be opened raises
+:class:`core.errors.UnreadableFileError` (an AudioError that is also an OSError).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from core.errors import (
     SilentAudioError,
     TooLongError,
     TooShortError,
+    UnreadableFileError,
     UnsupportedCodecError,
     ZeroDurationError,
 )
@@ -77,7 +78,7 @@ def probe(path: str | Path) -> AudioInfo:
     Raises:
         EmptyFileError, NotAudioError, CorruptAudioError, UnsupportedCodecError,
         ZeroDurationError: the file cannot be used.
-        FileNotFoundError: the path does not exist.
+        UnreadableFileError: the path does not exist or cannot be opened.
     """
     with _open(path) as (f, info):
         return info
@@ -176,8 +177,12 @@ def _open(path: str | Path) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
     """Open ``path`` with libsndfile, translating every failure to an AudioError."""
     path = Path(path)
     name = path.name
-    with open(path, "rb") as fh:  # OSError (missing, directory, permission) is raised as is
-        head = fh.read(64)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UnreadableFileError(f"{name}: cannot open the file ({reason.lower()})") from None
     if not head:
         raise EmptyFileError(f"{name}: the file is empty (0 bytes)")
     try:

@@ -24,6 +24,12 @@ class AudioError(AERError, ValueError):
     code = "audio_error"
 
 
+class UnreadableFileError(AudioError, OSError):
+    """The path does not exist, is a folder, or cannot be opened."""
+
+    code = "unreadable_file"
+
+
 class EmptyFileError(AudioError):
     """The file has zero bytes."""
 

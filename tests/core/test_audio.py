@@ -19,6 +19,7 @@ from core.errors import (
     SilentAudioError,
     TooLongError,
     TooShortError,
+    UnreadableFileError,
     UnsupportedCodecError,
     ZeroDurationError,
 )
@@ -284,11 +285,13 @@ def test_streamed_wav_with_unknown_data_size_is_accepted(tmp_path):
         audio.load(path, max_duration_s=1.0)
 
 
-def test_missing_path_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.wav"):
+def test_unreadable_paths_raise_a_typed_error(tmp_path):
+    with pytest.raises(UnreadableFileError, match="missing.wav"):
         audio.load(tmp_path / "missing.wav")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(OSError):
         audio.probe(tmp_path / "missing.wav")
+    with pytest.raises(UnreadableFileError, match="cannot open"):
+        audio.probe(tmp_path)
 
 
 @pytest.mark.parametrize(
