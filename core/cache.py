@@ -129,7 +129,9 @@ def extract_features(
         progress: show a tqdm progress bar.
         transform: degradation applied to the decoded signal before extraction: a spec for
             ``core.degrade.parse_degradation`` (e.g. ``"noise:10"``) or a callable
-            ``(y, sr, rng) -> y`` (then ``transform_id`` names it for the cache key).
+            ``(y, sr, rng) -> y`` (then ``transform_id`` names it for the cache key; it must
+            be picklable when ``n_jobs`` > 1). ``rng`` is seeded from the file's sha256 and
+            the spec, so degraded features are reproducible and cacheable.
 
     Returns:
         An :class:`Extraction`; files that fail (bad audio) are listed in ``failed``.

@@ -57,8 +57,8 @@ def predict_file(
 ) -> FilePrediction:
     """Classify a whole file (mono, at the model's feature set rate).
 
-    Never raises for bad audio: an ``AERError`` (not audio, corrupt, silent, too short,
-    too long, ...) or an unreadable path comes back as ``error`` and ``error_code``.
+    Never raises for bad input: an ``AERError`` (unreadable path, not audio, corrupt, silent,
+    too short, too long, ...) comes back as ``error`` and ``error_code``.
     """
     fs = model.feature_set
     info: AudioInfo | None = None
@@ -74,8 +74,6 @@ def predict_file(
         label, confidence, probabilities = model.classify_signal(y, fs.sample_rate)
     except AERError as exc:
         return _failed(path, info, str(exc), exc.code)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        return _failed(path, info, f"cannot read file: {exc.strerror}", "unreadable_file")
     return FilePrediction(
         path=str(path),
         label=label,

@@ -68,9 +68,15 @@ def fit_pipeline(preset: str, X: np.ndarray, y, *, random_state: int = RANDOM_ST
         warnings.catch_warnings(record=True) as caught,
     ):
         warnings.simplefilter("always", ConvergenceWarning)
+        # small data sets: the MLP clips batch_size to the sample count, which is what we want
+        warnings.filterwarnings("ignore", message="Got `batch_size` less than 1 or larger")
         pipeline.fit(X, np.asarray(y, dtype=str))
+    unconverged = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    for w in caught:  # non-convergence goes into the metadata; anything else is passed on
+        if w not in unconverged:
+            warnings.warn(w.message, w.category, stacklevel=2)
     clf = pipeline.named_steps["clf"]
-    info = {"converged": not any(issubclass(w.category, ConvergenceWarning) for w in caught)}
+    info = {"converged": not unconverged}
     if hasattr(clf, "n_iter_"):
         info["n_iter"] = int(np.max(clf.n_iter_))
     if getattr(clf, "loss_curve_", None):

@@ -33,6 +33,7 @@ VOICING_THRESHOLD = 0.45  # Praat's default
 ACTIVE_RANGE_DB = 35.0
 BLOCK = 64  # frames per STFT block: small buffers stay in cache
 PCTS = (10.0, 50.0, 90.0)
+N_THIRDS_MFCC = 12
 
 
 @lru_cache(maxsize=1)
@@ -222,8 +223,30 @@ def extract_emo(y: np.ndarray, sr: int) -> np.ndarray:
             _burst_rate(active, n),
         ],
         _voice_features(d, voiced, active, t),
+        _thirds(mfcc[:, :N_THIRDS_MFCC], rel_energy, d["f0"], active, voiced),
     ]
     return as_features(np.concatenate([np.ravel(np.asarray(f, dtype=np.float32)) for f in feats]))
+
+
+def _thirds(
+    mfcc: np.ndarray, energy: np.ndarray, f0: np.ndarray, active: np.ndarray, voiced: np.ndarray
+) -> np.ndarray:
+    """Means over the first, middle and last third of the active span: the utterance's contour.
+
+    Per third: MFCC 1..k, relative energy (dB), F0 (semitones re the utterance's median F0).
+    """
+    act = np.flatnonzero(active)
+    edges = np.linspace(act[0], act[-1] + 1, 4).astype(int)
+    vst = 12 * np.log2(np.maximum(f0, 1.0) / 55.0)
+    med = np.median(vst[voiced]) if voiced.any() else 0.0
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        a = active[lo:hi]
+        v = voiced[lo:hi]
+        out.append(mfcc[lo:hi][a].mean(axis=0) if a.any() else np.zeros(mfcc.shape[1]))
+        out.append([energy[lo:hi][a].mean() if a.any() else -ACTIVE_RANGE_DB])
+        out.append([vst[lo:hi][v].mean() - med if v.any() else 0.0])
+    return np.concatenate(out)
 
 
 def _mean_abs_step(v: np.ndarray, mask: np.ndarray) -> float:
@@ -247,6 +270,9 @@ def _voice_features(
     if len(idx) < 3:
         return np.concatenate([np.zeros(5, np.float32), [0, 0, 0, frac, 0, 0, 0, 0, 0, 0, 0]])
     st = 12 * np.log2(d["f0"][idx] / 55.0)
+    # fold octave jumps (halving/doubling errors) back towards the utterance's median
+    med = np.median(st)
+    st = np.where(st - med > 9, st - 12, np.where(st - med < -9, st + 12, st))
     stats = _stats(st[:, None])
     consecutive = np.diff(idx) == 1
     dst = np.diff(st)[consecutive]
@@ -273,7 +299,7 @@ def _voice_features(
     )
 
 
-EMO_DIM = 2 * N_MELS + 3 * (N_MFCC - 1) + 5 * 9 + 5 + 4 + 16
+EMO_DIM = 2 * N_MELS + 3 * (N_MFCC - 1) + 5 * 9 + 5 + 4 + 16 + 3 * (N_THIRDS_MFCC + 2)
 
 EMO = FeatureSet(
     name="emo",
