@@ -1,0 +1,466 @@
+"""Job lifecycle: every change of a job's or a file's state, as short conditional statements.
+
+The API calls :func:`create_job`, :func:`cancel_job` and :func:`delete_job`; the worker calls the
+rest. Each function takes an open session and never commits (``api.db.session_scope`` does).
+State changes are single ``UPDATE ... WHERE <expected state>`` statements, so they are safe when
+a task is delivered twice or two workers race: the loser simply changes nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import String, and_, case, cast, exists, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from api.config import Settings
+from api.tables import (
+    ACTIVE_JOB_STATES,
+    UNFINISHED_FILE_STATES,
+    File,
+    FileState,
+    Job,
+    JobState,
+    utcnow,
+)
+from core.errors import AERError
+
+if TYPE_CHECKING:  # core.predict pulls in the audio stack, which the API does not need here
+    from core.predict import FilePrediction
+
+SOURCE_KINDS = ("upload", "folder")
+#: ``error_code`` of a file the sweep gave up on.
+GAVE_UP = "gave_up"
+
+
+class JobNotFoundError(AERError, LookupError):
+    """No job has that id."""
+
+    code = "job_not_found"
+    status = 404
+
+
+class SourceNotAllowedError(AERError, PermissionError):
+    """A folder job names a folder outside ``AER_ALLOWED_ROOTS``."""
+
+    code = "source_not_allowed"
+    status = 403
+
+
+class SourceNotFoundError(AERError, FileNotFoundError):
+    """A folder job names a folder that does not exist (inside an allowed root)."""
+
+    code = "source_not_found"
+    status = 422
+
+
+# --- used by the API ---------------------------------------------------------------------------
+
+
+def new_job_id() -> str:
+    """A fresh job id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def upload_dir(settings: Settings, job_id: str) -> Path:
+    """Where the uploaded files of job ``job_id`` are stored (and deleted with the job)."""
+    return settings.uploads_dir / job_id
+
+
+def check_folder(settings: Settings, folder: str | Path) -> Path:
+    """The resolved ``folder`` if it is a directory inside an allowed root.
+
+    Raises:
+        SourceNotAllowedError: outside every ``AER_ALLOWED_ROOTS`` entry (or none configured).
+        SourceNotFoundError: inside a root but not an existing directory.
+    """
+    real = Path(folder).expanduser().resolve()
+    if not is_within(real, settings.allowed_roots):
+        raise SourceNotAllowedError(f"folder {str(folder)!r} is not inside an allowed root")
+    if not real.is_dir():
+        raise SourceNotFoundError(f"folder {str(folder)!r} does not exist or is not a folder")
+    return real
+
+
+def is_within(path: Path, roots: Iterable[Path]) -> bool:
+    """Whether the resolved ``path`` lies inside one of ``roots``."""
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def create_job(
+    session: Session,
+    *,
+    source_kind: str,
+    source: str,
+    options: dict | None,
+    model_name: str,
+    job_id: str | None = None,
+) -> Job:
+    """Insert a queued job; enqueue its enumeration only after the session commits."""
+    if source_kind not in SOURCE_KINDS:
+        raise ValueError(f"source_kind must be one of {SOURCE_KINDS}, got {source_kind!r}")
+    job = Job(
+        id=job_id or new_job_id(),
+        state=JobState.QUEUED,
+        source_kind=source_kind,
+        source=str(source),
+        options=dict(options or {}),
+        model_name=model_name,
+        created_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    """The job ``job_id``; raises :class:`JobNotFoundError`."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobNotFoundError(f"no job {job_id!r}")
+    return job
+
+
+def file_counts(session: Session, job_id: str) -> dict[str, int]:
+    """Number of files of the job in each state, plus ``total``."""
+    rows = session.execute(
+        select(File.state, func.count()).where(File.job_id == job_id).group_by(File.state)
+    ).all()
+    counts = {state.value: 0 for state in FileState} | {state: n for state, n in rows}
+    counts["total"] = sum(n for _, n in rows)
+    return counts
+
+
+def cancel_job(session: Session, job_id: str) -> Job:
+    """Mark the job cancelled if it is still queued or running; returns the job as it is now.
+
+    Chunks still in the queue find the job cancelled and skip their files.
+    """
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES))
+        .values(state=JobState.CANCELLED, finished_at=utcnow(), lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    job = get_job(session, job_id)
+    session.refresh(job)
+    return job
+
+
+def delete_job(session: Session, settings: Settings, job_id: str) -> None:
+    """Cancel the job, delete it and its files' rows, and remove its uploaded audio."""
+    job = cancel_job(session, job_id)
+    session.delete(job)
+    session.flush()
+    folder = upload_dir(settings, job_id)
+    if job.source_kind == "upload" and folder.is_relative_to(settings.uploads_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- enumeration (worker) ----------------------------------------------------------------------
+
+
+def claim_enumeration(
+    session: Session, job_id: str, *, lease_s: float, max_attempts: int
+) -> Job | None:
+    """Count one enumeration attempt of an active, un-enumerated job; None when there is none."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.state.in_(ACTIVE_JOB_STATES),
+            Job.enumerated.is_(False),
+            Job.attempts < max_attempts,
+        )
+        .values(attempts=Job.attempts + 1, lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    job = session.get(Job, job_id)
+    session.refresh(job)
+    return job
+
+
+def insert_files(
+    session: Session, job_id: str, entries: Sequence[tuple[str, str]], *, lease_until: datetime
+) -> list[int]:
+    """Insert ``(rel_path, path)`` rows that are not there yet; returns the new ids, sorted."""
+    if not entries:
+        return []
+    rows = [
+        {
+            "job_id": job_id,
+            "rel_path": rel,
+            "path": path,
+            "state": FileState.PENDING,
+            "attempts": 0,
+            "lease_expires_at": lease_until,
+        }
+        for rel, path in entries
+    ]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        dialect_insert = insert
+    stmt = dialect_insert(File).on_conflict_do_nothing(index_elements=["job_id", "rel_path"])
+    ids = session.scalars(stmt.returning(File.id), rows).all()
+    return sorted(ids)
+
+
+def count_files(session: Session, job_id: str) -> int:
+    """How many file rows the job has."""
+    return session.scalar(select(func.count()).where(File.job_id == job_id)) or 0
+
+
+def finish_enumeration(session: Session, job_id: str) -> bool:
+    """Record that every file of the job is listed and enqueued (a job cannot finish before)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES))
+        .values(enumerated=True, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def fail_job(session: Session, job_id: str, error: str) -> bool:
+    """Mark an active job failed with a job-level ``error`` (e.g. an unreadable folder)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES))
+        .values(state=JobState.FAILED, error=error, finished_at=utcnow(), lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+# --- processing (worker) -----------------------------------------------------------------------
+
+
+def active_job(session: Session, job_id: str) -> Job | None:
+    """The job if it is queued or running, else None (cancelled, finished or deleted)."""
+    job = session.get(Job, job_id)
+    return job if job is not None and job.state in ACTIVE_JOB_STATES else None
+
+
+def mark_job_running(session: Session, job_id: str, model_version: str | None) -> bool:
+    """queued -> running, with ``started_at`` and the model version (only the first chunk)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.QUEUED)
+        .values(state=JobState.RUNNING, started_at=utcnow(), model_version=model_version)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def extend_pending_leases(
+    session: Session, job_id: str, file_ids: Sequence[int], *, lease_until: datetime
+) -> None:
+    """Push back the lease of a chunk's still-pending files, so the sweep leaves them alone."""
+    session.execute(
+        update(File)
+        .where(File.job_id == job_id, File.id.in_(file_ids), File.state == FileState.PENDING)
+        .values(lease_expires_at=lease_until)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def claim_file(
+    session: Session, job_id: str, file_id: int, *, lease_s: float, max_attempts: int
+) -> str | None:
+    """Mark a file running (one more attempt, a fresh lease); returns its path, or None.
+
+    None when the file is done or failed, held by another worker whose lease is still valid,
+    out of attempts, or its job is no longer active.
+    """
+    now = utcnow()
+    claimable = or_(
+        File.state == FileState.PENDING,
+        and_(File.state == FileState.RUNNING, File.lease_expires_at < now),
+    )
+    job_active = exists().where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES))
+    return session.scalar(
+        update(File)
+        .where(
+            File.id == file_id,
+            File.job_id == job_id,
+            claimable,
+            File.attempts < max_attempts,
+            job_active,
+        )
+        .values(
+            state=FileState.RUNNING,
+            attempts=File.attempts + 1,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+        )
+        .returning(File.path)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_result(
+    session: Session, file_id: int, prediction: FilePrediction, model_version: str | None
+) -> bool:
+    """Store a file's prediction (or its error); the first result wins, re-runs change nothing."""
+    ok = prediction.error is None
+    return _settle(
+        session,
+        file_id,
+        state=FileState.DONE if ok else FileState.FAILED,
+        duration_s=prediction.duration_s,
+        sample_rate=prediction.sample_rate,
+        channels=prediction.channels,
+        label=prediction.label,
+        confidence=prediction.confidence,
+        probabilities=prediction.probabilities if ok else None,
+        error=prediction.error,
+        error_code=prediction.error_code,
+        model_version=model_version,
+    )
+
+
+def fail_file(session: Session, file_id: int, error: str, error_code: str) -> bool:
+    """Mark an unfinished file failed with ``error`` (an internal error, not bad audio)."""
+    return _settle(session, file_id, state=FileState.FAILED, error=error, error_code=error_code)
+
+
+def _settle(session: Session, file_id: int, **values) -> bool:
+    result = session.execute(
+        update(File)
+        .where(File.id == file_id, File.state.in_(UNFINISHED_FILE_STATES))
+        .values(processed_at=utcnow(), lease_expires_at=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def try_finish_job(session: Session, job_id: str) -> bool:
+    """Finish the job if it is enumerated and no file is left; True only for the one call that
+    did it (a single conditional UPDATE, so concurrent chunks cannot both finish it)."""
+    unfinished = exists().where(File.job_id == job_id, File.state.in_(UNFINISHED_FILE_STATES))
+    any_failed = exists().where(File.job_id == job_id, File.state == FileState.FAILED)
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.state.in_(ACTIVE_JOB_STATES),
+            Job.enumerated.is_(True),
+            ~unfinished,
+        )
+        .values(
+            state=case(
+                (any_failed, JobState.COMPLETED_WITH_ERRORS.value),
+                else_=JobState.SUCCEEDED.value,
+            ),
+            finished_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+# --- sweep (worker) ----------------------------------------------------------------------------
+
+
+def give_up_files(session: Session, *, max_attempts: int) -> set[str]:
+    """Fail unfinished files whose lease expired after ``max_attempts`` attempts; returns their
+    job ids."""
+    now = utcnow()
+    message = (
+        literal("gave up after ")
+        + cast(File.attempts, String)
+        + literal(" attempts (the file crashed or timed out the worker)")
+    )
+    rows = session.scalars(
+        update(File)
+        .where(
+            File.state.in_(UNFINISHED_FILE_STATES),
+            File.lease_expires_at < now,
+            File.attempts >= max_attempts,
+            _job_is_active(),
+        )
+        .values(
+            state=FileState.FAILED,
+            error=message,
+            error_code=GAVE_UP,
+            processed_at=now,
+            lease_expires_at=None,
+        )
+        .returning(File.job_id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(rows)
+
+
+def expired_files(
+    session: Session, *, lease_s: float, max_attempts: int, include_pending: bool
+) -> dict[str, list[int]]:
+    """Reset running files past their lease (and, if asked, pending ones) to pending with a new
+    lease; returns ``{job_id: [file ids]}`` to enqueue again."""
+    now = utcnow()
+    expired = or_(File.lease_expires_at < now, File.lease_expires_at.is_(None))
+    stuck = and_(File.state == FileState.RUNNING, File.attempts < max_attempts)
+    if include_pending:
+        stuck = or_(stuck, File.state == FileState.PENDING)
+    rows = session.execute(
+        update(File)
+        .where(stuck, expired, _job_is_active())
+        .values(state=FileState.PENDING, lease_expires_at=now + timedelta(seconds=lease_s))
+        .returning(File.job_id, File.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    by_job: dict[str, list[int]] = {}
+    for job_id, file_id in rows:
+        by_job.setdefault(job_id, []).append(file_id)
+    return {job_id: sorted(ids) for job_id, ids in by_job.items()}
+
+
+def stalled_enumerations(session: Session, *, lease_s: float, max_attempts: int) -> list[str]:
+    """Jobs whose enumeration was lost (lease expired, or never started within a lease).
+
+    Jobs out of attempts are failed; the others get a fresh lease and are returned, to be
+    enqueued again.
+    """
+    now = utcnow()
+    stalled = and_(
+        Job.state.in_(ACTIVE_JOB_STATES),
+        Job.enumerated.is_(False),
+        or_(
+            Job.lease_expires_at < now,
+            and_(Job.lease_expires_at.is_(None), Job.created_at < now - timedelta(seconds=lease_s)),
+        ),
+    )
+    session.execute(
+        update(Job)
+        .where(stalled, Job.attempts >= max_attempts)
+        .values(
+            state=JobState.FAILED,
+            error=f"listing the files gave up after {max_attempts} attempts",
+            finished_at=now,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return list(
+        session.scalars(
+            update(Job)
+            .where(stalled)
+            .values(lease_expires_at=now + timedelta(seconds=lease_s))
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
+def _job_is_active():
+    return exists().where(Job.id == File.job_id, Job.state.in_(ACTIVE_JOB_STATES))

@@ -1,0 +1,1 @@
+"""Alembic migrations of the AER database (applied with ``aer db upgrade`` / ``api.db.upgrade``)."""

@@ -1,0 +1,128 @@
+"""Settings: defaults, parsing, validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from api.config import ConfigError, Settings, load_settings
+from core.registry import DEFAULT_MODELS_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({})
+    assert s.data_dir == tmp_path.resolve() / ".aer"
+    assert s.database_url == f"sqlite:///{tmp_path.resolve() / '.aer' / 'aer.db'}"
+    assert s.broker_url is None
+    assert s.celery_broker_url == f"redis+socket://{tmp_path.resolve() / '.aer' / 'redis.sock'}"
+    assert s.allowed_roots == ()
+    assert s.models_dir == DEFAULT_MODELS_DIR
+    assert s.uploads_dir == s.data_dir / "uploads"
+    assert (s.default_model, s.max_attempts, s.chunk_size) == ("default", 3, 16)
+    assert s.task_soft_time_limit_s < s.task_time_limit_s < s.lease_s
+    assert s.task_time_limit_s < s.visibility_timeout_s
+
+
+def test_every_variable_is_read(tmp_path):
+    roots = [tmp_path / "a", tmp_path / "b"]
+    env = {
+        "AER_DATA_DIR": str(tmp_path / "data"),
+        "AER_DATABASE_URL": "postgresql+psycopg://u@db:5432/aer",
+        "AER_BROKER_URL": "redis://broker:6379/0",
+        "AER_ALLOWED_ROOTS": os.pathsep.join([str(roots[0]), "", str(roots[1])]),
+        "AER_MAX_UPLOAD_MB": "100",
+        "AER_MAX_EXTRACT_MB": "300",
+        "AER_MAX_FILES_PER_JOB": "50",
+        "AER_MAX_DURATION_S": "12.5",
+        "AER_DEFAULT_MODEL": "ravdess8",
+        "AER_MODELS_DIR": str(tmp_path / "models"),
+        "AER_CHUNK_SIZE": "8",
+        "AER_TASK_TIME_LIMIT_S": "100",
+        "AER_VISIBILITY_TIMEOUT_S": "500",
+        "AER_LEASE_S": "130",
+        "AER_MAX_ATTEMPTS": "5",
+        "AER_SWEEP_INTERVAL_S": "7.5",
+    }
+    s = load_settings(env)
+    assert s == Settings(
+        data_dir=tmp_path / "data",
+        database_url="postgresql+psycopg://u@db:5432/aer",
+        broker_url="redis://broker:6379/0",
+        allowed_roots=tuple(roots),
+        models_dir=tmp_path / "models",
+        default_model="ravdess8",
+        max_upload_mb=100,
+        max_extract_mb=300,
+        max_files_per_job=50,
+        max_duration_s=12.5,
+        chunk_size=8,
+        task_time_limit_s=100,
+        visibility_timeout_s=500,
+        lease_s=130,
+        max_attempts=5,
+        sweep_interval_s=7.5,
+    )
+    assert s.celery_broker_url == "redis://broker:6379/0"
+    # every AER_ variable the README documents is one load_settings reads
+    source = (REPO / "api" / "config.py").read_text()
+    assert set(env) == set(re.findall(r'"(AER_[A-Z_]+)"', source))
+
+
+def test_reads_os_environ_by_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("AER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AER_CHUNK_SIZE", "3")
+    s = load_settings()
+    assert (s.data_dir, s.chunk_size) == (tmp_path.resolve(), 3)
+
+
+def test_derived_limits_follow_the_task_time_limit(tmp_path):
+    s = load_settings({"AER_DATA_DIR": str(tmp_path), "AER_TASK_TIME_LIMIT_S": "7200"})
+    assert s.visibility_timeout_s > 7200 and s.lease_s > 7200
+    assert s.task_soft_time_limit_s < 7200
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("AER_CHUNK_SIZE", "abc", "AER_CHUNK_SIZE must be an integer, got 'abc'"),
+        ("AER_CHUNK_SIZE", "0", "AER_CHUNK_SIZE must be >= 1, got 0"),
+        ("AER_MAX_ATTEMPTS", "2.5", "AER_MAX_ATTEMPTS must be an integer, got '2.5'"),
+        ("AER_MAX_FILES_PER_JOB", "-3", "AER_MAX_FILES_PER_JOB must be >= 1, got -3"),
+        ("AER_MAX_DURATION_S", "long", "AER_MAX_DURATION_S must be a number, got 'long'"),
+        ("AER_SWEEP_INTERVAL_S", "0", "AER_SWEEP_INTERVAL_S must be a positive number"),
+        ("AER_SWEEP_INTERVAL_S", "nan", "AER_SWEEP_INTERVAL_S must be a positive number"),
+    ],
+)
+def test_bad_values_are_named(tmp_path, name, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings({"AER_DATA_DIR": str(tmp_path), name: value})
+
+
+@pytest.mark.parametrize("name", ["AER_VISIBILITY_TIMEOUT_S", "AER_LEASE_S"])
+def test_timeouts_must_outlast_the_task_time_limit(tmp_path, name):
+    env = {"AER_DATA_DIR": str(tmp_path), "AER_TASK_TIME_LIMIT_S": "600", name: "600"}
+    with pytest.raises(ConfigError, match=f"{name} \\(600\\) must be longer than"):
+        load_settings(env)
+    assert isinstance(ConfigError("x"), ValueError)
+
+
+def test_settings_are_frozen(tmp_path):
+    s = load_settings({"AER_DATA_DIR": str(tmp_path)})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.chunk_size = 2
+
+
+def test_only_config_reads_the_environment():
+    """No settings are read from the environment outside api/config.py (service modules)."""
+    mine = [REPO / "api" / n for n in ("db.py", "tables.py", "jobs.py")]
+    mine += sorted((REPO / "worker").glob("*.py")) + sorted((REPO / "migrations").rglob("*.py"))
+    for path in mine:
+        text = path.read_text()
+        assert "os.environ" not in text and "getenv" not in text, path

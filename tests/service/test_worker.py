@@ -1,0 +1,427 @@
+"""The job pipeline end to end: a real Redis, a real Celery worker, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+import uuid
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from sqlalchemy import select, update
+
+from api import jobs
+from api.db import session_scope
+from api.tables import File, Job, utcnow
+from core.predict import predict_file
+from tests.conftest import FIXTURE_CLIPS
+from worker import pipeline
+from worker.celery_app import app, create_celery
+from worker.sources import UnsafeArchiveError, extract_zip, list_upload
+from worker.tasks import enqueue_chunk, enqueue_enumeration
+
+CLIPS = sorted(FIXTURE_CLIPS.glob("*.flac"))
+RESULT_COLUMNS = (
+    "state",
+    "attempts",
+    "label",
+    "confidence",
+    "probabilities",
+    "duration_s",
+    "sample_rate",
+    "channels",
+    "error",
+    "error_code",
+    "processed_at",
+    "model_version",
+)
+
+
+def make_folder(root: Path, clips: list[Path], *, corrupt: bool = False) -> Path:
+    """A new folder under ``root`` with ``clips`` (half in a sub-folder) and maybe a bad file."""
+    folder = root / uuid.uuid4().hex[:8]
+    (folder / "sub").mkdir(parents=True)
+    for i, clip in enumerate(clips):
+        shutil.copy(clip, folder / ("sub" if i % 2 else "") / clip.name)
+    if corrupt:
+        (folder / "corrupt.flac").write_bytes(CLIPS[0].read_bytes()[:400])  # truncated
+    (folder / "notes.txt").write_text("not audio, not listed")
+    (folder / ".hidden.wav").write_bytes(b"hidden files are not listed")
+    return folder
+
+
+def submit(settings, *, source_kind: str, source: Path, options=None, job_id=None) -> str:
+    with session_scope(settings) as session:
+        job = jobs.create_job(
+            session,
+            source_kind=source_kind,
+            source=str(source),
+            options=options or {"recursive": True},
+            model_name="default",
+            job_id=job_id,
+        )
+    enqueue_enumeration(job.id)  # after the commit
+    return job.id
+
+
+def file_rows(settings, job_id: str) -> dict[str, dict]:
+    with session_scope(settings) as session:
+        files = session.scalars(select(File).where(File.job_id == job_id)).all()
+        return {f.rel_path: {c: getattr(f, c) for c in ("id", *RESULT_COLUMNS)} for f in files}
+
+
+def chunk_tasks_done(settings, node: str) -> int:
+    control = create_celery(settings)
+    try:
+        stats = control.control.inspect([node], timeout=2, limit=1).stats() or {}
+    finally:
+        control.close()
+    return stats.get(node, {}).get("total", {}).get("aer.process_chunk", 0)
+
+
+@pytest.fixture(scope="module")
+def finished_folder_job(settings, celery_worker, allowed_root):
+    """A folder job of every fixture clip plus a corrupt file, run to the end by the worker."""
+    folder = make_folder(allowed_root, CLIPS, corrupt=True)
+    job_id = submit(settings, source_kind="folder", source=folder)
+    return job_id, folder
+
+
+def test_folder_job_results(
+    settings, celery_worker, finished_folder_job, wait_for_job, default_model
+):
+    job_id, folder = finished_folder_job
+    job = wait_for_job(job_id, timeout=180)
+    assert job.state == "completed_with_errors"
+    assert job.enumerated and job.error is None
+    assert job.model_version == default_model.version
+    assert job.created_at <= job.started_at <= job.finished_at
+    assert job.finished_at.tzinfo is not None
+
+    rows = file_rows(settings, job_id)
+    expected = {("sub/" if i % 2 else "") + c.name for i, c in enumerate(CLIPS)} | {"corrupt.flac"}
+    assert set(rows) == expected
+    bad = rows.pop("corrupt.flac")
+    assert bad["state"] == "failed" and bad["label"] is None
+    assert bad["error_code"] == "corrupt_audio" and "damaged" in bad["error"]
+    assert bad["attempts"] == 1
+    for rel, row in rows.items():
+        direct = predict_file(default_model, folder / rel, max_duration_s=settings.max_duration_s)
+        assert row["state"] == "done", (rel, row)
+        assert row["label"] == direct.label
+        assert row["confidence"] == pytest.approx(direct.confidence)
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0)
+        assert set(row["probabilities"]) == set(default_model.labels)
+        assert row["duration_s"] == pytest.approx(direct.duration_s)
+        assert (row["sample_rate"], row["channels"]) == (direct.sample_rate, direct.channels)
+        assert row["error"] is None and row["attempts"] == 1
+        assert row["model_version"] == default_model.version
+        assert row["processed_at"].tzinfo is not None
+
+
+def test_job_finished_exactly_once(settings, celery_worker, finished_folder_job, wait_for_job):
+    job_id, _ = finished_folder_job
+    wait_for_job(job_id, timeout=180)
+    # Every chunk (5 of them) and the enumeration tried to finish the job; one UPDATE did.
+    assert celery_worker.log().count(f"job {job_id} finished") == 1
+    with session_scope(settings) as session:
+        assert not jobs.try_finish_job(session, job_id)
+
+
+def test_redelivered_chunks_change_nothing(
+    settings, celery_worker, finished_folder_job, wait_for_job
+):
+    job_id, _ = finished_folder_job
+    finished_at = wait_for_job(job_id, timeout=180).finished_at
+    before = file_rows(settings, job_id)
+    ids = sorted(row["id"] for row in before.values())
+
+    # In this process, as a duplicate delivery would run it ...
+    sent: list = []
+    assert pipeline.run_chunk(settings, job_id, ids, lambda *a: sent.append(a)) == 0
+    # ... and through the broker to the real worker.
+    done_before = chunk_tasks_done(settings, celery_worker.node)
+    enqueue_chunk(job_id, ids)
+    enqueue_chunk(job_id, ids[:3])
+    deadline = utcnow() + timedelta(seconds=30)
+    while chunk_tasks_done(settings, celery_worker.node) < done_before + 2:
+        assert utcnow() < deadline, "the worker did not run the re-sent chunks"
+        time.sleep(0.2)
+
+    assert sent == []
+    assert file_rows(settings, job_id) == before
+    with session_scope(settings) as session:
+        job = session.get(Job, job_id)
+        assert (job.state, job.finished_at) == ("completed_with_errors", finished_at)
+        assert jobs.file_counts(session, job_id)["total"] == len(before)
+
+
+def _stuck_job(settings, folder: Path) -> str:
+    """A job whose files are listed but whose chunks were lost (nothing enqueued)."""
+    with session_scope(settings) as session:
+        job = jobs.create_job(
+            session, source_kind="folder", source=str(folder), options={}, model_name="default"
+        )
+        entries = [(p.name, str(p)) for p in sorted(folder.glob("*.flac"))]
+        jobs.insert_files(session, job.id, entries, lease_until=utcnow() + timedelta(hours=1))
+        jobs.finish_enumeration(session, job.id)
+    return job.id
+
+
+def _set_file(settings, job_id: str, rel_path: str, **values) -> None:
+    with session_scope(settings) as session:
+        session.execute(
+            update(File).where(File.job_id == job_id, File.rel_path == rel_path).values(**values)
+        )
+
+
+def test_sweep_requeues_lost_files_and_gives_up(
+    settings, celery_worker, allowed_root, wait_for_job
+):
+    folder = make_folder(allowed_root, [])
+    for clip in CLIPS[:3]:
+        shutil.copy(clip, folder / clip.name)
+    names = sorted(p.name for p in folder.glob("*.flac"))
+    job_id = _stuck_job(settings, folder)
+    past = utcnow() - timedelta(seconds=5)
+    # A worker died on attempt 1 of the first file and on the last attempt of the second; the
+    # third file's chunk was lost before it started. The beat-driven sweep must notice all.
+    _set_file(settings, job_id, names[0], state="running", attempts=1, lease_expires_at=past)
+    _set_file(settings, job_id, names[1], state="running", attempts=3, lease_expires_at=past)
+    _set_file(settings, job_id, names[2], lease_expires_at=past)
+
+    job = wait_for_job(job_id, timeout=90)
+    assert job.state == "completed_with_errors"
+    rows = file_rows(settings, job_id)
+    assert (rows[names[0]]["state"], rows[names[0]]["attempts"]) == ("done", 2)
+    assert rows[names[1]]["state"] == "failed"
+    assert rows[names[1]]["error"] == (
+        "gave up after 3 attempts (the file crashed or timed out the worker)"
+    )
+    assert rows[names[1]]["error_code"] == jobs.GAVE_UP
+    assert (rows[names[2]]["state"], rows[names[2]]["attempts"]) == ("done", 1)
+
+
+def pool_pids(settings, node: str) -> list[int]:
+    control = create_celery(settings)
+    try:
+        stats = control.control.inspect([node], timeout=2, limit=1).stats() or {}
+    finally:
+        control.close()
+    return stats.get(node, {}).get("pool", {}).get("processes", [])
+
+
+def test_worker_killed_mid_file(settings, celery_worker, allowed_root, wait_for_job):
+    """The pool process dies while classifying a file: the chunk is redelivered (late ack,
+    reject on worker lost), the other files are done once, the lost file waits for its lease
+    and is retried by the sweep."""
+    folder = make_folder(allowed_root, CLIPS[:3])
+    rng = np.random.default_rng(0)
+    sf.write(folder / "long.flac", 0.1 * rng.standard_normal(16_000 * 240), 16_000)
+    job_id = submit(settings, source_kind="folder", source=folder)
+    deadline = time.monotonic() + 60
+    while file_rows(settings, job_id).get("long.flac", {}).get("state") != "running":
+        assert time.monotonic() < deadline, file_rows(settings, job_id)
+        time.sleep(0.01)
+    for pid in pool_pids(settings, celery_worker.node):
+        os.kill(pid, signal.SIGKILL)
+
+    deadline = time.monotonic() + 60
+    while True:
+        rows = file_rows(settings, job_id)
+        if sum(r["state"] == "done" for r in rows.values()) == 3:
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
+    time.sleep(1)  # the redelivered chunk leaves the lost file alone while its lease holds
+    long = file_rows(settings, job_id)["long.flac"]
+    assert (long["state"], long["attempts"]) == ("running", 1)
+    assert "WorkerLostError" in celery_worker.log()
+
+    _set_file(settings, job_id, "long.flac", lease_expires_at=utcnow() - timedelta(seconds=1))
+    job = wait_for_job(job_id, timeout=90)
+    assert job.state == "succeeded"
+    rows = file_rows(settings, job_id)
+    assert len(rows) == 4
+    assert {rel: r["attempts"] for rel, r in rows.items() if rel != "long.flac"} == {
+        rel: 1 for rel in rows if rel != "long.flac"
+    }
+    assert (rows["long.flac"]["state"], rows["long.flac"]["attempts"]) == ("done", 2)
+    assert celery_worker.log().count(f"job {job_id} finished") == 1
+
+
+def test_sweep_restarts_lost_enumeration(settings, celery_worker, allowed_root, wait_for_job):
+    folder = make_folder(allowed_root, CLIPS[:2])
+    with session_scope(settings) as session:
+        job = jobs.create_job(
+            session, source_kind="folder", source=str(folder), options={}, model_name="default"
+        )
+        # Enumeration started once, then its worker vanished: no rows, lease expired.
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(attempts=1, lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    job = wait_for_job(job.id, timeout=90)
+    assert job.state == "succeeded" and job.attempts == 2
+    assert {r["state"] for r in file_rows(settings, job.id).values()} == {"done"}
+
+
+def test_upload_job_with_zip(settings, celery_worker, wait_for_job):
+    job_id = jobs.new_job_id()
+    folder = jobs.upload_dir(settings, job_id)
+    folder.mkdir(parents=True)
+    shutil.copy(CLIPS[0], folder / "single.flac")
+    with zipfile.ZipFile(folder / "calls.zip", "w") as zf:
+        zf.write(CLIPS[1], "day1/a.flac")
+        zf.write(CLIPS[2], "day2/deep/b.flac")
+        zf.writestr("day1/readme.txt", "not listed")
+        zf.writestr("__MACOSX/day1/._a.flac", "junk")
+    submit(settings, source_kind="upload", source=folder, job_id=job_id)
+    job = wait_for_job(job_id, timeout=90)
+    assert job.state == "succeeded", job.error
+    rows = file_rows(settings, job_id)
+    assert set(rows) == {"single.flac", "calls.zip/day1/a.flac", "calls.zip/day2/deep/b.flac"}
+
+    with session_scope(settings) as session:
+        jobs.delete_job(session, settings, job_id)
+    assert not folder.exists()
+    assert file_rows(settings, job_id) == {}
+
+
+def test_upload_job_with_path_traversal_fails(settings, celery_worker, wait_for_job, tmp_path):
+    job_id = jobs.new_job_id()
+    folder = jobs.upload_dir(settings, job_id)
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "evil.zip", "w") as zf:
+        zf.write(CLIPS[0], "ok.flac")
+        zf.write(CLIPS[1], "../../escaped.flac")
+    submit(settings, source_kind="upload", source=folder, job_id=job_id)
+    job = wait_for_job(job_id, timeout=60)
+    assert job.state == "failed"
+    assert "refused" in job.error and "../../escaped.flac" in job.error
+    assert not list(settings.data_dir.rglob("escaped.flac"))
+    assert file_rows(settings, job_id) == {}
+
+
+def test_folder_outside_allowed_roots_fails(settings, celery_worker, wait_for_job, tmp_path):
+    outside = make_folder(tmp_path, CLIPS[:1])
+    job_id = submit(settings, source_kind="folder", source=outside)
+    job = wait_for_job(job_id, timeout=60)
+    assert job.state == "failed" and "allowed root" in job.error
+
+
+def test_cancelled_job_is_skipped(settings, celery_worker, allowed_root, wait_for_job):
+    folder = make_folder(allowed_root, CLIPS[:4])
+    with session_scope(settings) as session:
+        job = jobs.create_job(
+            session, source_kind="folder", source=str(folder), options={}, model_name="default"
+        )
+        jobs.cancel_job(session, job.id)
+    enqueue_enumeration(job.id)
+    sent: list = []
+    pipeline.run_enumeration(settings, job.id, lambda *a: sent.append(a))
+    assert sent == []
+    assert wait_for_job(job.id).state == "cancelled"
+    assert file_rows(settings, job.id) == {}
+
+
+# --- zip safety (no worker needed) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["../evil.flac", "a/../../evil.flac", "/abs/evil.flac", "C:/evil.flac", "..\\evil.flac"],
+)
+def test_zip_entry_outside_folder_refused(tmp_path, entry):
+    archive = tmp_path / "x.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("fine.flac", b"data")
+        zf.writestr(entry, b"data")
+    dest = tmp_path / "out" / "inner"
+    dest.mkdir(parents=True)
+    with pytest.raises(UnsafeArchiveError, match="refused"):
+        extract_zip(archive, dest, max_files=10, max_bytes=10_000)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [archive]
+
+
+def test_zip_symlink_entry_refused(tmp_path):
+    archive = tmp_path / "x.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        info = zipfile.ZipInfo("link.flac")
+        info.external_attr = 0o120777 << 16  # a symbolic link
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(UnsafeArchiveError):
+        extract_zip(archive, tmp_path, max_files=10, max_bytes=10_000)
+
+
+def test_zip_bomb_and_file_count_refused(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.wav", bytes(50 * 1024 * 1024))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(UnsafeArchiveError, match="size limit"):
+        extract_zip(bomb, tmp_path, max_files=10, max_bytes=10 * 1024 * 1024)
+    assert not (tmp_path / "zeros.wav").exists()
+
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as zf:
+        for i in range(5):
+            zf.writestr(f"{i}.wav", b"x")
+    with pytest.raises(UnsafeArchiveError, match="more than 4 files"):
+        extract_zip(many, tmp_path, max_files=4, max_bytes=10_000)
+
+
+def test_list_upload_is_restartable(tmp_path):
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        zf.writestr("x/1.wav", b"1")
+        zf.writestr("2.flac", b"2")
+    (tmp_path / "direct.mp3").write_bytes(b"3")
+    first = list_upload(tmp_path, max_files=10, max_bytes=1000)
+    assert [rel for rel, _ in first] == ["a.zip/2.flac", "a.zip/x/1.wav", "direct.mp3"]
+    assert list_upload(tmp_path, max_files=10, max_bytes=1000) == first
+
+
+# --- broker configuration ------------------------------------------------------------------------
+
+
+def test_visibility_timeout_outlasts_every_task(settings):
+    """Redis redelivers unacknowledged messages after visibility_timeout: it must be longer than
+    the longest a task may run, wherever Celery or kombu read it."""
+    for celery in (app, create_celery(settings)):
+        conf = celery.conf
+        limit = conf.task_time_limit
+        assert limit and conf.task_soft_time_limit < limit
+        assert conf.task_acks_late and conf.task_reject_on_worker_lost
+        places = [conf.broker_transport_options["visibility_timeout"]]
+        if conf.result_backend or conf.result_backend_transport_options:
+            places.append(conf.result_backend_transport_options["visibility_timeout"])
+        with celery.connection_for_write() as conn:
+            places.append(conn.transport_options["visibility_timeout"])
+        assert all(v > limit for v in places), (places, limit)
+        for name, task in celery.tasks.items():
+            if name.startswith("aer."):
+                assert (task.time_limit or limit) < min(places), name
+    # and against the real Redis transport, as a worker channel sees it
+    celery = create_celery(settings)
+    with celery.connection_for_read() as conn:
+        assert conn.default_channel.visibility_timeout == settings.visibility_timeout_s
+        assert conn.default_channel.visibility_timeout > settings.task_time_limit_s
+    celery.close()
+
+
+def test_each_task_goes_to_one_queue(settings):
+    """Every queue has its own exchange and key, so a message is never copied to two queues."""
+    queues = create_celery(settings).amqp.queues
+    bindings = {(q.exchange.name, q.routing_key) for q in queues.values()}
+    assert len(bindings) == len(queues) == 2
+    for task, queue in (("aer.process_chunk", "aer.chunks"), ("aer.sweep", "aer.control")):
+        route = app.amqp.router.route({}, task)
+        assert route["queue"].name == queue
+        assert (route["queue"].exchange.name, route["queue"].routing_key) == (queue, queue)

@@ -1,0 +1,214 @@
+"""What the tasks do: enumerate a job, process a chunk of files, sweep up lost work.
+
+Each function takes the settings and an ``enqueue(job_id, file_ids)`` callable (the task module
+passes one that sends ``aer.process_chunk``), opens short sessions through ``session_scope`` and
+changes state only through :mod:`api.jobs`. Rows are committed before their tasks are sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from itertools import islice
+from pathlib import Path
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from api import jobs
+from api.config import Settings
+from api.db import session_scope
+from api.tables import utcnow
+from core.errors import ModelError
+from core.predict import predict_file
+from worker.models import get_model
+from worker.sources import SourceError, list_folder, list_upload
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[str, list[int]], None]
+#: File rows inserted (and committed) per statement while enumerating.
+INSERT_BATCH = 500
+
+
+def batched(items: Sequence, size: int) -> list[list]:
+    """``items`` cut into lists of at most ``size``."""
+    it = iter(items)
+    return list(iter(lambda: list(islice(it, size)), []))
+
+
+def enqueue_in_chunks(
+    enqueue: Enqueue, job_id: str, file_ids: Sequence[int], chunk_size: int
+) -> int:
+    """Send ``file_ids`` as chunks of at most ``chunk_size``; returns how many chunks."""
+    chunks = batched(file_ids, chunk_size)
+    for chunk in chunks:
+        enqueue(job_id, chunk)
+    return len(chunks)
+
+
+def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
+    """List the job's files, insert their rows in committed batches, enqueue them in chunks."""
+    with session_scope(settings) as session:
+        job = jobs.claim_enumeration(
+            session, job_id, lease_s=settings.lease_s, max_attempts=settings.max_attempts
+        )
+    if job is None:
+        log.info("job %s: nothing to enumerate (finished, cancelled or enumerated)", job_id)
+        return
+    try:
+        entries = _list_sources(settings, job)
+    except SourceError as exc:
+        log.warning("job %s failed: %s", job_id, exc)
+        with session_scope(settings) as session:
+            jobs.fail_job(session, job_id, str(exc))
+        return
+    lease_until = utcnow() + timedelta(seconds=settings.lease_s)
+    chunks = 0
+    for batch in batched(entries, INSERT_BATCH):
+        with session_scope(settings) as session:
+            if jobs.active_job(session, job_id) is None:
+                log.info("job %s stopped while listing its files", job_id)
+                return
+            ids = jobs.insert_files(session, job_id, batch, lease_until=lease_until)
+        chunks += enqueue_in_chunks(enqueue, job_id, ids, settings.chunk_size)
+    with session_scope(settings) as session:
+        if jobs.count_files(session, job_id) == 0:
+            jobs.fail_job(session, job_id, "no audio files found")
+            log.warning("job %s failed: no audio files found", job_id)
+            return
+        jobs.finish_enumeration(session, job_id)
+    log.info("job %s: %s files listed, %s chunks enqueued", job_id, len(entries), chunks)
+    _try_finish(settings, job_id)
+
+
+def _list_sources(settings: Settings, job) -> list[tuple[str, str]]:
+    options = job.options or {}
+    pattern = options.get("pattern") or None
+    if job.source_kind == "upload":
+        return list_upload(
+            Path(job.source),
+            max_files=settings.max_files_per_job,
+            max_bytes=settings.max_extract_mb * 1024 * 1024,
+            pattern=pattern,
+        )
+    folder = Path(job.source).resolve()
+    if not jobs.is_within(folder, settings.allowed_roots):
+        raise SourceError(f"folder {job.source!r} is not inside an allowed root")
+    return list_folder(
+        folder,
+        roots=settings.allowed_roots,
+        recursive=bool(options.get("recursive", True)),
+        pattern=pattern,
+        max_files=settings.max_files_per_job,
+    )
+
+
+def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue: Enqueue) -> int:
+    """Classify the chunk's files that still need it; returns how many were processed.
+
+    A file that fails (bad audio, or an unexpected error) fails alone. On the soft time limit,
+    the files not yet started are enqueued again and the current one is left to the sweep.
+    """
+    lease_until = utcnow() + timedelta(seconds=settings.lease_s)
+    with session_scope(settings) as session:
+        job = jobs.active_job(session, job_id)
+        if job is None:
+            log.info("job %s is not active: skipping %s files", job_id, len(file_ids))
+            return 0
+        jobs.extend_pending_leases(session, job_id, file_ids, lease_until=lease_until)
+    try:
+        model = get_model(settings, job.model_name)
+    except ModelError as exc:
+        log.error("job %s failed: model %r: %s", job_id, job.model_name, exc)
+        with session_scope(settings) as session:
+            jobs.fail_job(session, job_id, f"model {job.model_name!r} cannot be used: {exc}")
+        return 0
+    with session_scope(settings) as session:
+        jobs.mark_job_running(session, job_id, model.version)
+    remaining = list(file_ids)
+    done = 0
+    try:
+        while remaining:
+            file_id = remaining.pop(0)
+            if _process_file(settings, model, job_id, file_id):
+                done += 1
+    except SoftTimeLimitExceeded:
+        log.warning("job %s: chunk hit its soft time limit, re-enqueueing %s", job_id, remaining)
+        if remaining:
+            enqueue(job_id, remaining)
+        return done
+    _try_finish(settings, job_id)
+    return done
+
+
+def _process_file(settings: Settings, model, job_id: str, file_id: int) -> bool:
+    with session_scope(settings) as session:
+        path = jobs.claim_file(
+            session,
+            job_id,
+            file_id,
+            lease_s=settings.lease_s,
+            max_attempts=settings.max_attempts,
+        )
+    if path is None:
+        return False
+    try:
+        prediction = predict_file(model, path, max_duration_s=settings.max_duration_s)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:  # a bug or a resource problem, not bad audio: fail this file only
+        log.exception("job %s file %s (%s): unexpected error", job_id, file_id, path)
+        with session_scope(settings) as session:
+            jobs.fail_file(session, file_id, f"internal error: {exc!r}", "internal_error")
+        return True
+    with session_scope(settings) as session:
+        jobs.record_result(session, file_id, prediction, model.version)
+    return True
+
+
+def _try_finish(settings: Settings, job_id: str) -> None:
+    with session_scope(settings) as session:
+        if jobs.try_finish_job(session, job_id):
+            log.info("job %s finished", job_id)
+
+
+def run_sweep(
+    settings: Settings,
+    enqueue: Enqueue,
+    enqueue_enumeration: Callable[[str], None],
+    *,
+    queue_idle: bool,
+) -> dict[str, int]:
+    """Give up on files out of attempts, re-enqueue files and enumerations past their lease.
+
+    Pending files are only re-enqueued when ``queue_idle`` (no chunk waiting in the broker): a
+    pending file with an expired lease is then certainly not waiting in the queue.
+    """
+    with session_scope(settings) as session:
+        gave_up = jobs.give_up_files(session, max_attempts=settings.max_attempts)
+    with session_scope(settings) as session:
+        requeue = jobs.expired_files(
+            session,
+            lease_s=settings.lease_s,
+            max_attempts=settings.max_attempts,
+            include_pending=queue_idle,
+        )
+    with session_scope(settings) as session:
+        stalled = jobs.stalled_enumerations(
+            session, lease_s=settings.lease_s, max_attempts=settings.max_attempts
+        )
+    for job_id, file_ids in requeue.items():
+        enqueue_in_chunks(enqueue, job_id, file_ids, settings.chunk_size)
+    for job_id in stalled:
+        enqueue_enumeration(job_id)
+    for job_id in gave_up:
+        _try_finish(settings, job_id)
+    counts = {
+        "gave_up_jobs": len(gave_up),
+        "requeued_files": sum(len(ids) for ids in requeue.values()),
+        "requeued_enumerations": len(stalled),
+    }
+    if any(counts.values()):
+        log.warning("sweep: %s", counts)
+    return counts

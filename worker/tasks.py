@@ -1,0 +1,57 @@
+"""Celery tasks: thin wrappers that load the settings and call :mod:`worker.pipeline`.
+
+Arguments are JSON-safe ids. Every task may run more than once for the same message (late
+acknowledgement), which the pipeline's conditional updates make harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from amqp.exceptions import ChannelError
+
+from api.config import load_settings
+from worker import pipeline
+from worker.celery_app import CHUNK_QUEUE, app
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name="aer.enumerate_job")
+def enumerate_job(job_id: str) -> None:
+    """List a job's files, store them and enqueue their chunks."""
+    pipeline.run_enumeration(load_settings(), job_id, enqueue_chunk)
+
+
+@app.task(name="aer.process_chunk")
+def process_chunk(job_id: str, file_ids: list[int]) -> None:
+    """Classify a chunk of a job's files."""
+    done = pipeline.run_chunk(load_settings(), job_id, file_ids, enqueue_chunk)
+    log.info("job %s: chunk of %s files, %s processed", job_id, len(file_ids), done)
+
+
+@app.task(name="aer.sweep")
+def sweep() -> dict[str, int]:
+    """Re-enqueue lost work and give up on files that keep killing workers."""
+    return pipeline.run_sweep(
+        load_settings(), enqueue_chunk, enqueue_enumeration, queue_idle=chunk_queue_idle()
+    )
+
+
+def enqueue_enumeration(job_id: str) -> None:
+    """Send ``aer.enumerate_job`` (call after the job's row is committed)."""
+    enumerate_job.apply_async(args=(job_id,))
+
+
+def enqueue_chunk(job_id: str, file_ids: list[int]) -> None:
+    """Send one ``aer.process_chunk`` (call after the files' rows are committed)."""
+    process_chunk.apply_async(args=(job_id, list(file_ids)))
+
+
+def chunk_queue_idle() -> bool:
+    """Whether no chunk is waiting in the broker (chunks being processed are not counted)."""
+    with app.connection_for_read() as conn:
+        try:
+            return conn.default_channel.queue_declare(CHUNK_QUEUE, passive=True).message_count == 0
+        except ChannelError:  # Redis drops an empty list: no queue means no message
+            return True
