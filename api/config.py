@@ -16,6 +16,11 @@ from core.errors import AERError
 
 #: File name of the embedded Redis socket under the data directory.
 EMBEDDED_REDIS_SOCKET = "redis.sock"
+#: ``AER_CHANNEL_NAMES`` when unset: a stereo call's agent on the left, customer on the right.
+DEFAULT_CHANNEL_NAMES = ((0, "agent"), (1, "customer"))
+#: Longest channel name, and the highest channel index that can be named.
+MAX_CHANNEL_NAME = 64
+MAX_CHANNEL_INDEX = 255
 
 
 class ConfigError(AERError, ValueError):
@@ -44,6 +49,8 @@ class Settings:
     lease_s: int = 2100
     max_attempts: int = 3
     sweep_interval_s: float = 60.0
+    #: ``(index, name)`` of the named channels of split-channel jobs, by index.
+    channel_names: tuple[tuple[int, str], ...] = DEFAULT_CHANNEL_NAMES
 
     @property
     def uploads_dir(self) -> Path:
@@ -97,6 +104,27 @@ def _str(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
+def _channel_names(env: Mapping[str, str], name: str) -> tuple[tuple[int, str], ...]:
+    """``"0=agent,1=customer"`` as ``((0, "agent"), (1, "customer"))``, sorted by index."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return DEFAULT_CHANNEL_NAMES
+    names: dict[int, str] = {}
+    for item in raw.split(","):
+        index, sep, label = (part.strip() for part in item.partition("="))
+        if not sep or not index.isdigit() or not label:
+            raise ConfigError(f"{name} must look like '0=agent,1=customer', got {raw!r}")
+        if int(index) > MAX_CHANNEL_INDEX or len(label) > MAX_CHANNEL_NAME:
+            raise ConfigError(
+                f"{name}: channel indexes go up to {MAX_CHANNEL_INDEX} and names up to "
+                f"{MAX_CHANNEL_NAME} characters, got {item.strip()!r}"
+            )
+        if int(index) in names or label in names.values():
+            raise ConfigError(f"{name} names a channel or uses a name twice: {raw!r}")
+        names[int(index)] = label
+    return tuple(sorted(names.items()))
+
+
 def _default_models_dir() -> Path:
     from core.registry import DEFAULT_MODELS_DIR  # imported late: it pulls in scikit-learn
 
@@ -136,6 +164,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lease_s=_int(env, "AER_LEASE_S", time_limit + max(60, time_limit // 6)),
         max_attempts=_int(env, "AER_MAX_ATTEMPTS", Settings.max_attempts),
         sweep_interval_s=_float(env, "AER_SWEEP_INTERVAL_S", Settings.sweep_interval_s),
+        channel_names=_channel_names(env, "AER_CHANNEL_NAMES"),
     )
     _check_limits(settings)
     return settings

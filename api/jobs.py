@@ -1,7 +1,9 @@
 """Job lifecycle: every change of a job's or a file's state, as short conditional statements.
 
-The API calls :func:`create_job`, :func:`cancel_job` and :func:`delete_job`; the worker calls the
-rest. Each function takes an open session and never commits (``api.db.session_scope`` does).
+The API calls :func:`create_job`, :func:`cancel_job`, :func:`delete_job` and the readers
+(:func:`file_segments`, :func:`job_segments`, :func:`channel_name`); the worker calls the rest.
+Both use :func:`analysis_options` to read a job's ``channels`` and ``segmentation``. Each
+function takes an open session and never commits (``api.db.session_scope`` does).
 State changes are single ``UPDATE ... WHERE <expected state>`` statements, so they are safe when
 a task is delivered twice or two workers race: the loser simply changes nothing.
 """
@@ -10,12 +12,26 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, and_, case, cast, exists, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from api.config import Settings
@@ -26,6 +42,7 @@ from api.tables import (
     FileState,
     Job,
     JobState,
+    Segment,
     utcnow,
 )
 from core.errors import AERError
@@ -36,6 +53,13 @@ if TYPE_CHECKING:  # core.predict pulls in the audio stack, which the API does n
 SOURCE_KINDS = ("upload", "folder")
 #: ``error_code`` of a file the sweep gave up on.
 GAVE_UP = "gave_up"
+#: ``options["channels"]``: mix the channels down, or analyse each on its own (the first is
+#: the default). The same values as ``core.analyze.CHANNEL_MODES``.
+CHANNEL_MODES = ("mix", "split")
+#: ``options["segmentation"]``: as ``core.analyze.SEGMENTATIONS`` (the first is the default).
+SEGMENTATIONS = ("vad", "fixed", "none")
+#: Largest page of segments :func:`file_segments` and :func:`job_segments` return.
+MAX_SEGMENT_PAGE = 10_000
 
 
 class JobNotFoundError(AERError, LookupError):
@@ -57,6 +81,51 @@ class SourceNotFoundError(AERError, FileNotFoundError):
 
     code = "source_not_found"
     status = 422
+
+
+class InvalidOptionsError(AERError, ValueError):
+    """A job option has a value AER does not know."""
+
+    code = "invalid_options"
+    status = 422
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How the files of a job are analysed (see ``core.analyze.analyze_file``)."""
+
+    channels: str = CHANNEL_MODES[0]
+    segmentation: str = SEGMENTATIONS[0]
+
+
+def analysis_options(options: Mapping[str, Any] | None) -> AnalysisOptions:
+    """The ``channels`` and ``segmentation`` of a job's ``options`` (defaults when missing).
+
+    Raises:
+        InvalidOptionsError: a value is not one of :data:`CHANNEL_MODES` / :data:`SEGMENTATIONS`.
+    """
+    options = options or {}
+    values = {}
+    for name, allowed in (("channels", CHANNEL_MODES), ("segmentation", SEGMENTATIONS)):
+        value = options.get(name)
+        if value is None or value == "":
+            continue
+        if value not in allowed:
+            raise InvalidOptionsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        values[name] = value
+    return AnalysisOptions(**values)
+
+
+def channel_name(settings: Settings, index: int, *, channels: str = "split") -> str:
+    """The display name of channel ``index`` of a result.
+
+    ``"mix"`` for the one channel of a mixed-down job (``channels="mix"``); otherwise the name
+    ``AER_CHANNEL_NAMES`` gives the index (default ``0=agent,1=customer``), else
+    ``"channel <index>"``.
+    """
+    if channels == "mix":
+        return "mix"
+    return dict(settings.channel_names).get(index, f"channel {index}")
 
 
 # --- used by the API ---------------------------------------------------------------------------
@@ -160,6 +229,45 @@ def delete_job(session: Session, settings: Settings, job_id: str) -> None:
     folder = upload_dir(settings, job_id)
     if job.source_kind == "upload" and folder.is_relative_to(settings.uploads_dir):
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def file_segments(
+    session: Session, file_id: int, *, after_id: int | None = None, limit: int = 1000
+) -> list[Segment]:
+    """One keyset page of a file's segments, in timeline order (channel, then start_s).
+
+    Within a file, id order is timeline order, so the next page starts after the last id:
+    ``file_segments(s, fid, after_id=page[-1].id)``. An empty page is the end.
+    """
+    stmt = select(Segment).where(Segment.file_id == file_id)
+    if after_id is not None:
+        stmt = stmt.where(Segment.id > after_id)
+    return list(session.scalars(stmt.order_by(Segment.id).limit(_page(limit))))
+
+
+def job_segments(
+    session: Session, job_id: str, *, after_id: int | None = None, limit: int = 1000
+) -> list[tuple[str, Segment]]:
+    """One keyset page of a job's segments as ``(file rel_path, segment)``, in segment id order.
+
+    Each file's segments come in its timeline order, but files written at the same time by
+    different workers may interleave. Next page: ``after_id=page[-1][1].id``.
+    """
+    stmt = (
+        select(File.rel_path, Segment)
+        .join(File, File.id == Segment.file_id)
+        .where(Segment.job_id == job_id)
+    )
+    if after_id is not None:
+        stmt = stmt.where(Segment.id > after_id)
+    rows = session.execute(stmt.order_by(Segment.id).limit(_page(limit))).all()
+    return [(rel_path, segment) for rel_path, segment in rows]
+
+
+def _page(limit: int) -> int:
+    if not 1 <= limit <= MAX_SEGMENT_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_SEGMENT_PAGE}, got {limit}")
+    return limit
 
 
 # --- enumeration (worker) ----------------------------------------------------------------------
@@ -311,22 +419,65 @@ def claim_file(
 def record_result(
     session: Session, file_id: int, prediction: FilePrediction, model_version: str | None
 ) -> bool:
-    """Store a file's prediction (or its error); the first result wins, re-runs change nothing."""
+    """Store a file's prediction (or its error) with its segments and summary.
+
+    The first result wins: the file row is updated only while the file is unfinished, and only
+    then are its segments written (any left from before deleted first), all in the caller's
+    transaction. A re-run, or a redelivered chunk, changes nothing and returns False.
+    """
     ok = prediction.error is None
-    return _settle(
-        session,
-        file_id,
-        state=FileState.DONE if ok else FileState.FAILED,
-        duration_s=prediction.duration_s,
-        sample_rate=prediction.sample_rate,
-        channels=prediction.channels,
-        label=prediction.label,
-        confidence=prediction.confidence,
-        probabilities=prediction.probabilities if ok else None,
-        error=prediction.error,
-        error_code=prediction.error_code,
-        model_version=model_version,
+    segments = _unique_segments(prediction.segments) if ok else []
+    job_id = session.scalar(
+        update(File)
+        .where(File.id == file_id, File.state.in_(UNFINISHED_FILE_STATES))
+        .values(
+            state=FileState.DONE if ok else FileState.FAILED,
+            processed_at=utcnow(),
+            lease_expires_at=None,
+            duration_s=prediction.duration_s,
+            sample_rate=prediction.sample_rate,
+            channels=prediction.channels,
+            label=prediction.label,
+            confidence=prediction.confidence,
+            probabilities=prediction.probabilities if ok else None,
+            summary=prediction.summary if ok else None,
+            segment_count=len(segments) if ok else None,
+            error=prediction.error,
+            error_code=prediction.error_code,
+            model_version=model_version,
+        )
+        .returning(File.job_id)
+        .execution_options(synchronize_session=False)
     )
+    if job_id is None:
+        return False
+    # The UPDATE holds the file's row lock (PostgreSQL) or the write lock (SQLite), so no other
+    # transaction writes this file's segments until this one ends.
+    session.execute(delete(Segment).where(Segment.file_id == file_id))
+    if segments:
+        rows = [
+            {
+                "file_id": file_id,
+                "job_id": job_id,
+                "channel": s.channel,
+                "start_s": s.start_s,
+                "end_s": s.end_s,
+                "label": s.label,
+                "confidence": s.confidence,
+                "probabilities": s.probabilities,
+            }
+            for s in segments
+        ]
+        session.execute(insert(Segment), rows)
+    return True
+
+
+def _unique_segments(segments: Sequence) -> list:
+    """``segments`` in (channel, start_s) order, the first of any with the same key kept."""
+    seen: dict[tuple[int, float], Any] = {}
+    for seg in segments:
+        seen.setdefault((int(seg.channel), float(seg.start_s)), seg)
+    return [seen[key] for key in sorted(seen)]
 
 
 def fail_file(session: Session, file_id: int, error: str, error_code: str) -> bool:

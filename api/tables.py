@@ -1,4 +1,4 @@
-"""Database tables (SQLAlchemy 2 typed ORM): ``jobs`` and their ``files``.
+"""Database tables (SQLAlchemy 2 typed ORM): ``jobs``, their ``files`` and the files' ``segments``.
 
 The schema is created and changed only by the Alembic migrations in ``migrations/``; keep this
 module and the newest migration in step (``tests/service/test_db.py`` compares them).
@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -161,8 +162,48 @@ class File(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     model_version: Mapped[str | None] = mapped_column(String(100))
+    #: Timeline summary (``core.timeline.summarize``, plus ``channels`` for split jobs).
+    summary: Mapped[dict | None] = mapped_column(JSONType)
+    #: How many ``segments`` rows the result has (None until done).
+    segment_count: Mapped[int | None]
 
     job: Mapped[Job] = relationship(back_populates="files")
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="file", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     def __repr__(self) -> str:
         return f"<File {self.id} {self.rel_path!r} {self.state}>"
+
+
+class Segment(Base):
+    """One classified stretch of one channel of a file (times in seconds from its start).
+
+    ``job_id`` repeats the file's job, so a job's segments are read in id order by one index
+    (the CSV export) without a join. A file's segments are inserted in one statement in
+    (channel, start_s) order, so within a file id order is timeline order.
+    """
+
+    __tablename__ = "segments"
+    __table_args__ = (
+        # Also the index of file_id (its first column): a file's segments in timeline order.
+        UniqueConstraint("file_id", "channel", "start_s"),
+        Index(None, "job_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    file_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("files.id", ondelete="CASCADE")
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    channel: Mapped[int]
+    start_s: Mapped[float] = mapped_column(Double)
+    end_s: Mapped[float] = mapped_column(Double)
+    label: Mapped[str] = mapped_column(String(100))
+    confidence: Mapped[float] = mapped_column(Double)
+    probabilities: Mapped[dict] = mapped_column(JSONType)
+
+    file: Mapped[File] = relationship(back_populates="segments")
+
+    def __repr__(self) -> str:
+        return f"<Segment {self.id} file {self.file_id} ch{self.channel} {self.start_s:.2f}s>"

@@ -19,8 +19,11 @@ from api import jobs
 from api.config import Settings
 from api.db import session_scope
 from api.tables import utcnow
-from core.errors import ModelError
-from core.predict import predict_file
+from core.analyze import analyze_file
+from core.audio import probe
+from core.errors import AERError, ModelError
+from core.model import EmotionModel
+from core.predict import FilePrediction
 from worker.models import get_model
 from worker.sources import SourceError, list_folder, list_upload
 
@@ -29,6 +32,9 @@ log = logging.getLogger(__name__)
 Enqueue = Callable[[str, list[int]], None]
 #: File rows inserted (and committed) per statement while enumerating.
 INSERT_BATCH = 500
+#: Mixed-down files no longer than this are classified whole rather than VAD-segmented: the
+#: models learnt from whole 3-4 s clips, silence included (``analyze_file``'s longest segment).
+WHOLE_CLIP_MAX_S = 8.0
 
 
 def batched(items: Sequence, size: int) -> list[list]:
@@ -105,7 +111,7 @@ def _list_sources(settings: Settings, job) -> list[tuple[str, str]]:
 
 
 def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue: Enqueue) -> int:
-    """Classify the chunk's files that still need it; returns how many were processed.
+    """Analyse the chunk's files that still need it; returns how many were processed.
 
     A file that fails (bad audio, or an unexpected error) fails alone. On the soft time limit,
     the files not yet started are enqueued again and the current one is left to the sweep.
@@ -117,6 +123,13 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
             log.info("job %s is not active: skipping %s files", job_id, len(file_ids))
             return 0
         jobs.extend_pending_leases(session, job_id, file_ids, lease_until=lease_until)
+    try:
+        options = jobs.analysis_options(job.options)
+    except jobs.InvalidOptionsError as exc:
+        log.error("job %s failed: %s", job_id, exc)
+        with session_scope(settings) as session:
+            jobs.fail_job(session, job_id, f"invalid job options: {exc}")
+        return 0
     try:
         model = get_model(settings, job.model_name)
     except ModelError as exc:
@@ -131,7 +144,7 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
     try:
         while remaining:
             file_id = remaining.pop(0)
-            if _process_file(settings, model, job_id, file_id):
+            if _process_file(settings, model, options, job_id, file_id):
                 done += 1
     except SoftTimeLimitExceeded:
         log.warning("job %s: chunk hit its soft time limit, re-enqueueing %s", job_id, remaining)
@@ -142,7 +155,13 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
     return done
 
 
-def _process_file(settings: Settings, model, job_id: str, file_id: int) -> bool:
+def _process_file(
+    settings: Settings,
+    model: EmotionModel,
+    options: jobs.AnalysisOptions,
+    job_id: str,
+    file_id: int,
+) -> bool:
     with session_scope(settings) as session:
         path = jobs.claim_file(
             session,
@@ -154,7 +173,7 @@ def _process_file(settings: Settings, model, job_id: str, file_id: int) -> bool:
     if path is None:
         return False
     try:
-        prediction = predict_file(model, path, max_duration_s=settings.max_duration_s)
+        prediction = analyze(settings, model, path, options)
     except SoftTimeLimitExceeded:
         raise
     except Exception as exc:  # a bug or a resource problem, not bad audio: fail this file only
@@ -162,9 +181,36 @@ def _process_file(settings: Settings, model, job_id: str, file_id: int) -> bool:
         with session_scope(settings) as session:
             jobs.fail_file(session, file_id, f"internal error: {exc!r}", "internal_error")
         return True
-    with session_scope(settings) as session:
+    with session_scope(settings) as session:  # result, segments and summary: one transaction
         jobs.record_result(session, file_id, prediction, model.version)
     return True
+
+
+def analyze(
+    settings: Settings, model: EmotionModel, path: str, options: jobs.AnalysisOptions
+) -> FilePrediction:
+    """:func:`core.analyze.analyze_file` with the job's options; never raises for bad audio.
+
+    A mixed-down file of at most :data:`WHOLE_CLIP_MAX_S` under VAD is classified whole (one
+    segment), so a short clip gets the label a whole-clip prediction gives it.
+    """
+    segmentation = options.segmentation
+    if options.channels == "mix" and segmentation == "vad" and _is_short(path):
+        segmentation = "none"
+    return analyze_file(
+        model,
+        path,
+        channels=options.channels,
+        segmentation=segmentation,
+        max_duration_s=settings.max_duration_s,
+    )
+
+
+def _is_short(path: str) -> bool:
+    try:
+        return probe(path).duration_s <= WHOLE_CLIP_MAX_S
+    except AERError:  # analyze_file reports it
+        return False
 
 
 def _try_finish(settings: Settings, job_id: str) -> None:

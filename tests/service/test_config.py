@@ -49,6 +49,7 @@ def test_every_variable_is_read(tmp_path):
         "AER_LEASE_S": "130",
         "AER_MAX_ATTEMPTS": "5",
         "AER_SWEEP_INTERVAL_S": "7.5",
+        "AER_CHANNEL_NAMES": "1=caller,0=advisor",
     }
     s = load_settings(env)
     assert s == Settings(
@@ -68,6 +69,7 @@ def test_every_variable_is_read(tmp_path):
         lease_s=130,
         max_attempts=5,
         sweep_interval_s=7.5,
+        channel_names=((0, "advisor"), (1, "caller")),
     )
     assert s.celery_broker_url == "redis://broker:6379/0"
     # every AER_ variable the README documents is one load_settings reads
