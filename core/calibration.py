@@ -1,14 +1,16 @@
-"""Probability calibration: ECE, reliability and coverage curves, temperature scaling.
+"""Probability calibration: ECE, reliability and coverage curves, temperature and sigmoid maps.
 
 All metrics are top-label: a prediction's *confidence* is its largest probability and it is
 *correct* when that column is the true class. ``probabilities`` are always shape (n, k), one
 column per class; ``y_true`` is shape (n,) of column indices, or of class names when
 ``labels`` (the class of each column, in order) is given.
 
-Temperature scaling divides log-probabilities by one learned ``T`` and renormalises:
-``p_i ** (1 / T) / sum_j p_j ** (1 / T)``. ``T > 1`` softens overconfident models; the argmax
-(hence accuracy) never changes. :class:`TemperatureScaledClassifier` learns ``T`` from
-out-of-fold predictions on the training data only, grouped by speaker when groups are given.
+Calibration maps are learned on out-of-fold predictions of the training rows only, with inner
+folds grouped by speaker when ``groups`` are given:
+
+* :class:`TemperatureScaledClassifier`: ``softmax(log(p) / T)``, one parameter; the argmax
+  (hence accuracy) never changes.
+* :class:`SigmoidCalibratedClassifier`: one Platt sigmoid per class, then renormalised.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import logsumexp, softmax
+from scipy.optimize import minimize, minimize_scalar
+from scipy.special import expit, log_expit, logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
 from sklearn.utils.validation import check_is_fitted
@@ -56,6 +58,15 @@ def _top_label(probabilities, y_true, labels=None) -> tuple[np.ndarray, np.ndarr
     return P.max(axis=1), P.argmax(axis=1) == y
 
 
+def _bin_sums(conf: np.ndarray, correct: np.ndarray, n_bins: int):
+    """Per-bin (count, sum of confidence, number correct) over equal-width bins."""
+    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    sum_conf = np.bincount(bins, weights=conf, minlength=n_bins)
+    sum_acc = np.bincount(bins, weights=correct.astype(float), minlength=n_bins)
+    return count, sum_conf, sum_acc
+
+
 def reliability_curve(probabilities, y_true, *, labels: Sequence | None = None, n_bins=15) -> dict:
     """Per-bin mean confidence, accuracy and count over equal-width confidence bins.
 
@@ -67,10 +78,7 @@ def reliability_curve(probabilities, y_true, *, labels: Sequence | None = None, 
     """
     conf, correct = _top_label(probabilities, y_true, labels)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    sum_conf = np.bincount(bins, weights=conf, minlength=n_bins)
-    sum_acc = np.bincount(bins, weights=correct.astype(float), minlength=n_bins)
+    count, sum_conf, sum_acc = _bin_sums(conf, correct, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf, mean_acc = sum_conf / count, sum_acc / count
     return {
@@ -111,6 +119,27 @@ def calibration_metrics(
         "accuracy": float(np.mean(P.argmax(axis=1) == y)),
         "mean_confidence": float(P.max(axis=1).mean()),
     }
+
+
+def ece_noise_floor(
+    probabilities, *, n_bins: int = 15, n_draws: int = 200, random_state: int = 0
+) -> dict:
+    """ECE that a perfectly calibrated model with these confidences would still show.
+
+    Each draw marks row ``i`` correct with probability equal to its confidence; ECE is then
+    pure sampling noise (it shrinks roughly as 1 / sqrt(n)). Compare a measured ECE with it.
+
+    Returns:
+        ``{"mean", "p05", "p95"}`` of the simulated ECEs.
+    """
+    conf = np.asarray(probabilities, dtype=np.float64).max(axis=1)
+    rng = np.random.default_rng(random_state)
+    draws = []
+    for _ in range(n_draws):
+        _, sum_conf, sum_acc = _bin_sums(conf, rng.uniform(size=conf.size) < conf, n_bins)
+        draws.append(np.abs(sum_acc - sum_conf).sum() / conf.size)
+    p05, p95 = np.percentile(draws, [5, 95])
+    return {"mean": float(np.mean(draws)), "p05": float(p05), "p95": float(p95)}
 
 
 # --- temperature scaling --------------------------------------------------------------------
@@ -178,15 +207,13 @@ def _splitter(cv, groups):
     return StratifiedKFold(n_splits=cv, shuffle=True, random_state=0)
 
 
-def _oof_temperature(estimator, X, y, groups, cv, bounds) -> float:
-    """Temperature fitted on out-of-fold probabilities of clones of ``estimator``."""
+def _out_of_fold(estimator, X, y, groups, cv) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold probabilities (n, k), y as indices of the sorted classes)."""
     y = np.asarray(y)
     oof = cross_val_predict(
         clone(estimator), X, y, groups=groups, cv=_splitter(cv, groups), method="predict_proba"
     )
-    columns = np.unique(y)  # cross_val_predict orders columns as the sorted classes
-    scaler = TemperatureScaler(bounds=bounds).fit(oof, np.searchsorted(columns, y))
-    return scaler.temperature_
+    return oof, np.searchsorted(np.unique(y), y)  # columns follow the sorted classes
 
 
 def fit_temperature_grouped(
@@ -200,10 +227,59 @@ def fit_temperature_grouped(
         estimator: unfitted classifier with ``predict_proba`` (cloned; not modified).
         X: features (n, d). y: labels (n,). groups: speaker per row (n,).
     """
-    return _oof_temperature(estimator, X, y, groups, n_splits, bounds)
+    oof, y_idx = _out_of_fold(estimator, X, y, groups, n_splits)
+    return TemperatureScaler(bounds=bounds).fit(oof, y_idx).temperature_
 
 
-class TemperatureScaledClassifier(ClassifierMixin, BaseEstimator):
+def _platt(f: np.ndarray, is_class: np.ndarray) -> tuple[float, float]:
+    """(a, b) of ``sigmoid(a * f + b)`` by Platt's method (smoothed targets, max likelihood)."""
+    n_pos = float(is_class.sum())
+    n_neg = is_class.size - n_pos
+    t = np.where(is_class, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+    def loss(w):
+        z = w[0] * f + w[1]
+        dz = expit(z) - t
+        value = -np.sum(t * log_expit(z) + (1 - t) * log_expit(-z))
+        return value, np.array([np.dot(dz, f), dz.sum()])
+
+    w0 = np.array([1.0, np.log((n_pos + 1) / (n_neg + 1))])
+    w = minimize(loss, w0, jac=True, method="L-BFGS-B").x
+    return float(w[0]), float(w[1])
+
+
+class _OutOfFoldCalibrated(ClassifierMixin, BaseEstimator):
+    """Base: fit ``estimator`` on all rows and a calibration map on out-of-fold predictions.
+
+    Subclasses set ``_fit_map(oof, y_idx)`` (learned attributes) and ``_map(proba)``.
+    """
+
+    def fit(self, X, y, groups=None):
+        """Fit on X (n, d) and y (n,); ``groups`` (n,) are the speakers for the inner folds."""
+        if self._needs_oof():
+            self._fit_map(*_out_of_fold(self.estimator, X, y, groups, self.cv))
+        else:
+            self._fit_map(None, None)
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        self.classes_ = self.estimator_.classes_
+        if hasattr(self.estimator_, "n_features_in_"):
+            self.n_features_in_ = self.estimator_.n_features_in_
+        return self
+
+    def _needs_oof(self) -> bool:
+        return True
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Calibrated class probabilities (n, n_classes), columns in ``classes_`` order."""
+        check_is_fitted(self, "estimator_")
+        return self._map(self.estimator_.predict_proba(X))
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class per row, by the calibrated probabilities."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class TemperatureScaledClassifier(_OutOfFoldCalibrated):
     """A classifier whose ``predict_proba`` is temperature scaled; predictions are unchanged.
 
     ``fit`` fits a clone of ``estimator`` on all rows. When ``temperature`` is None it also
@@ -227,28 +303,46 @@ class TemperatureScaledClassifier(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.bounds = bounds
 
-    def fit(self, X, y, groups=None) -> TemperatureScaledClassifier:
-        """Fit on X (n, d) and y (n,); ``groups`` (n,) are the speakers for the inner folds."""
-        if self.temperature is None:
-            temperature = _oof_temperature(self.estimator, X, y, groups, self.cv, self.bounds)
+    def _needs_oof(self) -> bool:
+        return self.temperature is None
+
+    def _fit_map(self, oof, y_idx) -> None:
+        if oof is None:
+            self.temperature_ = float(self.temperature)
         else:
-            temperature = float(self.temperature)
-        self.estimator_ = clone(self.estimator).fit(X, y)
-        self.classes_ = self.estimator_.classes_
-        self.temperature_ = float(temperature)
-        if hasattr(self.estimator_, "n_features_in_"):
-            self.n_features_in_ = self.estimator_.n_features_in_
-        return self
+            self.temperature_ = TemperatureScaler(bounds=self.bounds).fit(oof, y_idx).temperature_
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Calibrated class probabilities (n, n_classes), columns in ``classes_`` order."""
-        check_is_fitted(self, "temperature_")
-        return apply_temperature(self.estimator_.predict_proba(X), self.temperature_)
+    def _map(self, proba: np.ndarray) -> np.ndarray:
+        return apply_temperature(proba, self.temperature_)
 
-    def predict(self, X) -> np.ndarray:
-        """Most probable class per row (the same as the wrapped estimator's)."""
-        check_is_fitted(self, "temperature_")
-        return self.classes_[np.argmax(self.estimator_.predict_proba(X), axis=1)]
+
+class SigmoidCalibratedClassifier(_OutOfFoldCalibrated):
+    """A classifier with per-class Platt (sigmoid) calibration learned out of fold.
+
+    Each class column gets ``sigmoid(a_c * p_c + b_c)`` fitted one-versus-rest on out-of-fold
+    probabilities (as ``sklearn.calibration.CalibratedClassifierCV(method="sigmoid",
+    ensemble=False)`` does, but with the inner folds grouped by ``groups``); rows are then
+    renormalised. The argmax may differ slightly from the wrapped estimator's.
+
+    Args:
+        estimator: classifier with ``predict_proba``.
+        cv: number of inner folds (GroupKFold with groups, else StratifiedKFold), or a splitter.
+
+    Attributes:
+        estimator_, classes_; slopes_, intercepts_: arrays (n_classes,) of the sigmoids.
+    """
+
+    def __init__(self, estimator, *, cv=4) -> None:
+        self.estimator = estimator
+        self.cv = cv
+
+    def _fit_map(self, oof, y_idx) -> None:
+        ab = np.array([_platt(oof[:, c], y_idx == c) for c in range(oof.shape[1])])
+        self.slopes_, self.intercepts_ = ab[:, 0], ab[:, 1]
+
+    def _map(self, proba: np.ndarray) -> np.ndarray:
+        q = expit(np.asarray(proba, dtype=np.float64) * self.slopes_ + self.intercepts_)
+        return q / q.sum(axis=1, keepdims=True)
 
 
 # --- abstention ------------------------------------------------------------------------------
@@ -368,9 +462,14 @@ def plot_coverage(curves, path: str | Path, *, title: str | None = None) -> Path
         rows = [r for r in rows if r["accuracy"] is not None]
         cov = [r["coverage"] for r in rows]
         acc = [r["accuracy"] for r in rows]
-        ax.plot(cov, acc, marker="o", markersize=3, label=name)
-        for r in rows[:: max(1, len(rows) // 8)]:
-            ax.annotate(f"{r['threshold']:.2f}", (r["coverage"], r["accuracy"]), fontsize=6)
+        (line,) = ax.plot(cov, acc, marker="o", markersize=2, linewidth=1, label=name)
+        last = 2.0
+        for r in rows:  # label thresholds sparsely: one per ~0.08 of coverage
+            if abs(last - r["coverage"]) >= 0.08:
+                last = r["coverage"]
+                ax.annotate(f"{r['threshold']:.2f}", (r["coverage"], r["accuracy"]),
+                            xytext=(0, 4), textcoords="offset points", fontsize=6,
+                            color=line.get_color(), ha="center")  # fmt: skip
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("coverage (share answered)")
