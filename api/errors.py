@@ -1,0 +1,111 @@
+"""JSON errors for the HTTP API: one error class, one place that turns errors into responses.
+
+Every error answer has the shape ``{"error": {"code": "...", "message": "..."}}``. Domain errors
+raised below the API (``api.jobs``, ``core``) are mapped here by their ``status`` attribute (or,
+for the core error tree, by class), so routes never build error responses by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from core.errors import (
+    AERError,
+    AudioError,
+    DatasetError,
+    FeatureSetError,
+    ModelError,
+    ModelNotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Stable codes for the HTTP statuses the API answers with.
+HTTP_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_parameters",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+# Most specific first: the first matching class gives the status.
+_CORE_STATUS: tuple[tuple[type[AERError], int], ...] = (
+    (ModelNotFoundError, 422),
+    (FeatureSetError, 422),
+    (DatasetError, 422),
+    (AudioError, 422),
+    (ModelError, 500),
+)
+
+
+class APIError(Exception):
+    """An error the API answers with: HTTP ``status``, machine ``code`` and a one-line message."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        code: str | None = None,
+        details: dict | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code or HTTP_CODES.get(status, "error")
+        self.details = details
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict | None = None
+) -> tuple[Response, int]:
+    """Build the JSON error body with its status."""
+    body: dict = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return jsonify(error=body), status
+
+
+def _handle_http(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    message = exc.description or ""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if status == 413 and limit:
+        message = f"the request is larger than the upload limit of {limit // 2**20} MB"
+    response, _ = error_response(status, HTTP_CODES.get(status, "error"), message)
+    response.status_code = status
+    # Keep headers such as Allow (405) that werkzeug attaches to the exception.
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def _handle_any(exc: Exception) -> tuple[Response, int]:
+    if isinstance(exc, APIError):
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    code = getattr(exc, "code", None)
+    if isinstance(exc, AERError) and not status:
+        status = next((s for cls, s in _CORE_STATUS if isinstance(exc, cls)), 500)
+    if isinstance(status, int) and 400 <= status < 600:
+        code = code if isinstance(code, str) else HTTP_CODES.get(status, "error")
+        message = getattr(exc, "message", None) or str(exc) or HTTP_CODES.get(status, "error")
+        return error_response(status, code, message)
+    log.exception("unhandled error")
+    return error_response(500, "internal_error", "internal server error")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error of ``app`` as JSON."""
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(Exception, _handle_any)
