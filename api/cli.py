@@ -294,11 +294,32 @@ def status(job_id: str, as_json: bool, url: str) -> None:
 @cli.command("export")
 @click.argument("job_id")
 @click.option("-o", "--output", default="-", show_default=True, help="CSV file ('-': stdout).")
+@click.option(
+    "--granularity",
+    type=click.Choice(["file", "segment"]),
+    default="file",
+    show_default=True,
+    help="One row per file, or one row per classified segment (timelines).",
+)
+@click.option(
+    "--uncertain-below",
+    type=click.FloatRange(0.0, 1.0),
+    help="Flag rows less confident than this as uncertain (default: the server's).",
+)
 @_url_option
-def export_cmd(job_id: str, output: str, url: str) -> None:
-    """Download a job's results as CSV (one row per file, one column per class)."""
+def export_cmd(
+    job_id: str, output: str, granularity: str, uncertain_below: float | None, url: str
+) -> None:
+    """Download a job's results as CSV (one row per file or per segment, one column per
+    class)."""
     dest = sys.stdout.buffer if output == "-" else output
-    size = _call(_client(url).export_csv, job_id, dest)
+    size = _call(
+        _client(url).export_csv,
+        job_id,
+        dest,
+        granularity=granularity,
+        uncertain_below=uncertain_below,
+    )
     if output != "-":
         click.echo(f"wrote {output} ({size} bytes)", err=True)
 

@@ -166,9 +166,29 @@ class AERClient:
                 return
             query["cursor"] = page["next_cursor"]
 
-    def export_csv(self, job_id: str, dest: str | os.PathLike | BinaryIO) -> int:
-        """Stream the job's CSV export into ``dest`` (a path or a binary file); returns bytes."""
-        req = Request(self._url(f"/jobs/{job_id}/results.csv"), headers={"Accept": "text/csv"})
+    def segments(self, job_id: str, file_id: int, **query: Any) -> Iterator[dict]:
+        """Every segment of one file of a job, in timeline order, following the cursor."""
+        query = {"limit": 1000, **query}
+        while True:
+            page = self.request("GET", f"/jobs/{job_id}/files/{file_id}/segments", query=query)
+            yield from page["items"]
+            if not page.get("next_cursor"):
+                return
+            query["cursor"] = page["next_cursor"]
+
+    def export_csv(
+        self,
+        job_id: str,
+        dest: str | os.PathLike | BinaryIO,
+        *,
+        granularity: str = "file",
+        uncertain_below: float | None = None,
+    ) -> int:
+        """Stream the job's CSV export (one row per ``file`` or per ``segment``) into ``dest``
+        (a path or a binary file); returns the bytes written."""
+        query = {"granularity": granularity, "uncertain_below": uncertain_below}
+        url = self._url(f"/jobs/{job_id}/results.csv", query)
+        req = Request(url, headers={"Accept": "text/csv"})
         written = 0
         with self._open(req) as resp, _binary_out(dest) as out:
             while chunk := resp.read(_CHUNK):

@@ -51,6 +51,9 @@ class Settings:
     sweep_interval_s: float = 60.0
     #: ``(index, name)`` of the named channels of split-channel jobs, by index.
     channel_names: tuple[tuple[int, str], ...] = DEFAULT_CHANNEL_NAMES
+    #: Results with a confidence below this are flagged ``uncertain``; None: the model's
+    #: ``suggested_uncertain_below`` metadata, else 0.0 (never flagged).
+    uncertain_below: float | None = None
 
     @property
     def uploads_dir(self) -> Path:
@@ -96,6 +99,20 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+def _fraction(env: Mapping[str, str], name: str) -> float | None:
+    """A number from 0 to 1, or None when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be between 0 and 1, got {raw!r}")
     return value
 
 
@@ -165,6 +182,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_attempts=_int(env, "AER_MAX_ATTEMPTS", Settings.max_attempts),
         sweep_interval_s=_float(env, "AER_SWEEP_INTERVAL_S", Settings.sweep_interval_s),
         channel_names=_channel_names(env, "AER_CHANNEL_NAMES"),
+        uncertain_below=_fraction(env, "AER_UNCERTAIN_BELOW"),
     )
     _check_limits(settings)
     return settings

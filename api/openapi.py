@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.jobs import CHANNEL_MODES, SEGMENTATIONS
-from api.schemas import FILE_STATES, JOB_STATES
+from api.schemas import FILE_STATES, GRANULARITIES, JOB_STATES
 
 API_PREFIX = "/api/v1"
 
@@ -43,6 +43,19 @@ _JOB_ID = {
     "schema": {"type": "string"},
     "description": "Job id as returned by POST /jobs.",
 }
+_FILE_ID = {
+    "name": "file_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer"},
+    "description": "File id: `id` of a per-file result.",
+}
+_UNCERTAIN_BELOW = _query(
+    "uncertain_below",
+    {"type": "number", "minimum": 0, "maximum": 1},
+    "Flag results with a confidence below this as `uncertain` (default: AER_UNCERTAIN_BELOW, "
+    "else the model's suggested_uncertain_below, else 0 = never).",
+)
 _CHANNELS = {
     "type": "string",
     "enum": list(CHANNEL_MODES),
@@ -60,6 +73,44 @@ _NULL_NUM = {"type": ["number", "null"]}
 _NULL_INT = {"type": ["integer", "null"]}
 _NULL_STR = {"type": ["string", "null"]}
 _NULL_TIME = {"type": ["string", "null"], "format": "date-time"}
+_PROBABILITIES = {
+    "type": "object",
+    "additionalProperties": {"type": "number"},
+    "description": "One probability per class, in the model's label order.",
+}
+_UNCERTAIN = {
+    "type": ["boolean", "null"],
+    "description": "confidence < uncertain_below (null without a result).",
+}
+_CHANNEL_NAME = {
+    "type": "string",
+    "description": "From AER_CHANNEL_NAMES for split jobs (default 0=agent, 1=customer, else "
+    "'channel <n>'); 'mix' for mixed-down jobs.",
+}
+_TIMELINE = {
+    "dominant": {**_NULL_STR, "description": "Label holding the most speech time."},
+    "shares": {
+        "type": "object",
+        "additionalProperties": {"type": "number"},
+        "description": "Share of segment time per label (model order); sums to 1 with speech.",
+    },
+    "speech_s": {"type": "number"},
+    "silence_s": {"type": "number"},
+    "duration_s": {"type": "number"},
+    "n_segments": {"type": "integer"},
+    "most_negative": {
+        "type": ["object", "null"],
+        "description": "Segment with the highest summed angry+fearful+sad+disgust probability.",
+        "properties": {
+            "channel": {"type": "integer"},
+            "channel_name": {"type": "string"},
+            "start_s": {"type": "number"},
+            "end_s": {"type": "number"},
+            "label": {"type": "string"},
+            "score": {"type": "number"},
+        },
+    },
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -164,21 +215,66 @@ SCHEMAS: dict[str, Any] = {
             "channels": _NULL_INT,
             "label": _NULL_STR,
             "confidence": _NULL_NUM,
-            "probabilities": {
-                "type": "object",
-                "additionalProperties": {"type": "number"},
-                "description": "One probability per class of the job's model.",
-            },
+            "uncertain": _UNCERTAIN,
+            "probabilities": _PROBABILITIES,
             "attempts": {"type": "integer"},
             "error": _NULL_STR,
             "error_code": _NULL_STR,
             "processed_at": _NULL_TIME,
             "model_version": _NULL_STR,
             "segment_count": {**_NULL_INT, "description": "Segments stored for the file."},
-            "summary": {
-                "type": ["object", "null"],
-                "description": "Timeline summary of the file's segments (per channel when split).",
+            "summary": {**_ref("Summary"), "description": "Null until the file is done."},
+            "links": {
+                "type": "object",
+                "properties": {"segments": {"type": "string", "description": "Its timeline."}},
             },
+        },
+    },
+    "Summary": {
+        "type": ["object", "null"],
+        "description": "Timeline summary of the file's segments; `channels` only when split.",
+        "properties": {
+            **_TIMELINE,
+            "channels": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "channel": {"type": "integer"},
+                        "channel_name": _CHANNEL_NAME,
+                        **_TIMELINE,
+                    },
+                },
+            },
+        },
+    },
+    "Segment": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer", "description": "Cursor position."},
+            "channel": {"type": "integer", "description": "0-based; always 0 when mixed."},
+            "channel_name": _CHANNEL_NAME,
+            "start_s": {"type": "number"},
+            "end_s": {"type": "number"},
+            "label": {"type": "string"},
+            "confidence": {"type": "number"},
+            "uncertain": _UNCERTAIN,
+            "probabilities": _PROBABILITIES,
+        },
+    },
+    "SegmentPage": {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string"},
+            "file_id": {"type": "integer"},
+            "file": {"type": "string"},
+            "state": {"type": "string", "enum": list(FILE_STATES)},
+            "segment_count": _NULL_INT,
+            "labels": {"type": "array", "items": {"type": "string"}},
+            "uncertain_below": {"type": "number"},
+            "items": {"type": "array", "items": _ref("Segment")},
+            "next_cursor": {**_NULL_STR, "description": "Pass as ?cursor= for the next page."},
+            "links": {"type": "object", "additionalProperties": _NULL_STR},
         },
     },
     "ResultPage": {
@@ -187,6 +283,7 @@ SCHEMAS: dict[str, Any] = {
             "items": {"type": "array", "items": _ref("Result")},
             "next_cursor": {**_NULL_STR, "description": "Pass as ?cursor= for the next page."},
             "labels": {"type": "array", "items": {"type": "string"}},
+            "uncertain_below": {"type": "number", "description": "The threshold applied."},
             "links": {"type": "object", "additionalProperties": _NULL_STR},
         },
     },
@@ -298,6 +395,7 @@ PATHS: dict[str, Any] = {
                     {"type": "string", "enum": list(FILE_STATES)},
                     "Only files in this state.",
                 ),
+                _UNCERTAIN_BELOW,
             ],
             "responses": {
                 "200": _json(_ref("ResultPage"), "One page of results."),
@@ -306,17 +404,53 @@ PATHS: dict[str, Any] = {
             },
         },
     },
+    "/jobs/{job_id}/files/{file_id}/segments": {
+        "parameters": [_JOB_ID, _FILE_ID],
+        "get": {
+            "summary": "A file's emotion timeline: its segments in timeline order (channel, "
+            "then start), by segment id (cursor pagination)",
+            "operationId": "getSegments",
+            "parameters": [
+                _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200},
+                    "Page size.",
+                ),
+                _UNCERTAIN_BELOW,
+            ],
+            "responses": {
+                "200": _json(_ref("SegmentPage"), "One page of segments."),
+                "404": _error("Unknown job, or no such file in this job."),
+                "422": _error("Bad query."),
+            },
+        },
+    },
     "/jobs/{job_id}/results.csv": {
         "parameters": [_JOB_ID],
         "get": {
-            "summary": "Every per-file result as CSV (streamed; one p_<label> column per class)",
+            "summary": "Every result as CSV, streamed: one row per file (default) or per segment",
+            "description": "granularity=file: file, state, duration_s, sample_rate, channels, "
+            "label, confidence, p_<label> per class, error, error_code, processed_at, "
+            "model_version, uncertain, segment_count, dominant, speech_s, silence_s. "
+            "granularity=segment: file, file_id, channel, channel_name, start_s, end_s, label, "
+            "confidence, p_<label> per class, uncertain.",
             "operationId": "exportResults",
+            "parameters": [
+                _query(
+                    "granularity",
+                    {"type": "string", "enum": list(GRANULARITIES), "default": GRANULARITIES[0]},
+                    "One row per file or one row per segment.",
+                ),
+                _UNCERTAIN_BELOW,
+            ],
             "responses": {
                 "200": {
                     "description": "CSV file.",
                     "content": {"text/csv": {"schema": {"type": "string"}}},
                 },
                 "404": _error("Unknown job."),
+                "422": _error("Bad query."),
             },
         },
     },
@@ -366,7 +500,7 @@ def openapi_document() -> dict:
             "title": "AER — bulk speech emotion recognition",
             "version": "1",
             "description": "Submit folders or uploads of speech recordings, poll the job, "
-            "fetch per-file emotion labels as JSON or CSV.",
+            "fetch per-file emotion labels and per-segment timelines as JSON or CSV.",
         },
         "servers": [{"url": API_PREFIX}],
         "paths": PATHS,

@@ -7,8 +7,10 @@ database rows into JSON-safe dicts. Nothing here touches the database or the req
 
 from __future__ import annotations
 
+import csv
+import io
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,14 @@ OPTION_FIELDS = ("model", "channels", "segmentation")
 CSV_HEAD = ("file", "state", "duration_s", "sample_rate", "channels", "label", "confidence")
 #: Columns of the CSV export that come after the per-class probabilities.
 CSV_TAIL = ("error", "error_code", "processed_at", "model_version")
+#: Timeline columns at the end of the per-file CSV (from the file's segment summary).
+CSV_TIMELINE = ("uncertain", "segment_count", "dominant", "speech_s", "silence_s")
+#: Columns of the per-segment CSV before the probabilities (``uncertain`` comes last).
+SEGMENT_CSV_HEAD = (
+    "file", "file_id", "channel", "channel_name", "start_s", "end_s", "label", "confidence"
+)  # fmt: skip
+#: ``granularity`` of ``GET /jobs/{id}/results.csv``: one row per file or per segment.
+GRANULARITIES = ("file", "segment")
 
 
 def invalid(field: str, message: str) -> APIError:
@@ -148,29 +158,67 @@ class ResultQuery:
     label: str | None
     min_confidence: float | None
     state: str | None
+    uncertain_below: float | None = None
 
     def as_args(self, cursor: int) -> dict:
         """The query string of the page that follows ``cursor``."""
         args = {"cursor": cursor, "limit": self.limit, "label": self.label}
         args |= {"min_confidence": self.min_confidence, "state": self.state}
+        args |= {"uncertain_below": self.uncertain_below}
         return {k: v for k, v in args.items() if v is not None}
 
 
+def _fraction(args: Mapping[str, Any], field: str) -> float | None:
+    raw = args.get(field)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise invalid(field, f"must be a number, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise invalid(field, "must be between 0 and 1")
+    return value
+
+
 def parse_result_query(args: Mapping[str, Any]) -> ResultQuery:
-    """``cursor``, ``limit``, ``label``, ``min_confidence`` and ``state``."""
+    """``cursor``, ``limit``, ``label``, ``min_confidence``, ``state`` and ``uncertain_below``."""
     cursor = _int(args, "cursor", 0, 0, 2**62) or None
-    raw = args.get("min_confidence")
-    min_conf = None
-    if raw not in (None, ""):
-        try:
-            min_conf = float(raw)
-        except (TypeError, ValueError):
-            raise invalid("min_confidence", f"must be a number, got {raw!r}") from None
-        if not 0.0 <= min_conf <= 1.0:
-            raise invalid("min_confidence", "must be between 0 and 1")
+    min_conf = _fraction(args, "min_confidence")
     label = args.get("label") or None
     state = _choice(args, "state", FILE_STATES)
-    return ResultQuery(cursor, _int(args, "limit", 100, 1, 1000), label, min_conf, state)
+    limit = _int(args, "limit", 100, 1, 1000)
+    return ResultQuery(cursor, limit, label, min_conf, state, parse_uncertain_below(args))
+
+
+def parse_uncertain_below(args: Mapping[str, Any]) -> float | None:
+    """``uncertain_below`` (0..1): flag results less confident than this; None when absent."""
+    return _fraction(args, "uncertain_below")
+
+
+def parse_granularity(args: Mapping[str, Any]) -> str:
+    """``granularity`` of the CSV export: ``file`` (default) or ``segment``."""
+    return _choice(args, "granularity", GRANULARITIES) or GRANULARITIES[0]
+
+
+@dataclass(frozen=True)
+class SegmentQuery:
+    """Cursor pagination of ``GET /jobs/{id}/files/{file_id}/segments``."""
+
+    cursor: int | None
+    limit: int
+    uncertain_below: float | None
+
+    def as_args(self, cursor: int) -> dict:
+        """The query string of the page that follows ``cursor``."""
+        args = {"cursor": cursor, "limit": self.limit, "uncertain_below": self.uncertain_below}
+        return {k: v for k, v in args.items() if v is not None}
+
+
+def parse_segment_query(args: Mapping[str, Any]) -> SegmentQuery:
+    """``cursor`` (a segment id), ``limit`` (1..1000, default 200) and ``uncertain_below``."""
+    cursor = _int(args, "cursor", 0, 0, 2**62) or None
+    return SegmentQuery(cursor, _int(args, "limit", 200, 1, 1000), parse_uncertain_below(args))
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -211,7 +259,62 @@ def progress(state: str, counts: Mapping[str, int], started_at, now: datetime) -
     }
 
 
-def result_row(row: Any) -> dict:
+@dataclass(frozen=True)
+class ResultView:
+    """How one job's stored results are presented.
+
+    ``labels`` are the model's classes in its order (probabilities are listed in that order:
+    PostgreSQL's JSONB keeps no key order); ``uncertain_below`` is the confidence under which a
+    result is flagged ``uncertain``; ``channel_name`` names a channel index.
+    """
+
+    labels: tuple[str, ...]
+    uncertain_below: float
+    channel_name: Callable[[int], str]
+
+    def uncertain(self, confidence: float | None) -> bool | None:
+        """Whether ``confidence`` is under the threshold (None without a result)."""
+        return None if confidence is None else confidence < self.uncertain_below
+
+    def ordered(self, values: Mapping[str, float] | None) -> dict[str, float]:
+        """``values`` keyed by label, in the model's label order (unknown labels last)."""
+        values = values or {}
+        out = {label: values[label] for label in self.labels if label in values}
+        return out | {k: v for k, v in values.items() if k not in out}
+
+    def summary(self, summary: Mapping[str, Any] | None) -> dict | None:
+        """A stored timeline summary (``core.timeline.summarize``) with channel names added."""
+        if not summary:
+            return None
+        out = self._channel_summary(summary)
+        if "channels" in summary:
+            out["channels"] = [
+                {"channel": c["channel"], "channel_name": self.channel_name(c["channel"])}
+                | self._channel_summary(c)
+                for c in summary["channels"]
+            ]
+        return out
+
+    def _channel_summary(self, summary: Mapping[str, Any]) -> dict:
+        worst = summary.get("most_negative")
+        if worst is not None:
+            worst = {
+                "channel": worst["channel"],
+                "channel_name": self.channel_name(worst["channel"]),
+                **{k: v for k, v in worst.items() if k != "channel"},
+            }
+        return {
+            "dominant": summary.get("dominant"),
+            "shares": self.ordered(summary.get("shares")),
+            "speech_s": summary.get("speech_s"),
+            "silence_s": summary.get("silence_s"),
+            "duration_s": summary.get("duration_s"),
+            "n_segments": summary.get("n_segments"),
+            "most_negative": worst,
+        }
+
+
+def result_row(row: Any, view: ResultView, links: dict | None = None) -> dict:
     """One file's result (``row`` is a ``File`` row or any object with its attributes)."""
     return {
         "id": row.id,
@@ -222,29 +325,79 @@ def result_row(row: Any) -> dict:
         "channels": row.channels,
         "label": row.label,
         "confidence": row.confidence,
-        "probabilities": row.probabilities or {},
+        "uncertain": view.uncertain(row.confidence),
+        "probabilities": view.ordered(row.probabilities),
         "attempts": row.attempts,
         "error": row.error,
         "error_code": row.error_code,
         "processed_at": iso(row.processed_at),
         "model_version": row.model_version,
         "segment_count": row.segment_count,
-        "summary": row.summary,
+        "summary": view.summary(row.summary),
+        "links": links or {},
+    }
+
+
+def segment_row(segment: Any, view: ResultView) -> dict:
+    """One classified segment (``segment`` is a ``Segment`` row or alike)."""
+    return {
+        "id": segment.id,
+        "channel": segment.channel,
+        "channel_name": view.channel_name(segment.channel),
+        "start_s": segment.start_s,
+        "end_s": segment.end_s,
+        "label": segment.label,
+        "confidence": segment.confidence,
+        "uncertain": view.uncertain(segment.confidence),
+        "probabilities": view.ordered(segment.probabilities),
     }
 
 
 def csv_header(labels: tuple[str, ...] | list[str]) -> list[str]:
-    """CSV columns: file facts, one ``p_<label>`` per class, then errors and provenance."""
-    return [*CSV_HEAD, *(f"p_{label}" for label in labels), *CSV_TAIL]
+    """Per-file CSV columns: file facts, one ``p_<label>`` per class, errors and provenance,
+    then the timeline columns."""
+    return [*CSV_HEAD, *(f"p_{label}" for label in labels), *CSV_TAIL, *CSV_TIMELINE]
 
 
-def csv_row(row: Any, labels: tuple[str, ...] | list[str]) -> list:
-    """One CSV line for a file result (missing probabilities are left empty)."""
+def csv_row(row: Any, view: ResultView) -> list:
+    """One per-file CSV line (missing probabilities and summary values are left empty)."""
     probs = row.probabilities or {}
+    summary = row.summary or {}
     head = [row.rel_path, row.state, row.duration_s, row.sample_rate, row.channels]
     head += [row.label, row.confidence]
     tail = [row.error, row.error_code, iso(row.processed_at), row.model_version]
-    return [*head, *(probs.get(label, "") for label in labels), *tail]
+    timeline = [_csv_bool(view.uncertain(row.confidence)), row.segment_count]
+    timeline += [summary.get("dominant"), summary.get("speech_s"), summary.get("silence_s")]
+    return [*head, *(probs.get(label, "") for label in view.labels), *tail, *timeline]
+
+
+def segment_csv_header(labels: tuple[str, ...] | list[str]) -> list[str]:
+    """Per-segment CSV columns: where the segment is, its label, one ``p_<label>`` per class,
+    then ``uncertain``."""
+    return [*SEGMENT_CSV_HEAD, *(f"p_{label}" for label in labels), "uncertain"]
+
+
+def segment_csv_row(rel_path: str, segment: Any, view: ResultView) -> list:
+    """One per-segment CSV line."""
+    probs = segment.probabilities or {}
+    head = [rel_path, segment.file_id, segment.channel, view.channel_name(segment.channel)]
+    head += [segment.start_s, segment.end_s, segment.label, segment.confidence]
+    uncertain = _csv_bool(view.uncertain(segment.confidence))
+    return [*head, *(probs.get(label, "") for label in view.labels), uncertain]
+
+
+def csv_text(rows: Iterable[list], header: list[str] | None = None) -> str:
+    """CSV lines for ``rows`` (after ``header`` when given)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _csv_bool(value: bool | None) -> str:
+    return "" if value is None else str(value).lower()
 
 
 def now_utc() -> datetime:

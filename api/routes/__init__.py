@@ -57,7 +57,7 @@ def _discard_uploads(exc: BaseException | None) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the blueprint and its per-request teardown hooks on ``app``."""
-    from api.routes import jobs, results, system  # noqa: F401  (routes register on bp)
+    from api.routes import jobs, results, segments, system  # noqa: F401  (register on bp)
     from worker.celery_app import create_celery
 
     # The producer side: built from the app's settings, so tests and the embedded stack can

@@ -1,19 +1,27 @@
-"""Per-file results of a job: JSON pages (cursor on file id) and a streamed CSV export."""
+"""Per-file results of a job: JSON pages (cursor on file id) and the streamed CSV export, one
+row per file or (``?granularity=segment``) one row per segment."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 
 from flask import Response, request, stream_with_context, url_for
 from sqlalchemy import select
 
 from api import jobs
-from api.routes import bp, db
-from api.routes.system import registry
-from api.schemas import csv_header, csv_row, parse_result_query, result_row
-from api.tables import File, Job
+from api.routes import bp, db, segments
+from api.routes.views import job_view
+from api.schemas import (
+    ResultView,
+    csv_header,
+    csv_row,
+    csv_text,
+    parse_granularity,
+    parse_result_query,
+    parse_uncertain_below,
+    result_row,
+)
+from api.tables import File
 
 #: Rows read per query while streaming the CSV export (memory is bounded by this).
 CSV_BATCH = 1000
@@ -31,24 +39,9 @@ _CSV_COLUMNS = (
     File.error_code,
     File.processed_at,
     File.model_version,
+    File.segment_count,
+    File.summary,
 )
-
-
-def job_labels(job: Job) -> list[str]:
-    """Class labels of the job's model, in the model's order.
-
-    Taken from the registry; when the model is gone from it, from a stored result instead.
-    """
-    for entry in registry().list():
-        if entry.get("name") == job.model_name and entry.get("labels"):
-            return list(entry["labels"])
-    probs = db().scalar(
-        select(File.probabilities)
-        .where(File.job_id == job.id, File.probabilities.is_not(None))
-        .order_by(File.id)
-        .limit(1)
-    )
-    return list(probs or {})
 
 
 @bp.get("/jobs/<job_id>/results")
@@ -56,6 +49,7 @@ def get_results(job_id: str):
     """One page of results in file id order, with filters and the next cursor."""
     job = jobs.get_job(db(), job_id)
     query = parse_result_query(request.args)
+    view = job_view(job, query.uncertain_below)
     stmt = select(File).where(File.job_id == job.id)
     if query.cursor is not None:
         stmt = stmt.where(File.id > query.cursor)
@@ -72,8 +66,9 @@ def get_results(job_id: str):
     return {
         "job_id": job.id,
         "job_state": job.state,
-        "labels": job_labels(job),
-        "items": [result_row(row) for row in rows],
+        "labels": list(view.labels),
+        "uncertain_below": view.uncertain_below,
+        "items": [result_row(row, view, _file_links(job.id, row.id)) for row in rows],
         "next_cursor": None if cursor is None else str(cursor),
         "links": {
             "next": None
@@ -83,18 +78,12 @@ def get_results(job_id: str):
     }
 
 
-def _csv_lines(job_id: str, labels: list[str]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+def _file_links(job_id: str, file_id: int) -> dict:
+    return {"segments": url_for("api.get_segments", job_id=job_id, file_id=file_id)}
 
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
 
-    writer.writerow(csv_header(labels))
-    yield flush()
+def _file_csv_lines(job_id: str, view: ResultView) -> Iterator[str]:
+    yield csv_text([], csv_header(view.labels))
     session, last = db(), 0
     while True:
         rows = session.execute(
@@ -106,19 +95,24 @@ def _csv_lines(job_id: str, labels: list[str]) -> Iterator[str]:
         session.commit()  # end the read transaction between batches: writers need not wait
         if not rows:
             return
-        writer.writerows(csv_row(row, labels) for row in rows)
         last = rows[-1].id
-        yield flush()
+        yield csv_text(csv_row(row, view) for row in rows)
 
 
 @bp.get("/jobs/<job_id>/results.csv")
 def export_results(job_id: str):
-    """Every file's result as CSV, streamed batch by batch (memory flat whatever the size)."""
+    """Every file's (or every segment's) result as CSV, streamed batch by batch (memory flat
+    whatever the size)."""
     job = jobs.get_job(db(), job_id)
-    labels = job_labels(job)
+    granularity = parse_granularity(request.args)
+    view = job_view(job, parse_uncertain_below(request.args))
     db().commit()
+    if granularity == "segment":
+        lines, name = segments.segment_csv_lines(job.id, view), f"aer-{job.id}-segments.csv"
+    else:
+        lines, name = _file_csv_lines(job.id, view), f"aer-{job.id}.csv"
     return Response(
-        stream_with_context(_csv_lines(job.id, labels)),
+        stream_with_context(lines),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="aer-{job.id}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

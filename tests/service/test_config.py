@@ -50,6 +50,7 @@ def test_every_variable_is_read(tmp_path):
         "AER_MAX_ATTEMPTS": "5",
         "AER_SWEEP_INTERVAL_S": "7.5",
         "AER_CHANNEL_NAMES": "1=caller,0=advisor",
+        "AER_UNCERTAIN_BELOW": "0.4",
     }
     s = load_settings(env)
     assert s == Settings(
@@ -70,6 +71,7 @@ def test_every_variable_is_read(tmp_path):
         max_attempts=5,
         sweep_interval_s=7.5,
         channel_names=((0, "advisor"), (1, "caller")),
+        uncertain_below=0.4,
     )
     assert s.celery_broker_url == "redis://broker:6379/0"
     # every AER_ variable the README documents is one load_settings reads

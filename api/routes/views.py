@@ -1,0 +1,83 @@
+"""How a job's stored results are shown: its model's labels, the ``uncertain`` threshold and
+its channel names, gathered once per request into a :class:`~api.schemas.ResultView`."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+from sqlalchemy import select
+
+from api import jobs
+from api.routes import db, settings
+from api.routes.system import registry
+from api.schemas import ResultView
+from api.tables import File, Job
+
+#: Key of a model's metadata that suggests an ``uncertain`` threshold for its results.
+SUGGESTED_KEY = "suggested_uncertain_below"
+
+
+def model_metadata(model_name: str) -> dict[str, Any]:
+    """The metadata of registry model ``model_name``; empty when it is gone or unreadable."""
+    from core.artifacts import read_metadata
+    from core.errors import ModelError
+
+    try:
+        return read_metadata(registry().resolve(model_name))
+    except ModelError:
+        return {}
+
+
+def job_labels(job: Job, metadata: dict[str, Any] | None = None) -> list[str]:
+    """Class labels of the job's model, in the model's order.
+
+    Taken from the model's metadata; when the model is gone, from a stored result instead.
+    """
+    metadata = model_metadata(job.model_name) if metadata is None else metadata
+    if metadata.get("labels"):
+        return list(metadata["labels"])
+    probs = db().scalar(
+        select(File.probabilities)
+        .where(File.job_id == job.id, File.probabilities.is_not(None))
+        .order_by(File.id)
+        .limit(1)
+    )
+    return list(probs or {})
+
+
+def suggested_threshold(metadata: dict[str, Any]) -> float | None:
+    """The model's ``suggested_uncertain_below`` when it is a number from 0 to 1."""
+    value = metadata.get(SUGGESTED_KEY)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if math.isfinite(value) and 0.0 <= value <= 1.0:
+            return float(value)
+    return None
+
+
+def uncertain_threshold(requested: float | None, metadata: dict[str, Any]) -> float:
+    """The first of: the request's ``uncertain_below``, ``AER_UNCERTAIN_BELOW``, the model's
+    suggestion, 0.0 (nothing flagged)."""
+    for value in (requested, settings().uncertain_below, suggested_threshold(metadata)):
+        if value is not None:
+            return value
+    return 0.0
+
+
+def channel_mode(job: Job) -> str:
+    """The job's ``channels`` option (``mix`` or ``split``; the default when unreadable)."""
+    try:
+        return jobs.analysis_options(job.options).channels
+    except jobs.InvalidOptionsError:  # such a job failed before any result
+        return jobs.CHANNEL_MODES[0]
+
+
+def job_view(job: Job, uncertain_below: float | None = None) -> ResultView:
+    """The :class:`ResultView` of ``job`` for a request asking ``uncertain_below``."""
+    metadata = model_metadata(job.model_name)
+    return ResultView(
+        labels=tuple(job_labels(job, metadata)),
+        uncertain_below=uncertain_threshold(uncertain_below, metadata),
+        channel_name=functools.partial(jobs.channel_name, settings(), channels=channel_mode(job)),
+    )
