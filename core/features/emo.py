@@ -6,7 +6,9 @@ flatness, flux, slope, alpha ratio, Hammarberg index), and, through the inverse 
 spectrum, a normalised autocorrelation (Boersma 1993) giving F0 and voicing strength. Per
 utterance these are summarised over active frames (within 35 dB of the loudest) or voiced
 frames: means, standard deviations, percentiles, slopes, and jitter/shimmer-like proxies.
-Levels are taken relative to the utterance (recording gain does not change the vector).
+The signal is peak-normalised and a -70 dB white floor is added to every power spectrum, so
+levels are relative (recording gain does not change the vector) and log features stay bounded
+on band-limited audio such as telephone speech.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
+from core.errors import NonFiniteAudioError
 from core.features.base import FeatureSet, as_features, as_signal
 from core.features.spectral import dct_matrix
 
@@ -31,6 +34,7 @@ N_MFCC = 20  # c0 dropped: it is the level
 F0_MIN, F0_MAX = 60.0, 600.0
 VOICING_THRESHOLD = 0.45  # Praat's default
 ACTIVE_RANGE_DB = 35.0
+FLOOR_DB = -70.0  # noise floor added after peak normalisation, dB re full scale (mean square)
 BLOCK = 64  # frames per STFT block: small buffers stay in cache
 PCTS = (10.0, 50.0, 90.0)
 N_THIRDS_MFCC = 12
@@ -57,6 +61,8 @@ def _tables() -> dict[str, np.ndarray | scipy.sparse.csr_matrix]:
         "low_2k": freqs < 2000.0,
         "band_2k_5k": (freqs >= 2000.0) & (freqs < 5000.0),
         "slope_x": (slope_x / (slope_x**2).sum()).astype(np.float32),
+        "floor": np.float32(10 ** (FLOOR_DB / 10) * (window.astype(np.float64) ** 2).sum()),
+        "floor_ms": np.float32(10 ** (FLOOR_DB / 10)),
     }
     for value in tables.values():
         if isinstance(value, np.ndarray):
@@ -82,29 +88,15 @@ def _frame_descriptors(y: np.ndarray) -> dict[str, np.ndarray]:
         spec = scipy.fft.rfft(raw * tb["window"], n=N_FFT, axis=1, workers=1)
         power = spec.real**2
         power += spec.imag**2
+        power += tb["floor"]  # white noise at FLOOR_DB: bounds every log below
         total = power.sum(axis=1) + np.float32(1e-12)
 
-        out["energy_db"][s:e] = 10 * np.log10(np.mean(raw * raw, axis=1) + np.float32(1e-10))
+        out["energy_db"][s:e] = 10 * np.log10(np.mean(raw * raw, axis=1) + tb["floor_ms"])
         out["zcr"][s:e] = np.mean(np.signbit(raw[:, 1:]) != np.signbit(raw[:, :-1]), axis=1)
         out["logmel"][s:e] = 10 * np.log10(np.asarray(power @ tb["mel_t"]) + np.float32(1e-10))
 
-        freqs = tb["freqs"]
-        centroid = (power @ freqs) / total
-        out["centroid"][s:e] = centroid
-        out["spread"][s:e] = np.sqrt(
-            np.maximum((power @ (freqs * freqs)) / total - centroid * centroid, 0)
-        )
-        cum = np.cumsum(power, axis=1)
-        out["rolloff"][s:e] = freqs[np.argmax(cum >= 0.85 * cum[:, -1:], axis=1)]
-        log_p = np.log(power + np.float32(1e-12))
-        out["flatness"][s:e] = 10 / np.log(10) * (log_p.mean(axis=1) - np.log(total / len(freqs)))
-        out["slope"][s:e] = (10 / np.log(10)) * (log_p @ tb["slope_x"])
-        low = power[:, tb["low_1k"]].sum(axis=1) + np.float32(1e-12)
-        mid = power[:, tb["band_1k_5k"]].sum(axis=1) + np.float32(1e-12)
-        out["alpha"][s:e] = 10 * np.log10(mid / low)
-        hb = power[:, tb["low_2k"]].max(axis=1) + np.float32(1e-12)
-        hb_hi = power[:, tb["band_2k_5k"]].max(axis=1) + np.float32(1e-12)
-        out["hammarberg"][s:e] = 10 * np.log10(hb / hb_hi)
+        for name, values in _spectral_shape(power, total, tb).items():
+            out[name][s:e] = values
         norm = np.sqrt(power / total[:, None])
         prev = np.vstack([norm[:1] if prev_norm is None else prev_norm, norm[:-1]])
         out["flux"][s:e] = np.sqrt(((norm - prev) ** 2).sum(axis=1))
@@ -117,6 +109,31 @@ def _frame_descriptors(y: np.ndarray) -> dict[str, np.ndarray]:
         out["f0"][s:e] = f0
         out["voicing"][s:e] = strength
     return out
+
+
+def _spectral_shape(power: np.ndarray, total: np.ndarray, tb: dict) -> dict[str, np.ndarray]:
+    """Centroid, spread, roll-off (Hz), flatness, slope (dB), alpha ratio, Hammarberg index (dB)
+    per frame of a power spectrogram block [shape=(t, f)]."""
+    eps = np.float32(1e-12)
+    freqs = tb["freqs"]
+    centroid = (power @ freqs) / total
+    spread = np.sqrt(np.maximum((power @ (freqs * freqs)) / total - centroid * centroid, 0))
+    cum = np.cumsum(power, axis=1)
+    log_p = np.log(power + eps)
+    db = 10 / np.log(10)
+    low = power[:, tb["low_1k"]].sum(axis=1) + eps
+    mid = power[:, tb["band_1k_5k"]].sum(axis=1) + eps
+    hb = power[:, tb["low_2k"]].max(axis=1) + eps
+    hb_hi = power[:, tb["band_2k_5k"]].max(axis=1) + eps
+    return {
+        "centroid": centroid,
+        "spread": spread,
+        "rolloff": freqs[np.argmax(cum >= 0.85 * cum[:, -1:], axis=1)],
+        "flatness": db * (log_p.mean(axis=1) - np.log(total / len(freqs))),
+        "slope": db * (log_p @ tb["slope_x"]),
+        "alpha": 10 * np.log10(mid / low),
+        "hammarberg": 10 * np.log10(hb / hb_hi),
+    }
 
 
 _FRAME_DIMS = {
@@ -176,7 +193,7 @@ def extract_emo(y: np.ndarray, sr: int) -> np.ndarray:
     y = as_signal(y, sr, sample_rate=SAMPLE_RATE, min_duration_s=MIN_DURATION_S)
     peak = np.abs(y).max()
     if not np.isfinite(peak):
-        as_features(np.array([peak]))  # raises NonFiniteAudioError
+        raise NonFiniteAudioError("audio holds NaN or infinite samples")
     # peak-normalise: every level below is relative, and the numeric floors are too
     d = _frame_descriptors(y / peak if peak > 0 else y)
     n = len(d["energy_db"])

@@ -194,3 +194,48 @@ def test_stft_matches_librosa() -> None:
     ref = librosa.stft(y).T
     assert ours.shape == ref.shape and ours.dtype == np.complex64
     np.testing.assert_allclose(np.abs(ours), np.abs(ref), rtol=1e-3, atol=1e-4)
+
+
+# --- emo ---------------------------------------------------------------------------------------
+
+
+def tone(f0: float, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    y = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 10))
+    return (0.3 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+def test_emo_is_registered() -> None:
+    fs = get_feature_set("emo")
+    assert fs.id == "emo@1" and fs.sample_rate == SR
+
+
+@pytest.mark.parametrize("gain", [0.05, 3.0])
+def test_emo_ignores_recording_gain(gain: float) -> None:
+    fs = get_feature_set("emo", 1)
+    for _, y in SIGNALS[:4]:
+        # float32 rounding moves a few percentiles slightly; a level-dependent feature would
+        # move by 20*log10(gain) dB
+        np.testing.assert_allclose(fs(y * gain, SR), fs(y, SR), rtol=1e-2, atol=0.05)
+
+
+@pytest.mark.parametrize("f0", [90.0, 150.0, 240.0, 420.0])
+def test_emo_pitch_tracker_finds_f0(f0: float) -> None:
+    from core.features import emo
+
+    frames = emo._frame_descriptors(tone(f0))
+    assert np.median(frames["f0"]) == pytest.approx(f0, rel=0.01)
+    assert np.median(frames["voicing"]) > 0.9
+
+
+def test_emo_noise_is_unvoiced() -> None:
+    from core.features import emo
+
+    frames = emo._frame_descriptors(synthetic("noise"))
+    assert np.mean(frames["voicing"] >= emo.VOICING_THRESHOLD) < 0.1
+
+
+def test_emo_higher_pitch_gives_higher_f0_statistics() -> None:
+    fs = get_feature_set("emo", 1)
+    low, high = fs(tone(120.0), SR), fs(tone(240.0), SR)
+    assert not np.allclose(low, high)
