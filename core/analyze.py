@@ -15,7 +15,7 @@ import numpy as np
 from core.audio import SILENCE_PEAK, AudioInfo, iter_blocks, load, probe
 from core.errors import AERError, SilentAudioError, ZeroDurationError
 from core.model import EmotionModel
-from core.predict import FilePrediction, SegmentPrediction
+from core.predict import FilePrediction, SegmentPrediction, failed_prediction
 from core.segments import Segment, SpeechStream, WindowStream
 from core.timeline import summarize
 
@@ -130,7 +130,7 @@ def analyze_file(
             rows, duration = _stream(model, blocks, make, 1 if mono else info.channels)
         segments = _classify(model, rows)
     except AERError as exc:
-        return _failed(path, info, str(exc), exc.code)
+        return failed_prediction(path, info, exc)
     return _result(model, path, info, segments, duration, split=channels == "split")
 
 
@@ -223,18 +223,4 @@ def _result(model, path, info, segments, duration, *, split) -> FilePrediction:
         channels=info.channels,
         segments=segments,
         summary=summary,
-    )
-
-
-def _failed(path, info: AudioInfo | None, message: str, code: str) -> FilePrediction:
-    return FilePrediction(
-        path=str(path),
-        label=None,
-        confidence=None,
-        probabilities={},
-        duration_s=info.duration_s if info else None,
-        sample_rate=info.sample_rate if info else None,
-        channels=info.channels if info else None,
-        error=message,
-        error_code=code,
     )

@@ -73,7 +73,7 @@ def predict_file(
         )
         label, confidence, probabilities = model.classify_signal(y, fs.sample_rate)
     except AERError as exc:
-        return _failed(path, info, str(exc), exc.code)
+        return failed_prediction(path, info, exc)
     return FilePrediction(
         path=str(path),
         label=label,
@@ -85,7 +85,8 @@ def predict_file(
     )
 
 
-def _failed(path, info: AudioInfo | None, message: str, code: str) -> FilePrediction:
+def failed_prediction(path: str | Path, info: AudioInfo | None, exc: AERError) -> FilePrediction:
+    """The result of a file that could not be classified: what is known of it, and why."""
     return FilePrediction(
         path=str(path),
         label=None,
@@ -94,8 +95,8 @@ def _failed(path, info: AudioInfo | None, message: str, code: str) -> FilePredic
         duration_s=info.duration_s if info else None,
         sample_rate=info.sample_rate if info else None,
         channels=info.channels if info else None,
-        error=message,
-        error_code=code,
+        error=str(exc),
+        error_code=exc.code,
     )
 
 
