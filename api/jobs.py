@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     String,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -392,20 +393,9 @@ def claim_file(
     out of attempts, or its job is no longer active.
     """
     now = utcnow()
-    claimable = or_(
-        File.state == FileState.PENDING,
-        and_(File.state == FileState.RUNNING, File.lease_expires_at < now),
-    )
-    job_active = exists().where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES))
     return session.scalar(
         update(File)
-        .where(
-            File.id == file_id,
-            File.job_id == job_id,
-            claimable,
-            File.attempts < max_attempts,
-            job_active,
-        )
+        .where(File.id == file_id, *_claimable(job_id, now, max_attempts))
         .values(
             state=FileState.RUNNING,
             attempts=File.attempts + 1,
@@ -416,60 +406,166 @@ def claim_file(
     )
 
 
+def claim_files(
+    session: Session,
+    job_id: str,
+    file_ids: Sequence[int],
+    *,
+    lease_until: datetime,
+    max_attempts: int,
+    first_attempt_only: bool = False,
+) -> list[tuple[int, str]]:
+    """:func:`claim_file` for many files in one ``UPDATE``; returns ``(id, path)`` of the
+    files claimed, by id (lease until ``lease_until``, which :func:`release_files` checks).
+
+    ``first_attempt_only``: claim only files never attempted, so a worker dying during a chunk
+    costs an attempt of no file that an earlier crash made suspect.
+    """
+    if not file_ids:
+        return []
+    conditions = _claimable(job_id, utcnow(), max_attempts)
+    if first_attempt_only:
+        conditions.append(File.attempts == 0)
+    rows = session.execute(
+        update(File)
+        .where(File.id.in_(file_ids), *conditions)
+        .values(state=FileState.RUNNING, attempts=File.attempts + 1, lease_expires_at=lease_until)
+        .returning(File.id, File.path)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted((file_id, path) for file_id, path in rows)
+
+
+def release_files(
+    session: Session, file_ids: Sequence[int], *, lease_until: datetime, lease_s: float
+) -> list[int]:
+    """Give back files claimed by :func:`claim_files` with ``lease_until`` and never started:
+    pending again, the attempt not counted, a fresh lease; returns the ids released, by id.
+
+    A file no longer held under that lease (finished, or taken over after it expired) is left
+    alone.
+    """
+    if not file_ids:
+        return []
+    rows = session.scalars(
+        update(File)
+        .where(
+            File.id.in_(file_ids),
+            File.state == FileState.RUNNING,
+            File.lease_expires_at == lease_until,
+        )
+        .values(
+            state=FileState.PENDING,
+            attempts=File.attempts - 1,
+            lease_expires_at=utcnow() + timedelta(seconds=lease_s),
+        )
+        .returning(File.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(rows)
+
+
+def _claimable(job_id: str, now: datetime, max_attempts: int) -> list:
+    """WHERE terms of a file of ``job_id`` that a worker may take now."""
+    return [
+        File.job_id == job_id,
+        or_(
+            File.state == FileState.PENDING,
+            and_(File.state == FileState.RUNNING, File.lease_expires_at < now),
+        ),
+        File.attempts < max_attempts,
+        exists().where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES)),
+    ]
+
+
 def record_result(
     session: Session, file_id: int, prediction: FilePrediction, model_version: str | None
 ) -> bool:
     """Store a file's prediction (or its error) with its segments and summary.
 
-    The first result wins: the file row is updated only while the file is unfinished, and only
-    then are its segments written (any left from before deleted first), all in the caller's
-    transaction. A re-run, or a redelivered chunk, changes nothing and returns False.
+    The first result wins: see :func:`record_results`. A re-run, or a redelivered chunk,
+    changes nothing and returns False.
     """
+    return bool(record_results(session, [(file_id, prediction)], model_version))
+
+
+def record_results(
+    session: Session,
+    results: Sequence[tuple[int, FilePrediction]],
+    model_version: str | None,
+) -> list[int]:
+    """Store many files' predictions (or errors) with their segments and summaries; returns the
+    ids of the files written, by id.
+
+    The first result wins: a file row is updated only while the file is unfinished, and only
+    then are its segments written (any left from before deleted first), all in the caller's
+    transaction. A few statements for the whole batch, whatever its size.
+    """
+    by_id: dict[int, FilePrediction] = {}
+    for file_id, prediction in results:
+        by_id.setdefault(file_id, prediction)
+    if not by_id:
+        return []
+    # Locks the rows (PostgreSQL; SQLite holds the write lock already), so no other
+    # transaction finishes these files or writes their segments until this one ends.
+    job_ids = dict(
+        session.execute(
+            select(File.id, File.job_id)
+            .where(File.id.in_(by_id), File.state.in_(UNFINISHED_FILE_STATES))
+            .with_for_update()
+        ).all()
+    )
+    winners = sorted(job_ids)
+    if not winners:
+        return []
+    files = File.__table__
+    now = utcnow()
+    rows, segment_rows = [], []
+    for file_id in winners:
+        row, segments = _result_row(by_id[file_id])
+        rows.append({"b_id": file_id, **row, "processed_at": now, "model_version": model_version})
+        segment_rows += [
+            {"file_id": file_id, "job_id": job_ids[file_id], **seg} for seg in segments
+        ]
+    connection = session.connection()
+    unfinished = or_(*(files.c.state == state for state in UNFINISHED_FILE_STATES))
+    connection.execute(update(files).where(files.c.id == bindparam("b_id"), unfinished), rows)
+    connection.execute(delete(Segment.__table__).where(Segment.file_id.in_(winners)))
+    if segment_rows:
+        connection.execute(insert(Segment.__table__), segment_rows)
+    return winners
+
+
+def _result_row(prediction: FilePrediction) -> tuple[dict, list[dict]]:
+    """The ``files`` columns of a result, and its segments' ``segments`` columns."""
     ok = prediction.error is None
     segments = _unique_segments(prediction.segments) if ok else []
-    job_id = session.scalar(
-        update(File)
-        .where(File.id == file_id, File.state.in_(UNFINISHED_FILE_STATES))
-        .values(
-            state=FileState.DONE if ok else FileState.FAILED,
-            processed_at=utcnow(),
-            lease_expires_at=None,
-            duration_s=prediction.duration_s,
-            sample_rate=prediction.sample_rate,
-            channels=prediction.channels,
-            label=prediction.label,
-            confidence=prediction.confidence,
-            probabilities=prediction.probabilities if ok else None,
-            summary=prediction.summary if ok else None,
-            segment_count=len(segments) if ok else None,
-            error=prediction.error,
-            error_code=prediction.error_code,
-            model_version=model_version,
-        )
-        .returning(File.job_id)
-        .execution_options(synchronize_session=False)
-    )
-    if job_id is None:
-        return False
-    # The UPDATE holds the file's row lock (PostgreSQL) or the write lock (SQLite), so no other
-    # transaction writes this file's segments until this one ends.
-    session.execute(delete(Segment).where(Segment.file_id == file_id))
-    if segments:
-        rows = [
-            {
-                "file_id": file_id,
-                "job_id": job_id,
-                "channel": s.channel,
-                "start_s": s.start_s,
-                "end_s": s.end_s,
-                "label": s.label,
-                "confidence": s.confidence,
-                "probabilities": s.probabilities,
-            }
-            for s in segments
-        ]
-        session.execute(insert(Segment), rows)
-    return True
+    row = {
+        "state": FileState.DONE if ok else FileState.FAILED,
+        "lease_expires_at": None,
+        "duration_s": prediction.duration_s,
+        "sample_rate": prediction.sample_rate,
+        "channels": prediction.channels,
+        "label": prediction.label,
+        "confidence": prediction.confidence,
+        "probabilities": prediction.probabilities if ok else None,
+        "summary": prediction.summary if ok else None,
+        "segment_count": len(segments) if ok else None,
+        "error": prediction.error,
+        "error_code": prediction.error_code,
+    }
+    segment_rows = [
+        {
+            "channel": s.channel,
+            "start_s": s.start_s,
+            "end_s": s.end_s,
+            "label": s.label,
+            "confidence": s.confidence,
+            "probabilities": s.probabilities,
+        }
+        for s in segments
+    ]
+    return row, segment_rows
 
 
 def _unique_segments(segments: Sequence) -> list:

@@ -8,6 +8,7 @@ changes state only through :mod:`api.jobs`. Rows are committed before their task
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from itertools import islice
@@ -35,6 +36,9 @@ INSERT_BATCH = 500
 #: Mixed-down files no longer than this are classified whole rather than VAD-segmented: the
 #: models learnt from whole 3-4 s clips, silence included (``analyze_file``'s longest segment).
 WHOLE_CLIP_MAX_S = 8.0
+#: Results stored per transaction: at most this many files, or the files of this many seconds.
+FLUSH_FILES = 64
+FLUSH_S = 1.0
 
 
 def batched(items: Sequence, size: int) -> list[list]:
@@ -113,8 +117,12 @@ def _list_sources(settings: Settings, job) -> list[tuple[str, str]]:
 def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue: Enqueue) -> int:
     """Analyse the chunk's files that still need it; returns how many were processed.
 
-    A file that fails (bad audio, or an unexpected error) fails alone. On the soft time limit,
-    the files not yet started are enqueued again and the current one is left to the sweep.
+    Files never attempted are claimed together in one statement and their results stored in
+    batches (:class:`_Results`); files an earlier attempt left unfinished (perhaps the one that
+    killed a worker) are claimed and stored one at a time, so a crash costs no other file an
+    attempt. A file that fails (bad audio, or an unexpected error) fails alone. On the soft
+    time limit, the results so far are stored, the files not yet started are given back and
+    enqueued again, and the current one is left to the sweep.
     """
     lease_until = utcnow() + timedelta(seconds=settings.lease_s)
     with session_scope(settings) as session:
@@ -139,20 +147,96 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
         return 0
     with session_scope(settings) as session:
         jobs.mark_job_running(session, job_id, model.version)
-    remaining = list(file_ids)
+        claimed = jobs.claim_files(
+            session,
+            job_id,
+            file_ids,
+            lease_until=lease_until,
+            max_attempts=settings.max_attempts,
+            first_attempt_only=True,
+        )
+    taken = {file_id for file_id, _ in claimed}
+    retries = [file_id for file_id in file_ids if file_id not in taken]
+    results = _Results(settings, model.version)
     done = 0
     try:
-        while remaining:
-            file_id = remaining.pop(0)
-            if _process_file(settings, model, options, job_id, file_id):
+        while claimed:
+            file_id, path = claimed.pop(0)
+            results.add(file_id, _analyze_one(settings, model, options, job_id, file_id, path))
+            done += 1
+            results.flush_if_due()
+        results.flush()
+        while retries:
+            if _process_file(settings, model, options, job_id, retries.pop(0)):
                 done += 1
     except SoftTimeLimitExceeded:
-        log.warning("job %s: chunk hit its soft time limit, re-enqueueing %s", job_id, remaining)
-        if remaining:
-            enqueue(job_id, remaining)
+        results.flush()  # again if the limit struck during a flush: the first result wins
+        with session_scope(settings) as session:
+            released = jobs.release_files(
+                session,
+                [file_id for file_id, _ in claimed],
+                lease_until=lease_until,
+                lease_s=settings.lease_s,
+            )
+        rest = sorted(released + retries)
+        log.warning("job %s: chunk hit its soft time limit, re-enqueueing %s", job_id, rest)
+        if rest:
+            enqueue(job_id, rest)
         return done
     _try_finish(settings, job_id)
     return done
+
+
+class _Results:
+    """Results waiting to be stored: one transaction per :data:`FLUSH_FILES` files or
+    :data:`FLUSH_S` seconds, whichever comes first, so progress shows and a crash loses little.
+    """
+
+    def __init__(self, settings: Settings, model_version: str | None) -> None:
+        self.settings = settings
+        self.model_version = model_version
+        self.pending: list[tuple[int, FilePrediction | str]] = []
+        self.since = time.monotonic()
+
+    def add(self, file_id: int, outcome: FilePrediction | str) -> None:
+        """Queue a file's prediction, or the message of an internal error."""
+        self.pending.append((file_id, outcome))
+
+    def flush_if_due(self) -> None:
+        """:meth:`flush` when enough files or time have gone by."""
+        if len(self.pending) >= FLUSH_FILES or time.monotonic() - self.since >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store every queued result in one transaction (each only if its file is unfinished)."""
+        if self.pending:
+            predictions = [(i, out) for i, out in self.pending if not isinstance(out, str)]
+            with session_scope(self.settings) as session:
+                jobs.record_results(session, predictions, self.model_version)
+                for file_id, outcome in self.pending:
+                    if isinstance(outcome, str):
+                        jobs.fail_file(session, file_id, outcome, "internal_error")
+            self.pending = []
+        self.since = time.monotonic()
+
+
+def _analyze_one(
+    settings: Settings,
+    model: EmotionModel,
+    options: jobs.AnalysisOptions,
+    job_id: str,
+    file_id: int,
+    path: str,
+) -> FilePrediction | str:
+    """The file's prediction, or the message of an unexpected error (a bug or a resource
+    problem, not bad audio: it fails this file only)."""
+    try:
+        return analyze(settings, model, path, options)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:
+        log.exception("job %s file %s (%s): unexpected error", job_id, file_id, path)
+        return f"internal error: {exc!r}"
 
 
 def _process_file(
@@ -172,17 +256,9 @@ def _process_file(
         )
     if path is None:
         return False
-    try:
-        prediction = analyze(settings, model, path, options)
-    except SoftTimeLimitExceeded:
-        raise
-    except Exception as exc:  # a bug or a resource problem, not bad audio: fail this file only
-        log.exception("job %s file %s (%s): unexpected error", job_id, file_id, path)
-        with session_scope(settings) as session:
-            jobs.fail_file(session, file_id, f"internal error: {exc!r}", "internal_error")
-        return True
-    with session_scope(settings) as session:  # result, segments and summary: one transaction
-        jobs.record_result(session, file_id, prediction, model.version)
+    results = _Results(settings, model.version)
+    results.add(file_id, _analyze_one(settings, model, options, job_id, file_id, path))
+    results.flush()  # result, segments and summary: one transaction
     return True
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select, update
 
 from api import jobs
 from api.db import session_scope
 from api.tables import File, Job, utcnow
-from core.predict import predict_file
+from core.predict import FilePrediction, SegmentPrediction, predict_file
 from tests.conftest import FIXTURE_CLIPS
 from worker import pipeline
 from worker.celery_app import app, create_celery
@@ -218,42 +219,176 @@ def pool_pids(settings, node: str) -> list[int]:
 
 
 def test_worker_killed_mid_file(settings, celery_worker, allowed_root, wait_for_job):
-    """The pool process dies while classifying a file: the chunk is redelivered (late ack,
-    reject on worker lost), the other files are done once, the lost file waits for its lease
-    and is retried by the sweep."""
+    """The pool process dies during a chunk whose files it claimed together: the chunk is
+    redelivered (late ack, reject on worker lost) but leaves the files under the dead worker's
+    lease alone; after the lease the sweep retries them, and every file is done exactly once."""
     folder = make_folder(allowed_root, CLIPS[:3])
     rng = np.random.default_rng(0)
     sf.write(folder / "long.flac", 0.1 * rng.standard_normal(16_000 * 240), 16_000)
+    pids = pool_pids(settings, celery_worker.node)  # asked first: the chunk takes ~0.3 s
     job_id = submit(settings, source_kind="folder", source=folder)
     deadline = time.monotonic() + 60
     while file_rows(settings, job_id).get("long.flac", {}).get("state") != "running":
         assert time.monotonic() < deadline, file_rows(settings, job_id)
         time.sleep(0.01)
-    for pid in pool_pids(settings, celery_worker.node):
+    for pid in pids:
         os.kill(pid, signal.SIGKILL)
 
+    redelivered = f"job {job_id}: chunk of 4 files, 0 processed"
     deadline = time.monotonic() + 60
-    while True:
-        rows = file_rows(settings, job_id)
-        if sum(r["state"] == "done" for r in rows.values()) == 3:
-            break
-        assert time.monotonic() < deadline, rows
+    while redelivered not in celery_worker.log():
+        assert time.monotonic() < deadline, celery_worker.log_tail()
         time.sleep(0.1)
-    time.sleep(1)  # the redelivered chunk leaves the lost file alone while its lease holds
-    long = file_rows(settings, job_id)["long.flac"]
-    assert (long["state"], long["attempts"]) == ("running", 1)
     assert "WorkerLostError" in celery_worker.log()
+    time.sleep(1)  # neither the redelivered chunk nor the sweep touch leased files
+    lost = file_rows(settings, job_id)
+    assert len(lost) == 4
+    recorded = {rel: r for rel, r in lost.items() if r["state"] == "done"}
+    assert "long.flac" not in recorded
+    for rel, r in lost.items():
+        assert (r["state"], r["attempts"]) in {("done", 1), ("running", 1)}, (rel, r)
 
-    _set_file(settings, job_id, "long.flac", lease_expires_at=utcnow() - timedelta(seconds=1))
+    with session_scope(settings) as session:  # the leases run out
+        session.execute(
+            update(File)
+            .where(File.job_id == job_id, File.state == "running")
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
     job = wait_for_job(job_id, timeout=90)
     assert job.state == "succeeded"
     rows = file_rows(settings, job_id)
     assert len(rows) == 4
-    assert {rel: r["attempts"] for rel, r in rows.items() if rel != "long.flac"} == {
-        rel: 1 for rel in rows if rel != "long.flac"
-    }
-    assert (rows["long.flac"]["state"], rows["long.flac"]["attempts"]) == ("done", 2)
+    for rel, r in rows.items():
+        if rel in recorded:
+            assert r == recorded[rel]  # stored before the crash, never redone
+        else:
+            assert (r["state"], r["attempts"]) == ("done", 2), (rel, r)
     assert celery_worker.log().count(f"job {job_id} finished") == 1
+
+
+def test_chunk_claims_and_releases(settings, allowed_root):
+    folder = make_folder(allowed_root, [])
+    for clip in CLIPS[:4]:
+        shutil.copy(clip, folder / clip.name)
+    job_id = _stuck_job(settings, folder)
+    ids = sorted(r["id"] for r in file_rows(settings, job_id).values())
+    _set_file(settings, job_id, Path(CLIPS[3]).name, attempts=1)  # tried once before
+    lease = utcnow() + timedelta(minutes=5)
+
+    def claim(file_ids, until, **kw):
+        with session_scope(settings) as session:
+            return jobs.claim_files(
+                session, job_id, file_ids, lease_until=until, max_attempts=3, **kw
+            )
+
+    first = claim(ids, lease, first_attempt_only=True)
+    assert [fid for fid, _ in first] == ids[:3]
+    assert first[0][1] == str(folder / CLIPS[0].name)
+    assert claim(ids, lease + timedelta(seconds=1)) == [(ids[3], str(folder / CLIPS[3].name))]
+    assert claim(ids, lease) == []  # every file held by a valid lease
+    with session_scope(settings) as session:
+        # only files still held under the lease given are released
+        assert jobs.release_files(session, ids, lease_until=lease, lease_s=60) == ids[:3]
+        assert jobs.release_files(session, ids, lease_until=lease, lease_s=60) == []
+    rows = {r["id"]: r for r in file_rows(settings, job_id).values()}
+    assert [(rows[i]["state"], rows[i]["attempts"]) for i in ids] == [("pending", 0)] * 3 + [
+        ("running", 2)
+    ]
+    with session_scope(settings) as session:
+        jobs.cancel_job(session, job_id)
+    assert claim(ids, lease) == []  # the job is no longer active
+
+
+def _result(label: str, *, segments: int = 0, error: str | None = None) -> FilePrediction:
+    probs = {label: 0.75, "other": 0.25}
+    return FilePrediction(
+        path="/x",
+        label=None if error else label,
+        confidence=None if error else 0.75,
+        probabilities={} if error else probs,
+        duration_s=4.0,
+        sample_rate=16_000,
+        channels=1,
+        error=error,
+        error_code="corrupt_audio" if error else None,
+        segments=[
+            SegmentPrediction(0, 2.0 * i, 2.0 * i + 2, label, 0.75, probs) for i in range(segments)
+        ],
+    )
+
+
+def test_batch_of_results_first_result_wins(settings, allowed_root):
+    folder = make_folder(allowed_root, [])
+    for clip in CLIPS[:4]:
+        shutil.copy(clip, folder / clip.name)
+    job_id = _stuck_job(settings, folder)
+    a, b, c, d = sorted(r["id"] for r in file_rows(settings, job_id).values())
+    with session_scope(settings) as session:
+        assert jobs.record_results(session, [(a, _result("happy", segments=2))], "v1") == [a]
+    batch = [
+        (a, _result("sad", segments=3)),  # finished already: left as it is
+        (b, _result("calm", segments=2)),
+        (c, _result("calm", error="damaged")),
+        (b, _result("angry")),  # a second result in the same batch loses too
+    ]
+    with session_scope(settings) as session:
+        assert jobs.record_results(session, batch, "v2") == [b, c]
+        assert jobs.record_results(session, batch, "v3") == []
+        assert jobs.record_results(session, [], "v3") == []
+    rows = {r["id"]: r for r in file_rows(settings, job_id).values()}
+    got = [(rows[i]["state"], rows[i]["label"], rows[i]["model_version"]) for i in (a, b, c, d)]
+    assert got == [
+        ("done", "happy", "v1"),
+        ("done", "calm", "v2"),
+        ("failed", None, "v2"),
+        ("pending", None, None),
+    ]
+    assert rows[c]["error_code"] == "corrupt_audio" and rows[c]["probabilities"] is None
+    with session_scope(settings) as session:
+        segs = {i: jobs.file_segments(session, i) for i in (a, b, c, d)}
+        counts = {i: session.get(File, i).segment_count for i in (a, b, c, d)}
+    assert {i: len(v) for i, v in segs.items()} == {a: 2, b: 2, c: 0, d: 0}
+    assert counts == {a: 2, b: 2, c: None, d: None}
+    assert {seg.label for seg in segs[a]} == {"happy"} and segs[b][1].start_s == 2.0
+    assert all(seg.job_id == job_id for seg in segs[a] + segs[b])
+    with session_scope(settings) as session:
+        jobs.cancel_job(session, job_id)
+
+
+def test_soft_time_limit_gives_back_unstarted_files(
+    settings, allowed_root, default_model, monkeypatch
+):
+    folder = make_folder(allowed_root, [])
+    for clip in CLIPS[:4]:
+        shutil.copy(clip, folder / clip.name)
+    job_id = _stuck_job(settings, folder)
+    ids = sorted(r["id"] for r in file_rows(settings, job_id).values())
+    real_analyze = pipeline.analyze
+    calls: list[str] = []
+
+    def analyze(settings, model, path, options):
+        calls.append(path)
+        if len(calls) == 3:
+            raise SoftTimeLimitExceeded()
+        return real_analyze(settings, model, path, options)
+
+    monkeypatch.setattr(pipeline, "analyze", analyze)
+    sent: list = []
+    assert pipeline.run_chunk(settings, job_id, ids, lambda *a: sent.append(a)) == 2
+    assert sent == [(job_id, [ids[3]])]
+    rows = {r["id"]: r for r in file_rows(settings, job_id).values()}
+    states = [(rows[i]["state"], rows[i]["attempts"]) for i in ids]
+    # stored; stored; interrupted (left to the sweep); never started (given back)
+    assert states == [("done", 1), ("done", 1), ("running", 1), ("pending", 0)]
+    with session_scope(settings) as session:  # the sweep leaves it to the re-sent chunk
+        assert session.get(File, ids[3]).lease_expires_at > utcnow() + timedelta(seconds=60)
+
+    monkeypatch.setattr(pipeline, "analyze", real_analyze)
+    assert pipeline.run_chunk(settings, job_id, *sent[0][1:], lambda *a: sent.append(a)) == 1
+    rows = {r["id"]: r for r in file_rows(settings, job_id).values()}
+    assert (rows[ids[3]]["state"], rows[ids[3]]["attempts"]) == ("done", 1)
+    with session_scope(settings) as session:
+        jobs.cancel_job(session, job_id)  # the interrupted file is not this test's business
 
 
 def test_sweep_restarts_lost_enumeration(settings, celery_worker, allowed_root, wait_for_job):
