@@ -67,6 +67,7 @@ def analyze_file(
     max_duration_s: float | None = None,
     block_s: float = 30.0,
     aggressiveness: int = 2,
+    whole_below_s: float = 0.0,
 ) -> FilePrediction:
     """Classify every speech segment of a file, per channel or mixed down.
 
@@ -85,6 +86,9 @@ def analyze_file(
         max_duration_s: longer files fail with ``too_long``.
         block_s: seconds decoded at a time.
         aggressiveness: webrtcvad mode 0-3.
+        whole_below_s: mixed-down files up to this long are classified whole, as one segment,
+            whatever ``segmentation`` says (models trained on whole clips label short clips
+            best whole).
 
     Returns:
         FilePrediction with ``segments`` (time order within each channel, channel 0 first),
@@ -120,7 +124,10 @@ def analyze_file(
     info: AudioInfo | None = None
     try:
         info = probe(path)
-        if segmentation == "none" or info.duration_s < min_segment_s:
+        short = info.duration_s < min_segment_s or (
+            channels == "mix" and info.duration_s <= whole_below_s
+        )
+        if segmentation == "none" or short:
             rows, duration = _whole(model, path, channels, max_duration_s)
         else:
             mono = channels == "mix"

@@ -21,8 +21,7 @@ from api.config import Settings
 from api.db import session_scope
 from api.tables import utcnow
 from core.analyze import analyze_file
-from core.audio import probe
-from core.errors import AERError, ModelError
+from core.errors import ModelError
 from core.model import EmotionModel
 from core.predict import FilePrediction
 from worker.models import get_model
@@ -270,23 +269,15 @@ def analyze(
     A mixed-down file of at most :data:`WHOLE_CLIP_MAX_S` under VAD is classified whole (one
     segment), so a short clip gets the label a whole-clip prediction gives it.
     """
-    segmentation = options.segmentation
-    if options.channels == "mix" and segmentation == "vad" and _is_short(path):
-        segmentation = "none"
+    whole_below_s = WHOLE_CLIP_MAX_S if options.segmentation == "vad" else 0.0
     return analyze_file(
         model,
         path,
         channels=options.channels,
-        segmentation=segmentation,
+        segmentation=options.segmentation,
         max_duration_s=settings.max_duration_s,
+        whole_below_s=whole_below_s,
     )
-
-
-def _is_short(path: str) -> bool:
-    try:
-        return probe(path).duration_s <= WHOLE_CLIP_MAX_S
-    except AERError:  # analyze_file reports it
-        return False
 
 
 def _try_finish(settings: Settings, job_id: str) -> None:

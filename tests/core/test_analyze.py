@@ -127,6 +127,18 @@ def test_short_file_is_classified_whole(model, tmp_path):
     assert len(result.segments) == 1 and result.segments[0].start_s == 0.0
 
 
+def test_clips_up_to_whole_below_s_are_one_segment_when_mixed(model, call):
+    clip = CLIPS[0]
+    whole = analyze_file(model, clip, whole_below_s=8.0)
+    assert len(whole.segments) == 1
+    assert whole.segments[0].end_s == pytest.approx(whole.duration_s, abs=1e-3)
+    assert whole.label == model.classify_signal(*sf.read(clip, dtype="float32"))[0]
+    long_call = analyze_file(model, call[0], whole_below_s=8.0)  # longer: still segmented
+    assert len(long_call.segments) > 1
+    split = analyze_file(model, clip, channels="split", whole_below_s=8.0)
+    assert split.segments[0].end_s < whole.duration_s  # split jobs always use the VAD
+
+
 def test_no_speech_gives_no_label_but_no_error(model, tmp_path):
     path = tmp_path / "hiss.wav"
     noise = 1e-3 * np.random.default_rng(0).standard_normal(10 * SR)
