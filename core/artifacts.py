@@ -38,6 +38,8 @@ BASE_TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.utils._bunch.Bunch",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "core.calibration.SigmoidCalibratedClassifier",
+    "core.calibration.TemperatureScaledClassifier",
 )
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import click
 
 from core.artifacts import save_model
+from core.calibration import plot_coverage, plot_reliability
 from core.datasets import Dataset, read_dataset, read_manifest
 from core.degrade import parse_degradation
 from core.errors import AERError
-from core.evaluation import PROTOCOLS, evaluate, plot_confusion, plot_loss_curves
+from core.evaluation import PROTOCOLS, EvaluationReport, evaluate, plot_confusion, plot_loss_curves
 from core.predict import FilePrediction, predict_files
 from core.presets import PRESETS, RANDOM_STATE
 from core.registry import DEFAULT_MODELS_DIR, ModelRegistry
@@ -68,12 +69,12 @@ def _data_options(f):
                      help="CSV with path,label[,speaker] columns."),
         click.option("--preset", type=click.Choice(list(PRESETS)), default="seed-300",
                      show_default=True),
-        click.option("--features", "feature_set", default="seed180", show_default=True,
-                     help="Feature set name."),
+        click.option("--features", "feature_set",
+                     help="Feature set name (default: the preset's, e.g. emo for emo-*)."),
         click.option("--classes", help="Comma-separated classes to keep (default: all)."),
         click.option("--augment", callback=_check_specs,
                      help="Degradation spec(s), comma-separated: add a degraded "
-                     "copy of every training file per spec (e.g. telephone,noise:10)."),
+                     "copy of every training file per spec (e.g. speed:0.9,speed:1.1,telephone)."),
         click.option("--cache-dir", type=click.Path(file_okay=False),
                      default=str(DEFAULT_CACHE_DIR), show_default=True,
                      help="Feature cache folder."),
@@ -83,6 +84,11 @@ def _data_options(f):
         click.option("--seed", type=int, default=RANDOM_STATE, show_default=True,
                      help="Random state for models and splits."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--also-test", callback=_check_specs,
+                     help="More test-audio degradations, comma-separated (e.g. "
+                     "telephone,noise:10,gain:-12), scored with the same fold models."),
+        click.option("--plots", type=click.Path(file_okay=False),
+                     help="Write confusion, loss, reliability and coverage PNGs here."),
     ]  # fmt: skip
     for option in reversed(options):
         f = option(f)
@@ -115,7 +121,8 @@ def cli() -> None:
 @click.option("--folds", type=int, default=6, show_default=True)
 @click.option("--set-default", is_flag=True, help="Make this model the default in --out.")
 def train(data, manifest, preset, feature_set, classes, augment, cache_dir, no_cache, jobs, seed,
-          quiet, name, model_version, out, run_eval, folds, set_default) -> None:  # fmt: skip
+          quiet, also_test, plots, name, model_version, out, run_eval, folds,
+          set_default) -> None:  # fmt: skip
     """Train a model on a dataset and save it to --out."""
     dataset = _read_data(data, manifest)
     common = dict(
@@ -132,8 +139,11 @@ def train(data, manifest, preset, feature_set, classes, augment, cache_dir, no_c
         model = train_model(dataset, name=name, version=model_version, **common)
         _report_failed([tuple(f) for f in model.metadata["training"]["failed"]])
         if run_eval and dataset.has_speakers:
-            report = evaluate(dataset, protocol="speaker", folds=folds, **common)
-            model.metadata["metrics"] = report.summary()
+            report = evaluate(
+                dataset, protocol="speaker", folds=folds, also_test=_split_list(also_test), **common
+            )
+            model.metadata["metrics"] = _summary(report, plots)
+            model.metadata["suggested_uncertain_below"] = report.suggested_uncertain_below()
         elif run_eval:
             click.echo("no speaker information: skipping evaluation", err=True)
         path = save_model(model, out)
@@ -144,10 +154,46 @@ def train(data, manifest, preset, feature_set, classes, augment, cache_dir, no_c
     click.echo(f"saved {path} ({model.name} {model.version}, {len(model.labels)} classes)")
     metrics = model.metadata["metrics"]
     if metrics:
+        click.echo(f"speaker-independent {metrics['n_folds']}-fold:")
+        _echo_headline(metrics)
+        click.echo(f"  suggested_uncertain_below {model.metadata['suggested_uncertain_below']}")
+
+
+def _summary(report: EvaluationReport, plots: str | None) -> dict:
+    """The report's summary, with the paths of the plots written to ``plots`` (if given)."""
+    summary = report.summary()
+    if plots:
+        folder = Path(plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [
+            plot_confusion(report, folder / "confusion.png"),
+            plot_loss_curves(report, folder / "loss.png"),
+        ]
+        if "reliability_curve" in summary:
+            curves = {summary["preset"]: summary["reliability_curve"]}
+            if "reliability_curve_uncalibrated" in summary:
+                curves = {
+                    "uncalibrated": summary["reliability_curve_uncalibrated"],
+                    "calibrated": summary["reliability_curve"],
+                }
+            written.append(plot_reliability(curves, folder / "reliability.png"))
+            written.append(plot_coverage(summary["coverage_curve"], folder / "coverage.png"))
+        summary["plots"] = [str(p) for p in written]
+    return summary
+
+
+def _echo_headline(summary: dict) -> None:
+    """Accuracy, UAR, macro-F1, ECE and per-condition UAR, one line each."""
+    for key in ("accuracy", "uar", "macro_f1"):
+        click.echo(f"  {key:<9} {summary[key]:.3f} ± {summary[key + '_std']:.3f}")
+    if "ece" in summary:
+        floor = summary["ece_noise_floor"]["mean"]
+        before = summary.get("ece_uncalibrated")
+        extra = f" (uncalibrated {before:.3f})" if before is not None else ""
+        click.echo(f"  ECE       {summary['ece']:.3f}{extra}, noise floor {floor:.3f}")
+    for cond, c in summary.get("conditions", {}).items():
         click.echo(
-            f"speaker-independent {metrics['n_folds']}-fold: accuracy "
-            f"{metrics['accuracy']:.3f} ± {metrics['accuracy_std']:.3f}, UAR "
-            f"{metrics['uar']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
+            f"  {cond}: accuracy {c['accuracy']:.3f}, UAR {c['uar']:.3f} ± {c['uar_std']:.3f}"
         )
 
 
@@ -173,14 +219,9 @@ def train(data, manifest, preset, feature_set, classes, augment, cache_dir, no_c
     callback=_check_specs,
     help="Degrade TEST audio only, e.g. telephone, noise:10, noise:20+telephone.",
 )
-@click.option(
-    "--plots",
-    type=click.Path(file_okay=False),
-    help="Write confusion.png and loss.png to this folder.",
-)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def evaluate_cmd(data, manifest, preset, feature_set, classes, augment, cache_dir, no_cache,
-                 jobs, seed, quiet, protocol, folds, repeats, degrade, plots,
+                 jobs, seed, quiet, also_test, plots, protocol, folds, repeats, degrade,
                  as_json) -> None:  # fmt: skip
     """Cross-validate a preset on a dataset (speaker-independent by default)."""
     dataset = _read_data(data, manifest)
@@ -194,6 +235,7 @@ def evaluate_cmd(data, manifest, preset, feature_set, classes, augment, cache_di
             folds=folds,
             repeats=repeats,
             degrade=degrade,
+            also_test=_split_list(also_test),
             augment=_split_list(augment),
             cache_dir=None if no_cache else cache_dir,
             n_jobs=jobs,
@@ -203,25 +245,26 @@ def evaluate_cmd(data, manifest, preset, feature_set, classes, augment, cache_di
     except AERError as exc:
         raise click.ClickException(str(exc)) from None
     _report_failed(report.failed)
-    summary = report.summary()
-    if plots:
-        Path(plots).mkdir(parents=True, exist_ok=True)
-        summary["plots"] = [
-            str(plot_confusion(report, Path(plots) / "confusion.png")),
-            str(plot_loss_curves(report, Path(plots) / "loss.png")),
-        ]
+    summary = _summary(report, plots)
     if as_json:
         click.echo(json.dumps(summary))
         return
     click.echo(
         f"{summary['preset']} on {summary['feature_set']}, {protocol} protocol, "
         f"{summary['n_folds']} splits, {summary['n_files']} files"
+        + (f", test audio: {degrade}" if degrade else "")
     )
-    for key in ("accuracy", "uar", "macro_f1"):
-        click.echo(f"  {key:<9} {summary[key]:.3f} ± {summary[key + '_std']:.3f}")
+    _echo_headline(summary)
     click.echo("  per-class recall:")
     for c, r in summary["per_class_recall"].items():
         click.echo(f"    {c:<10} {r:.3f} ± {summary['per_class_recall_std'][c]:.3f}")
+    if summary.get("coverage_curve"):
+        click.echo("  accuracy vs coverage (answer when confidence >= threshold):")
+        for row in summary["coverage_curve"]:
+            acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+            click.echo(
+                f"    >= {row['threshold']:.2f}: coverage {row['coverage']:.3f}, accuracy {acc}"
+            )
     for p in summary.get("plots", []):
         click.echo(f"  wrote {p}")
 

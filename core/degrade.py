@@ -1,4 +1,5 @@
-"""Channel degradations for robustness tests: telephone band and G.711 mu-law, additive noise.
+"""Channel degradations and augmentations: telephone band and G.711 mu-law, additive noise,
+speed perturbation, gain.
 
 Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
 comes only from the ``rng`` argument, so the same seed gives the same output.
@@ -116,6 +117,45 @@ def add_noise(
     return (y + noise).astype(np.float32)
 
 
+def speed(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
+    """Kaldi-style speed perturbation: play ``y`` ``factor`` times faster.
+
+    Resamples from ``sr`` to ``sr / factor`` (soxr, HQ) and keeps the result at ``sr``, so tempo,
+    pitch and formants all scale by ``factor`` (0.9 = 10 % slower and lower).
+
+    Args:
+        y: mono float32 signal [shape=(n,)].
+        sr: its sample rate in Hz.
+        factor: speed factor, > 0 (typically 0.9 to 1.1).
+
+    Returns:
+        float32 [shape=(about n / factor,)] at ``sr``.
+    """
+    if not (np.isfinite(factor) and factor > 0):
+        raise ValueError(f"speed factor must be a positive number, got {factor}")
+    y = np.asarray(y, dtype=np.float32)
+    if y.size == 0 or factor == 1.0:
+        return y.copy()
+    return soxr.resample(y, sr, sr / factor, quality="HQ").astype(np.float32)
+
+
+def gain(y: np.ndarray, db: float) -> np.ndarray:
+    """``y`` scaled by ``db`` decibels (no clipping: a float signal may exceed 1 after +dB)."""
+    if not np.isfinite(db):
+        raise ValueError(f"gain must be a finite number of dB, got {db}")
+    return (np.asarray(y, dtype=np.float32) * np.float32(10 ** (db / 20))).astype(np.float32)
+
+
+def _number(step: str, arg: str, example: str) -> float:
+    try:
+        value = float(arg)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise ValueError(f"bad degradation {step!r}: write {example}")
+    return value
+
+
 def _identity(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)
 
@@ -128,15 +168,19 @@ def _parse_one(step: str) -> Degradation:
     if name == "telephone" and not arg:
         return lambda y, sr, rng: telephone(y, sr, rng=rng)
     if name == "noise":
-        try:
-            snr = float(arg)
-        except ValueError:
-            snr = float("nan")
-        if not np.isfinite(snr):
-            raise ValueError(f"bad degradation {step!r}: write noise:<SNR in dB>, e.g. noise:20")
+        snr = _number(step, arg, "noise:<SNR in dB>, e.g. noise:20")
         return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr)
+    if name == "speed":
+        factor = _number(step, arg, "speed:<factor>, e.g. speed:0.9")
+        if factor <= 0:
+            raise ValueError(f"bad degradation {step!r}: the speed factor must be > 0")
+        return lambda y, sr, rng: speed(y, sr, factor)
+    if name == "gain":
+        db = _number(step, arg, "gain:<dB>, e.g. gain:-12")
+        return lambda y, sr, rng: gain(y, db)
     raise ValueError(
         f"unknown degradation {step!r}: use clean, none, telephone, noise:<SNR dB>, "
+        "speed:<factor>, gain:<dB>, "
         "or several joined with '+'"
     )
 
@@ -145,8 +189,9 @@ def parse_degradation(spec: str) -> Degradation:
     """Turn a degradation spec into a function ``(y, sr, rng) -> y``.
 
     Specs: ``clean`` or ``none`` (identity), ``telephone``, ``noise:<snr_db>`` (e.g. ``noise:20``),
-    or steps joined with ``+`` and applied left to right (``noise:20+telephone`` = a noisy room
-    heard over the phone). Case and spaces around names do not matter.
+    ``speed:<factor>`` (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined
+    with ``+`` and applied left to right (``noise:20+telephone`` = a noisy room heard over the
+    phone). Case and spaces around names do not matter.
 
     Raises:
         ValueError: the spec is empty or a step is unknown or malformed.

@@ -8,21 +8,28 @@ Protocols:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.metrics import confusion_matrix, f1_score
 from sklearn.model_selection import GroupKFold, train_test_split
 
+from core import calibration
 from core.datasets import Dataset
 from core.errors import DatasetError
-from core.features import FeatureSet, get_feature_set
+from core.features import FeatureSet
 from core.presets import RANDOM_STATE
-from core.training import FeatureTable, featurize, fit_pipeline
+from core.training import FeatureTable, featurize, fit_pipeline, loss_curves, resolve_feature_set
 
 PROTOCOLS = ("speaker", "random")
+#: Confidence thresholds of the accuracy-versus-coverage table.
+COVERAGE_THRESHOLDS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: Accuracy the answered predictions should reach above ``suggested_uncertain_below``.
+TARGET_ACCURACY = 0.75
 
 
 @dataclass
@@ -39,6 +46,9 @@ class FoldResult:
     confusion: np.ndarray  # shape (n_classes, n_classes): rows true, columns predicted
     test_speakers: list[str] = field(default_factory=list)
     loss_curve: list[float] = field(default_factory=list)
+    test_index: np.ndarray | None = None  # rows of the evaluated table, shape (n_test,)
+    proba: np.ndarray | None = None  # (n_test, n_classes), columns in report.classes order
+    raw_proba: np.ndarray | None = None  # the same before calibration (calibrated presets)
 
 
 @dataclass
@@ -54,6 +64,59 @@ class EvaluationReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     degrade: str | None = None
     augment: tuple[str, ...] = ()
+    labels: np.ndarray | None = None  # true label of every row of the evaluated table
+    conditions: dict[str, list[FoldResult]] = field(default_factory=dict)  # extra test audio
+
+    def pooled(self, folds: list[FoldResult] | None = None, *, raw: bool = False):
+        """(probabilities (m, k), true labels (m,)) of all test rows of all folds.
+
+        Under the speaker protocol every row appears once: these are out-of-fold predictions.
+        ``raw``: the uncalibrated probabilities (None when the preset is not calibrated).
+        """
+        folds = self.folds if folds is None else folds
+        key = "raw_proba" if raw else "proba"
+        if not folds or any(getattr(f, key) is None for f in folds):
+            return None, None
+        P = np.vstack([getattr(f, key) for f in folds])
+        y = np.concatenate([self.labels[f.test_index] for f in folds])
+        return P, y
+
+    def calibration_summary(self, folds: list[FoldResult] | None = None) -> dict:
+        """ECE (pooled out-of-fold), its noise floor, reliability and coverage curves."""
+        P, y = self.pooled(folds)
+        if P is None:
+            return {}
+        labels = list(self.classes)
+        out = {
+            "ece": round(calibration.expected_calibration_error(P, y, labels=labels), 4),
+            "calibration_metrics": calibration.calibration_metrics(P, y, labels=labels),
+            "ece_noise_floor": calibration.ece_noise_floor(P),
+            "reliability_curve": calibration.reliability_curve(P, y, labels=labels),
+            "coverage_curve": calibration.coverage_curve(
+                P, y, labels=labels, thresholds=COVERAGE_THRESHOLDS
+            ),
+            "threshold_for_accuracy": {
+                "target": TARGET_ACCURACY,
+                "result": calibration.threshold_for_accuracy(P, y, TARGET_ACCURACY, labels=labels),
+            },
+        }
+        raw, y_raw = self.pooled(folds, raw=True)
+        if raw is not None:
+            out["ece_uncalibrated"] = round(
+                calibration.expected_calibration_error(raw, y_raw, labels=labels), 4
+            )
+            out["reliability_curve_uncalibrated"] = calibration.reliability_curve(
+                raw, y_raw, labels=labels
+            )
+        return out
+
+    def suggested_uncertain_below(self) -> float | None:
+        """Lowest confidence threshold whose answered out-of-fold rows reach TARGET_ACCURACY."""
+        P, y = self.pooled()
+        if P is None:
+            return None
+        hit = calibration.threshold_for_accuracy(P, y, TARGET_ACCURACY, labels=list(self.classes))
+        return None if hit is None else round(float(hit["threshold"]), 4)
 
     @property
     def confusion(self) -> np.ndarray:
@@ -96,7 +159,29 @@ class EvaluationReport:
             }
             for f in self.folds
         ]
+        out.update(self.calibration_summary())
+        if self.conditions:
+            out["conditions"] = {
+                cond: _condition_summary(self, folds, stat)
+                for cond, folds in self.conditions.items()
+            }
         return out
+
+
+def _condition_summary(report: EvaluationReport, folds: list[FoldResult], stat) -> dict:
+    """Headline scores of the same fold models on other test audio."""
+    out = {}
+    for key in ("accuracy", "uar", "macro_f1"):
+        out[key], out[f"{key}_std"] = stat([getattr(f, key) for f in folds])
+    out["per_class_recall"] = {
+        c: stat([f.per_class_recall[c] for f in folds])[0] for c in report.classes
+    }
+    P, y = report.pooled(folds)
+    if P is not None:
+        out["ece"] = round(
+            calibration.expected_calibration_error(P, y, labels=list(report.classes)), 4
+        )
+    return out
 
 
 def score(y_true, y_pred, classes: tuple[str, ...]) -> dict:
@@ -155,12 +240,13 @@ def evaluate(
     dataset: Dataset,
     *,
     preset: str = "seed-300",
-    feature_set: str | FeatureSet = "seed180",
+    feature_set: str | FeatureSet | None = None,
     classes: list[str] | tuple[str, ...] | None = None,
     protocol: str = "speaker",
     folds: int = 6,
     repeats: int = 5,
     degrade: str | None = None,
+    also_test: list[str] | tuple[str, ...] = (),
     augment: list[str] | tuple[str, ...] = (),
     cache_dir: str | Path | None = None,
     n_jobs: int | None = None,
@@ -170,11 +256,15 @@ def evaluate(
     """Cross-validate ``preset`` on ``dataset``.
 
     Args:
+        feature_set: name or FeatureSet; None = the preset's own.
         degrade: degradation spec applied to TEST audio only (e.g. ``"telephone"``).
+        also_test: more test-audio degradation specs (e.g. ``["telephone", "noise:10"]``),
+            scored with the same fold models (``report.conditions``): one training per fold.
         augment: degradation specs; each adds a degraded copy of every TRAINING file.
         folds: k for the speaker protocol. repeats: number of random splits.
+        n_jobs: processes for feature extraction and for the folds (None or <= 0: all cores).
     """
-    fs = get_feature_set(feature_set) if isinstance(feature_set, str) else feature_set
+    fs = resolve_feature_set(preset, feature_set)
     if classes:
         dataset = dataset.restrict(classes)
     kw = {"cache_dir": cache_dir, "n_jobs": n_jobs, "progress": progress}
@@ -186,44 +276,82 @@ def evaluate(
         table, test_rows = _take(table, keep), test_rows[keep]
         failed += lost
     extra = [_aligned(table, featurize(dataset, fs, transform=spec, **kw)) for spec in augment]
+    others = {
+        spec: _aligned(table, featurize(dataset, fs, transform=spec, **kw)) for spec in also_test
+    }
     labels = tuple(c for c in dataset.classes if c in set(table.labels))
-    results = []
-    for k, (train, test) in enumerate(
-        splits(table, protocol, folds=folds, repeats=repeats, random_state=random_state)
-    ):
-        X_train, y_train = table.X[train], table.labels[train]
-        for rows, has_row, _ in extra:
-            idx = train[has_row[train]]
-            X_train = np.vstack([X_train, rows[idx]])
-            y_train = np.concatenate([y_train, table.labels[idx]])
-        pipeline, _ = fit_pipeline(preset, X_train, y_train, random_state=random_state)
-        s = score(table.labels[test], pipeline.predict(test_rows[test]), labels)
-        clf = pipeline.named_steps["clf"]
-        results.append(
-            FoldResult(
-                fold=k,
-                n_train=len(y_train),
-                n_test=len(test),
-                accuracy=s["accuracy"],
-                uar=s["uar"],
-                macro_f1=s["macro_f1"],
-                per_class_recall=s["per_class_recall"],
-                confusion=s["confusion"],
-                test_speakers=sorted({str(x) for x in table.speakers[test] if x}),
-                loss_curve=[float(v) for v in getattr(clf, "loss_curve_", [])],
-            )
+    tests = {None: (test_rows, np.ones(len(test_rows), dtype=bool))}
+    tests.update({spec: (rows, has_row) for spec, (rows, has_row, _) in others.items()})
+    plan = list(splits(table, protocol, folds=folds, repeats=repeats, random_state=random_state))
+    workers = min(len(plan), _workers(n_jobs))
+    args = (table, extra, tests, labels, preset, random_state)
+    if workers > 1:
+        per_fold = Parallel(n_jobs=workers)(
+            delayed(_run_fold)(k, train, test, *args) for k, (train, test) in enumerate(plan)
         )
+    else:
+        per_fold = [_run_fold(k, train, test, *args) for k, (train, test) in enumerate(plan)]
     return EvaluationReport(
         protocol=protocol,
         classes=labels,
         preset=preset,
         feature_set=fs.id,
         n_files=len(table.labels),
-        folds=results,
+        folds=[r[None] for r in per_fold],
         failed=failed,
         degrade=degrade,
         augment=tuple(augment),
+        labels=table.labels,
+        conditions={spec: [r[spec] for r in per_fold] for spec in also_test},
     )
+
+
+def _workers(n_jobs: int | None) -> int:
+    return (os.cpu_count() or 1) if not n_jobs or n_jobs <= 0 else n_jobs
+
+
+def _run_fold(k, train, test, table, extra, tests, labels, preset, random_state) -> dict:
+    """Fit one fold (with augmented copies of its training rows) and score every test audio."""
+    X_train, y_train, g_train = table.X[train], table.labels[train], table.speakers[train]
+    for rows, has_row, _ in extra:
+        idx = train[has_row[train]]
+        X_train = np.vstack([X_train, rows[idx]])
+        y_train = np.concatenate([y_train, table.labels[idx]])
+        g_train = np.concatenate([g_train, table.speakers[idx]])
+    pipeline, _ = fit_pipeline(preset, X_train, y_train, groups=g_train, random_state=random_state)
+    clf = pipeline.named_steps["clf"]
+    # a fold may lack a class (tiny data sets): its column stays 0
+    columns = np.array([labels.index(c) for c in clf.classes_])
+
+    def in_label_order(P: np.ndarray) -> np.ndarray:
+        full = np.zeros((len(P), len(labels)))
+        full[:, columns] = P
+        return full
+
+    out = {}
+    for cond, (rows, has_row) in tests.items():
+        idx = test[has_row[test]]
+        proba = in_label_order(pipeline.predict_proba(rows[idx]))
+        raw = None
+        if hasattr(clf, "estimator_"):  # a calibration wrapper: keep what it started from
+            raw = in_label_order(clf.estimator_.predict_proba(pipeline[:-1].transform(rows[idx])))
+        s = score(table.labels[idx], np.asarray(labels)[proba.argmax(axis=1)], labels)
+        out[cond] = FoldResult(
+            fold=k,
+            n_train=len(y_train),
+            n_test=len(idx),
+            accuracy=s["accuracy"],
+            uar=s["uar"],
+            macro_f1=s["macro_f1"],
+            per_class_recall=s["per_class_recall"],
+            confusion=s["confusion"],
+            test_speakers=sorted({str(x) for x in table.speakers[idx] if x}),
+            loss_curve=(loss_curves(clf) or [[]])[0] if cond is None else [],
+            test_index=idx,
+            proba=proba,
+            raw_proba=raw,
+        )
+    return out
 
 
 def _aligned(base: FeatureTable, other: FeatureTable):

@@ -66,14 +66,18 @@ def test_train_then_evaluate_then_predict(runner, tmp_path):
     result = runner.invoke(
         cli,
         ["train", *common, "--name", "fx", "--classes", "calm,happy,fearful,disgust",
-         "--folds", "2", "--out", str(models), "--set-default"],
+         "--folds", "2", "--out", str(models), "--set-default", "--also-test", "gain:-12"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "gain:-12: accuracy" in result.stdout and "ECE" in result.stdout
     assert "skipped 1 file" in result.stderr  # the fixtures' README.md
     meta = json.loads((models / "fx.json").read_text())
     assert meta["labels"] == ["calm", "happy", "fearful", "disgust"]
     assert meta["metrics"]["protocol"] == "speaker" and meta["metrics"]["n_folds"] == 2
     assert (models / "default.txt").read_text().strip() == "fx"
+    assert set(meta["metrics"]["conditions"]) == {"gain:-12"}
+    threshold = meta["suggested_uncertain_below"]  # None when no threshold reaches 0.75
+    assert threshold is None or 0.0 <= threshold <= 1.0
 
     result = runner.invoke(
         cli, ["evaluate", *common, "--folds", "4", "--json", "--plots", str(tmp_path / "p")]
@@ -83,7 +87,9 @@ def test_train_then_evaluate_then_predict(runner, tmp_path):
     keys = {"accuracy", "uar", "macro_f1", "per_class_recall", "n_files", "protocol", "classes"}
     assert keys <= set(summary) and {"accuracy_std", "uar_std"} <= set(summary)
     assert summary["n_files"] == 16 and len(summary["classes"]) == 8
-    assert (tmp_path / "p" / "confusion.png").is_file() and (tmp_path / "p" / "loss.png").is_file()
+    for png in ("confusion", "loss", "reliability", "coverage"):
+        assert (tmp_path / "p" / f"{png}.png").is_file()
+    assert {"ece", "ece_noise_floor", "coverage_curve", "reliability_curve"} <= set(summary)
 
     result = runner.invoke(cli, ["predict", "--models-dir", str(models), str(CLIPS[2])])
     assert result.exit_code == 0 and "model fx" in result.stderr

@@ -4,9 +4,11 @@ import pytest
 from core.degrade import (
     active_power,
     add_noise,
+    gain,
     mulaw_decode,
     mulaw_encode,
     parse_degradation,
+    speed,
     telephone,
 )
 
@@ -129,8 +131,41 @@ def test_parse_degradation_chains_left_to_right():
 
 
 @pytest.mark.parametrize(
-    "spec", ["", "noise", "noise:", "noise:x", "noise:inf", "reverb", "telephone:3", "+", "clean+"]
+    "spec",
+    ["", "noise", "noise:", "noise:x", "noise:inf", "reverb", "telephone:3", "+", "clean+"]
+    + ["speed", "speed:0", "speed:-1", "speed:x", "gain", "gain:nan", "gain:loud"],
 )
 def test_parse_degradation_rejects_bad_specs(spec):
     with pytest.raises(ValueError, match="degradation"):
         parse_degradation(spec)
+
+
+@pytest.mark.parametrize("factor", [0.9, 0.95, 1.05, 1.1])
+def test_speed_scales_duration_and_pitch(factor):
+    sr = 16_000
+    t = np.arange(sr) / sr
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    out = parse_degradation(f"speed:{factor}")(tone, sr, np.random.default_rng(0))
+    assert out.dtype == np.float32
+    assert abs(out.size - sr / factor) <= 2  # Kaldi-style: the clip gets shorter when faster
+    spectrum = np.abs(np.fft.rfft(out))
+    peak_hz = np.fft.rfftfreq(out.size, 1 / sr)[np.argmax(spectrum)]
+    assert peak_hz == pytest.approx(440 * factor, abs=3)  # and the pitch goes up with it
+
+
+def test_speed_one_and_empty_are_identity_and_input_is_untouched():
+    y = white(16_000, 0.5)
+    before = y.copy()
+    np.testing.assert_array_equal(speed(y, 16_000, 1.0), y)
+    assert speed(np.zeros(0, np.float32), 16_000, 0.9).size == 0
+    speed(y, 16_000, 0.9)
+    np.testing.assert_array_equal(y, before)
+
+
+@pytest.mark.parametrize("db", [-12.0, -6.0, 6.0])
+def test_gain_scales_by_decibels(db):
+    y = white(16_000, 0.5)
+    out = parse_degradation(f"gain:{db:g}")(y, 16_000, np.random.default_rng(0))
+    assert out.dtype == np.float32 and out.shape == y.shape
+    assert 10 * np.log10(np.mean(out**2) / np.mean(y**2)) == pytest.approx(db, abs=1e-3)
+    np.testing.assert_allclose(gain(y, 0.0), y)

@@ -26,17 +26,21 @@ def default_model(registry):
 
 def test_shipped_models_are_listed(registry):
     entries = {e["name"]: e for e in registry.list()}
-    assert {"ravdess8", "seed4"} <= set(entries)
-    assert registry.default_name() == "ravdess8" and entries["ravdess8"]["default"]
+    assert {"aer8", "aer4", "ravdess8", "seed4"} <= set(entries)
+    assert registry.default_name() == "aer8" and entries["aer8"]["default"]
+    assert entries["aer8"]["feature_set"] == "emo@1" and len(entries["aer8"]["labels"]) == 8
     assert entries["ravdess8"]["feature_set"] == "seed180@1"
-    assert entries["seed4"]["labels"] == ["calm", "happy", "fearful", "disgust"]
-    assert 0.0 < entries["ravdess8"]["metrics"]["uar"] < 1.0
+    for name in ("seed4", "aer4"):
+        assert entries[name]["labels"] == ["calm", "happy", "fearful", "disgust"]
+    for name in ("aer8", "aer4", "ravdess8", "seed4"):
+        assert 0.0 < entries[name]["metrics"]["uar"] < 1.0
 
 
 def test_default_model_on_fixture_clips(default_model):
     # These clips were in the training data: this is a smoke test of the shipped artifact.
     preds = predict_files(default_model, CLIPS)
     assert all(p.ok for p in preds)
+    assert 0.0 < default_model.metadata["suggested_uncertain_below"] < 1.0
     correct = sum(p.label == parse_ravdess_name(p.path).emotion for p in preds)
     assert correct >= 12, f"only {correct}/16 fixture clips right"
     for p in preds:
