@@ -258,6 +258,18 @@ def celery_worker(settings, settings_env, redis_server, default_model) -> Iterat
         log.close()
 
 
+def chunk_tasks_done(settings, node: str) -> int:
+    """How many ``aer.process_chunk`` tasks the worker ``node`` has run so far."""
+    from worker.celery_app import create_celery
+
+    control = create_celery(settings)
+    try:
+        stats = control.control.inspect([node], timeout=2, limit=1).stats() or {}
+    finally:
+        control.close()
+    return stats.get(node, {}).get("total", {}).get("aer.process_chunk", 0)
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)  # warm shutdown

@@ -23,9 +23,8 @@ from api.db import session_scope
 from api.tables import File, Segment, utcnow
 from core.analyze import CHANNEL_MODES, SEGMENTATIONS, analyze_file
 from core.predict import predict_file
-from tests.conftest import FIXTURE_CLIPS
+from tests.conftest import FIXTURE_CLIPS, chunk_tasks_done
 from worker import pipeline
-from worker.celery_app import create_celery
 from worker.tasks import enqueue_chunk, enqueue_enumeration
 
 CLIPS = sorted(FIXTURE_CLIPS.glob("*.flac"))
@@ -89,15 +88,6 @@ def count_segments(settings, column: str, value) -> int:
     with session_scope(settings) as session:
         sql = text(f"SELECT count(*) FROM segments WHERE {column} = :v")
         return session.execute(sql, {"v": value}).scalar()
-
-
-def chunk_tasks_done(settings, node: str) -> int:
-    control = create_celery(settings)
-    try:
-        stats = control.control.inspect([node], timeout=2, limit=1).stats() or {}
-    finally:
-        control.close()
-    return stats.get(node, {}).get("total", {}).get("aer.process_chunk", 0)
 
 
 @pytest.fixture(scope="module")

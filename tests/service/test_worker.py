@@ -21,7 +21,7 @@ from api import jobs
 from api.db import session_scope
 from api.tables import File, Job, utcnow
 from core.predict import FilePrediction, SegmentPrediction, predict_file
-from tests.conftest import FIXTURE_CLIPS
+from tests.conftest import FIXTURE_CLIPS, chunk_tasks_done
 from worker import pipeline
 from worker.celery_app import app, create_celery
 from worker.sources import UnsafeArchiveError, extract_zip, list_upload
@@ -75,15 +75,6 @@ def file_rows(settings, job_id: str) -> dict[str, dict]:
     with session_scope(settings) as session:
         files = session.scalars(select(File).where(File.job_id == job_id)).all()
         return {f.rel_path: {c: getattr(f, c) for c in ("id", *RESULT_COLUMNS)} for f in files}
-
-
-def chunk_tasks_done(settings, node: str) -> int:
-    control = create_celery(settings)
-    try:
-        stats = control.control.inspect([node], timeout=2, limit=1).stats() or {}
-    finally:
-        control.close()
-    return stats.get(node, {}).get("total", {}).get("aer.process_chunk", 0)
 
 
 @pytest.fixture(scope="module")
