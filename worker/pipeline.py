@@ -2,7 +2,7 @@
 
 Each function takes the settings and an ``enqueue(job_id, file_ids)`` callable (the task module
 passes one that sends ``aer.process_chunk``), opens short sessions through ``session_scope`` and
-changes state only through :mod:`api.jobs`. Rows are committed before their tasks are sent.
+changes state only through :mod:`api.processing`. Rows are committed before their tasks are sent.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from api import jobs
+from api import jobs, processing
 from api.config import Settings
 from api.db import session_scope
 from api.tables import utcnow
@@ -59,7 +59,7 @@ def enqueue_in_chunks(
 def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
     """List the job's files, insert their rows in committed batches, enqueue them in chunks."""
     with session_scope(settings) as session:
-        job = jobs.claim_enumeration(
+        job = processing.claim_enumeration(
             session, job_id, lease_s=settings.lease_s, max_attempts=settings.max_attempts
         )
     if job is None:
@@ -70,23 +70,23 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
     except SourceError as exc:
         log.warning("job %s failed: %s", job_id, exc)
         with session_scope(settings) as session:
-            jobs.fail_job(session, job_id, str(exc))
+            processing.fail_job(session, job_id, str(exc))
         return
     lease_until = utcnow() + timedelta(seconds=settings.lease_s)
     chunks = 0
     for batch in batched(entries, INSERT_BATCH):
         with session_scope(settings) as session:
-            if jobs.active_job(session, job_id) is None:
+            if processing.active_job(session, job_id) is None:
                 log.info("job %s stopped while listing its files", job_id)
                 return
-            ids = jobs.insert_files(session, job_id, batch, lease_until=lease_until)
+            ids = processing.insert_files(session, job_id, batch, lease_until=lease_until)
         chunks += enqueue_in_chunks(enqueue, job_id, ids, settings.chunk_size)
     with session_scope(settings) as session:
-        if jobs.count_files(session, job_id) == 0:
-            jobs.fail_job(session, job_id, "no audio files found")
+        if processing.count_files(session, job_id) == 0:
+            processing.fail_job(session, job_id, "no audio files found")
             log.warning("job %s failed: no audio files found", job_id)
             return
-        jobs.finish_enumeration(session, job_id)
+        processing.finish_enumeration(session, job_id)
     log.info("job %s: %s files listed, %s chunks enqueued", job_id, len(entries), chunks)
     _try_finish(settings, job_id)
 
@@ -125,28 +125,28 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
     """
     lease_until = utcnow() + timedelta(seconds=settings.lease_s)
     with session_scope(settings) as session:
-        job = jobs.active_job(session, job_id)
+        job = processing.active_job(session, job_id)
         if job is None:
             log.info("job %s is not active: skipping %s files", job_id, len(file_ids))
             return 0
-        jobs.extend_pending_leases(session, job_id, file_ids, lease_until=lease_until)
+        processing.extend_pending_leases(session, job_id, file_ids, lease_until=lease_until)
     try:
         options = jobs.analysis_options(job.options)
     except jobs.InvalidOptionsError as exc:
         log.error("job %s failed: %s", job_id, exc)
         with session_scope(settings) as session:
-            jobs.fail_job(session, job_id, f"invalid job options: {exc}")
+            processing.fail_job(session, job_id, f"invalid job options: {exc}")
         return 0
     try:
         model = get_model(settings, job.model_name)
     except ModelError as exc:
         log.error("job %s failed: model %r: %s", job_id, job.model_name, exc)
         with session_scope(settings) as session:
-            jobs.fail_job(session, job_id, f"model {job.model_name!r} cannot be used: {exc}")
+            processing.fail_job(session, job_id, f"model {job.model_name!r} cannot be used: {exc}")
         return 0
     with session_scope(settings) as session:
-        jobs.mark_job_running(session, job_id, model.version)
-        claimed = jobs.claim_files(
+        processing.mark_job_running(session, job_id, model.version)
+        claimed = processing.claim_files(
             session,
             job_id,
             file_ids,
@@ -171,7 +171,7 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
     except SoftTimeLimitExceeded:
         results.flush()  # again if the limit struck during a flush: the first result wins
         with session_scope(settings) as session:
-            released = jobs.release_files(
+            released = processing.release_files(
                 session,
                 [file_id for file_id, _ in claimed],
                 lease_until=lease_until,
@@ -211,10 +211,10 @@ class _Results:
         if self.pending:
             predictions = [(i, out) for i, out in self.pending if not isinstance(out, str)]
             with session_scope(self.settings) as session:
-                jobs.record_results(session, predictions, self.model_version)
+                processing.record_results(session, predictions, self.model_version)
                 for file_id, outcome in self.pending:
                     if isinstance(outcome, str):
-                        jobs.fail_file(session, file_id, outcome, "internal_error")
+                        processing.fail_file(session, file_id, outcome, "internal_error")
             self.pending = []
         self.since = time.monotonic()
 
@@ -246,7 +246,7 @@ def _process_file(
     file_id: int,
 ) -> bool:
     with session_scope(settings) as session:
-        path = jobs.claim_file(
+        path = processing.claim_file(
             session,
             job_id,
             file_id,
@@ -282,7 +282,7 @@ def analyze(
 
 def _try_finish(settings: Settings, job_id: str) -> None:
     with session_scope(settings) as session:
-        if jobs.try_finish_job(session, job_id):
+        if processing.try_finish_job(session, job_id):
             log.info("job %s finished", job_id)
 
 
@@ -299,16 +299,16 @@ def run_sweep(
     pending file with an expired lease is then certainly not waiting in the queue.
     """
     with session_scope(settings) as session:
-        gave_up = jobs.give_up_files(session, max_attempts=settings.max_attempts)
+        gave_up = processing.give_up_files(session, max_attempts=settings.max_attempts)
     with session_scope(settings) as session:
-        requeue = jobs.expired_files(
+        requeue = processing.expired_files(
             session,
             lease_s=settings.lease_s,
             max_attempts=settings.max_attempts,
             include_pending=queue_idle,
         )
     with session_scope(settings) as session:
-        stalled = jobs.stalled_enumerations(
+        stalled = processing.stalled_enumerations(
             session, lease_s=settings.lease_s, max_attempts=settings.max_attempts
         )
     for job_id, file_ids in requeue.items():

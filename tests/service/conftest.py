@@ -1,7 +1,7 @@
 """Fixtures for the Flask app: settings over a real migrated SQLite database, ``app``, ``client``.
 
 The API tests need a real broker (POST /jobs enqueues) but no worker: jobs stay ``queued`` and
-file rows are written through :mod:`api.jobs`, exactly as the worker would write them.
+file rows are written through :mod:`api.processing`, exactly as the worker would write them.
 """
 
 from __future__ import annotations

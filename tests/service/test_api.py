@@ -1,6 +1,6 @@
 """The HTTP API over a real migrated SQLite database and a real Redis (no worker).
 
-Jobs submitted here stay ``queued``; result rows are written with :mod:`api.jobs`, the way the
+Jobs submitted here stay ``queued``; result rows are written with :mod:`api.processing`, the way the
 worker writes them, to test pagination, filters, counts and the CSV export.
 """
 
@@ -18,7 +18,7 @@ import pytest
 import redis
 from sqlalchemy import event, func, select
 
-from api import jobs
+from api import jobs, processing
 from api.db import get_engine, session_scope
 from api.tables import File, Job, utcnow
 from core.predict import FilePrediction
@@ -73,7 +73,9 @@ def seed_job(api_settings, labels):
             )
             entries = [(rel, f"/nowhere/{rel}") for rel, _, _ in specs]
             entries += [(f"pending-{i}.wav", f"/nowhere/p{i}.wav") for i in range(pending)]
-            ids = jobs.insert_files(s, job.id, entries, lease_until=utcnow() + timedelta(hours=1))
+            ids = processing.insert_files(
+                s, job.id, entries, lease_until=utcnow() + timedelta(hours=1)
+            )
             for file_id, (rel, label, conf) in zip(ids, specs, strict=False):
                 probs = {lab: (conf if lab == label else (1 - conf) / (len(labels) - 1))
                          for lab in labels} if label else {}  # fmt: skip
@@ -88,9 +90,9 @@ def seed_job(api_settings, labels):
                     error=None if label else "not audio",
                     error_code=None if label else "not_audio",
                 )
-                jobs.record_result(s, file_id, pred, "test-version")
+                processing.record_result(s, file_id, pred, "test-version")
             if enumerated:
-                jobs.finish_enumeration(s, job.id)
+                processing.finish_enumeration(s, job.id)
             return job.id
 
     return seed
@@ -421,7 +423,7 @@ def test_job_counts_progress_and_rate(client, seed_job, api_settings, labels):
     assert body["percent"] == 75.0
     assert body["files_per_second"] is None and body["eta_s"] is None
     with session_scope(api_settings) as s:
-        jobs.mark_job_running(s, job_id, "test-version")
+        processing.mark_job_running(s, job_id, "test-version")
         s.get(Job, job_id).started_at = utcnow() - timedelta(seconds=30)
     body = client.get(f"/api/v1/jobs/{job_id}").get_json()
     assert body["state"] == "running"
@@ -539,7 +541,9 @@ def test_csv_reads_in_batches(client, seed_job, labels, api_settings, monkeypatc
 def test_delete_removes_job_results_and_uploads(client, api_settings):
     job_id = upload(client, (CLIP.read_bytes(), CLIP.name)).get_json()["id"]
     with session_scope(api_settings) as s:
-        jobs.insert_files(s, job_id, [(CLIP.name, "x")], lease_until=utcnow() + timedelta(hours=1))
+        processing.insert_files(
+            s, job_id, [(CLIP.name, "x")], lease_until=utcnow() + timedelta(hours=1)
+        )
     folder = api_settings.uploads_dir / job_id
     assert folder.is_dir()
     response = client.delete(f"/api/v1/jobs/{job_id}")

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from api import jobs
+from api import jobs, processing
 from api.db import (
     current_revision,
     downgrade,
@@ -74,7 +74,9 @@ def _job(session, **kw) -> Job:
 
 def _files(session, job_id: str, n: int) -> list[int]:
     entries = [(f"f{i}.wav", f"/data/x/f{i}.wav") for i in range(n)]
-    return jobs.insert_files(session, job_id, entries, lease_until=utcnow() + timedelta(hours=1))
+    return processing.insert_files(
+        session, job_id, entries, lease_until=utcnow() + timedelta(hours=1)
+    )
 
 
 def _prediction(label: str | None = "happy", error: str | None = None) -> FilePrediction:
@@ -123,7 +125,7 @@ def test_rel_path_unique_and_insert_idempotent(settings):
         new = _files(session, job_id, 4)  # f0-f2 exist already: only f3 is inserted
         assert len(new) == 1 and new[0] not in ids
     with session_scope(settings) as session:
-        assert jobs.count_files(session, job_id) == 4
+        assert processing.count_files(session, job_id) == 4
     with pytest.raises(IntegrityError):
         with session_scope(settings) as session:
             session.add(File(job_id=job_id, rel_path="f0.wav", path="/elsewhere"))
@@ -164,7 +166,7 @@ def test_claim_file_rules(settings):
 
     def claim():
         with session_scope(settings) as session:
-            return jobs.claim_file(session, job_id, fid, lease_s=60, max_attempts=2)
+            return processing.claim_file(session, job_id, fid, lease_s=60, max_attempts=2)
 
     assert claim() == "/data/x/f0.wav"
     assert claim() is None  # held by a live lease
@@ -178,21 +180,21 @@ def test_claim_file_rules(settings):
         session.get(File, fid).lease_expires_at = utcnow() - timedelta(seconds=1)
     assert claim() is None  # out of attempts: left to the sweep
     with session_scope(settings) as session:
-        assert jobs.claim_file(session, "nope", other, lease_s=60, max_attempts=2) is None
+        assert processing.claim_file(session, "nope", other, lease_s=60, max_attempts=2) is None
         jobs.cancel_job(session, job_id)
-        assert jobs.claim_file(session, job_id, other, lease_s=60, max_attempts=2) is None
+        assert processing.claim_file(session, job_id, other, lease_s=60, max_attempts=2) is None
 
 
 def test_first_result_wins(settings):
     with session_scope(settings) as session:
         job_id = _job(session).id
         (fid,) = _files(session, job_id, 1)
-        jobs.claim_file(session, job_id, fid, lease_s=60, max_attempts=3)
+        processing.claim_file(session, job_id, fid, lease_s=60, max_attempts=3)
     with session_scope(settings) as session:
-        assert jobs.record_result(session, fid, _prediction("happy"), "v1")
+        assert processing.record_result(session, fid, _prediction("happy"), "v1")
     with session_scope(settings) as session:
-        assert not jobs.record_result(session, fid, _prediction("sad"), "v2")
-        assert not jobs.fail_file(session, fid, "late", "internal_error")
+        assert not processing.record_result(session, fid, _prediction("sad"), "v2")
+        assert not processing.fail_file(session, fid, "late", "internal_error")
         f = session.get(File, fid)
         assert (f.state, f.label, f.confidence, f.model_version) == ("done", "happy", 0.75, "v1")
         assert f.probabilities == {"happy": 0.75, "sad": 0.25}
@@ -206,20 +208,20 @@ def test_job_finishes_once_and_only_when_complete(settings, failed):
         ids = _files(session, job_id, 3)
     for fid in ids:
         with session_scope(settings) as session:
-            assert not jobs.try_finish_job(session, job_id)  # files left, not enumerated
+            assert not processing.try_finish_job(session, job_id)  # files left, not enumerated
             bad = failed and fid == ids[-1]
-            jobs.record_result(
+            processing.record_result(
                 session, fid, _prediction(None if bad else "sad", "x" if bad else None), "v"
             )
     with session_scope(settings) as session:
-        assert not jobs.try_finish_job(session, job_id)  # not enumerated yet
-        assert jobs.finish_enumeration(session, job_id)
+        assert not processing.try_finish_job(session, job_id)  # not enumerated yet
+        assert processing.finish_enumeration(session, job_id)
     # Many workers finishing their last chunk at the same moment: exactly one wins.
     results: list[bool] = []
 
     def finish():
         with session_scope(settings) as session:
-            results.append(jobs.try_finish_job(session, job_id))
+            results.append(processing.try_finish_job(session, job_id))
 
     threads = [threading.Thread(target=finish) for _ in range(6)]
     for t in threads:
@@ -243,11 +245,11 @@ def test_job_finishes_once_and_only_when_complete(settings, failed):
 def test_cancel_only_active_jobs(settings):
     with session_scope(settings) as session:
         job_id = _job(session).id
-        assert jobs.mark_job_running(session, job_id, "v1")
-        assert not jobs.mark_job_running(session, job_id, "v2")
+        assert processing.mark_job_running(session, job_id, "v1")
+        assert not processing.mark_job_running(session, job_id, "v2")
         job = jobs.cancel_job(session, job_id)
         assert job.state == "cancelled" and job.finished_at is not None
-        assert not jobs.fail_job(session, job_id, "too late")
+        assert not processing.fail_job(session, job_id, "too late")
         assert jobs.cancel_job(session, job_id).state == "cancelled"
         assert session.get(Job, job_id).model_version == "v1"
 
@@ -272,15 +274,17 @@ def test_sweep_statements(settings):
         session.execute(update(File).where(File.id == dying).values(attempts=3))
         session.execute(update(File).where(File.id == pending).values(lease_expires_at=past))
     with session_scope(settings) as session:
-        assert job_id in jobs.give_up_files(session, max_attempts=3)
-        assert jobs.expired_files(session, lease_s=60, max_attempts=3, include_pending=False) == {
-            job_id: [running]
-        }
+        assert job_id in processing.give_up_files(session, max_attempts=3)
+        assert processing.expired_files(
+            session, lease_s=60, max_attempts=3, include_pending=False
+        ) == {job_id: [running]}
         session.execute(update(File).where(File.id == running).values(lease_expires_at=past))
-        requeued = jobs.expired_files(session, lease_s=60, max_attempts=3, include_pending=True)
+        requeued = processing.expired_files(
+            session, lease_s=60, max_attempts=3, include_pending=True
+        )
         assert requeued[job_id] == sorted([running, pending])
         assert cancelled.id not in requeued
-        stalled = jobs.stalled_enumerations(session, lease_s=60, max_attempts=3)
+        stalled = processing.stalled_enumerations(session, lease_s=60, max_attempts=3)
         assert stuck.id in stalled and spent.id not in stalled
     with session_scope(settings) as session:
         f = session.get(File, dying)
@@ -290,7 +294,7 @@ def test_sweep_statements(settings):
         assert session.get(File, cancelled_file).state == "running"  # cancelled jobs are left
         assert session.get(Job, spent.id).state == "failed"
         assert "gave up" in session.get(Job, spent.id).error
-        again = jobs.stalled_enumerations(session, lease_s=60, max_attempts=3)
+        again = processing.stalled_enumerations(session, lease_s=60, max_attempts=3)
         assert stuck.id not in again  # it got a fresh lease
 
 

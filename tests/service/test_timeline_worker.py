@@ -17,7 +17,7 @@ import soundfile as sf
 import soxr
 from sqlalchemy import func, select, text, update
 
-from api import jobs
+from api import jobs, processing
 from api.config import ConfigError, load_settings
 from api.db import session_scope
 from api.tables import File, Segment, utcnow
@@ -200,7 +200,7 @@ def test_redelivery_never_duplicates_segments(
     options = jobs.AnalysisOptions(channels="split")
     late = pipeline.analyze(settings, default_model, str(folder / "call.wav"), options)
     with session_scope(settings) as session:
-        assert not jobs.record_result(session, row.id, late, "late")
+        assert not processing.record_result(session, row.id, late, "late")
     assert segment_rows(settings, row.id) == before
 
     # A file made unfinished again (its lease expired) is rewritten, not appended to.
@@ -211,7 +211,7 @@ def test_redelivery_never_duplicates_segments(
             .values(state="running", lease_expires_at=utcnow() - timedelta(seconds=1))
         )
     with session_scope(settings) as session:
-        assert jobs.record_result(session, row.id, late, default_model.version)
+        assert processing.record_result(session, row.id, late, default_model.version)
     again = segment_rows(settings, row.id)
     assert [s[1:] for s in again] == [s[1:] for s in before]
     assert files_of(settings, split_job)["call.wav"].segment_count == len(before)

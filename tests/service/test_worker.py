@@ -17,7 +17,7 @@ import soundfile as sf
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select, update
 
-from api import jobs
+from api import jobs, processing
 from api.db import session_scope
 from api.tables import File, Job, utcnow
 from core.predict import FilePrediction, SegmentPrediction, predict_file
@@ -123,7 +123,7 @@ def test_job_finished_exactly_once(settings, celery_worker, finished_folder_job,
     # Every chunk (5 of them) and the enumeration tried to finish the job; one UPDATE did.
     assert celery_worker.log().count(f"job {job_id} finished") == 1
     with session_scope(settings) as session:
-        assert not jobs.try_finish_job(session, job_id)
+        assert not processing.try_finish_job(session, job_id)
 
 
 def test_redelivered_chunks_change_nothing(
@@ -161,8 +161,8 @@ def _stuck_job(settings, folder: Path) -> str:
             session, source_kind="folder", source=str(folder), options={}, model_name="default"
         )
         entries = [(p.name, str(p)) for p in sorted(folder.glob("*.flac"))]
-        jobs.insert_files(session, job.id, entries, lease_until=utcnow() + timedelta(hours=1))
-        jobs.finish_enumeration(session, job.id)
+        processing.insert_files(session, job.id, entries, lease_until=utcnow() + timedelta(hours=1))
+        processing.finish_enumeration(session, job.id)
     return job.id
 
 
@@ -196,7 +196,7 @@ def test_sweep_requeues_lost_files_and_gives_up(
     assert rows[names[1]]["error"] == (
         "gave up after 3 attempts (the file crashed or timed out the worker)"
     )
-    assert rows[names[1]]["error_code"] == jobs.GAVE_UP
+    assert rows[names[1]]["error_code"] == processing.GAVE_UP
     assert (rows[names[2]]["state"], rows[names[2]]["attempts"]) == ("done", 1)
 
 
@@ -268,7 +268,7 @@ def test_chunk_claims_and_releases(settings, allowed_root):
 
     def claim(file_ids, until, **kw):
         with session_scope(settings) as session:
-            return jobs.claim_files(
+            return processing.claim_files(
                 session, job_id, file_ids, lease_until=until, max_attempts=3, **kw
             )
 
@@ -279,8 +279,8 @@ def test_chunk_claims_and_releases(settings, allowed_root):
     assert claim(ids, lease) == []  # every file held by a valid lease
     with session_scope(settings) as session:
         # only files still held under the lease given are released
-        assert jobs.release_files(session, ids, lease_until=lease, lease_s=60) == ids[:3]
-        assert jobs.release_files(session, ids, lease_until=lease, lease_s=60) == []
+        assert processing.release_files(session, ids, lease_until=lease, lease_s=60) == ids[:3]
+        assert processing.release_files(session, ids, lease_until=lease, lease_s=60) == []
     rows = {r["id"]: r for r in file_rows(settings, job_id).values()}
     assert [(rows[i]["state"], rows[i]["attempts"]) for i in ids] == [("pending", 0)] * 3 + [
         ("running", 2)
@@ -315,7 +315,7 @@ def test_batch_of_results_first_result_wins(settings, allowed_root):
     job_id = _stuck_job(settings, folder)
     a, b, c, d = sorted(r["id"] for r in file_rows(settings, job_id).values())
     with session_scope(settings) as session:
-        assert jobs.record_results(session, [(a, _result("happy", segments=2))], "v1") == [a]
+        assert processing.record_results(session, [(a, _result("happy", segments=2))], "v1") == [a]
     batch = [
         (a, _result("sad", segments=3)),  # finished already: left as it is
         (b, _result("calm", segments=2)),
@@ -323,9 +323,9 @@ def test_batch_of_results_first_result_wins(settings, allowed_root):
         (b, _result("angry")),  # a second result in the same batch loses too
     ]
     with session_scope(settings) as session:
-        assert jobs.record_results(session, batch, "v2") == [b, c]
-        assert jobs.record_results(session, batch, "v3") == []
-        assert jobs.record_results(session, [], "v3") == []
+        assert processing.record_results(session, batch, "v2") == [b, c]
+        assert processing.record_results(session, batch, "v3") == []
+        assert processing.record_results(session, [], "v3") == []
     rows = {r["id"]: r for r in file_rows(settings, job_id).values()}
     got = [(rows[i]["state"], rows[i]["label"], rows[i]["model_version"]) for i in (a, b, c, d)]
     assert got == [
