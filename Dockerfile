@@ -2,12 +2,15 @@
 # migration job. libsndfile (with MP3) comes inside the soundfile wheel: no system packages.
 FROM python:3.11-slim
 
+# NUMBA_CACHE_DIR: numba (librosa's kernels and ours use cache=True) cannot write beside the
+# root-owned package and the aer user has no home; without it the import itself would fail.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     AER_DATA_DIR=/data \
-    AER_MODELS_DIR=/app/models
+    AER_MODELS_DIR=/app/models \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 
 WORKDIR /app
 # Only what the service needs (no tests, no .git): an explicit list instead of a .dockerignore.

@@ -30,21 +30,10 @@ def extract_seed180(y: np.ndarray, sr: int) -> np.ndarray:
         ValueError: wrong rate or shape. TooShortError: under 0.1 s. NonFiniteAudioError.
     """
     y = as_signal(y, sr, sample_rate=SAMPLE_RATE, min_duration_s=MIN_DURATION_S)
-    n_frames = 1 + y.size // spectral.HOP
-    mel = np.empty((n_frames, N_MELS), np.float32)
-    mags, peaks = [], []
-    start = 0
-    for block in spectral.stft_blocks(y):
-        mag = np.abs(block)
-        peaks.append(spectral.find_peaks(mag, sr))
-        mags.append(mag)
-        mel[start : start + len(mag)] = spectral.mel_power(mag * mag, sr, N_MELS)
-        start += len(mag)
-
-    tuning = spectral.estimate_tuning(spectral.Peaks.join(peaks), sr)
-    chroma = sum(spectral.chroma_sum(mag, sr, tuning) for mag in mags) / n_frames
-    mfcc = spectral.dct_matrix(N_MELS, N_MFCC) @ spectral.power_to_db(mel).mean(axis=0)
-    return as_features(np.concatenate([mfcc, chroma, mel.mean(axis=0)]))
+    spec = spectral.spectrogram_pass(y, sr, N_MELS)
+    chroma = spectral.chroma_mean(spec.mag, sr, spec.tuning)
+    mfcc = spectral.dct_matrix(N_MELS, N_MFCC) @ spectral.power_to_db(spec.mel).mean(axis=1)
+    return as_features(np.concatenate([mfcc, chroma, spec.mel.mean(axis=1)]))
 
 
 SEED180 = FeatureSet(

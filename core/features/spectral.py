@@ -1,7 +1,7 @@
 """Shared spectral building blocks: one STFT, cached filter banks, librosa-exact tuning.
 
-Layout convention: spectrograms here are frame-major, shape ``(n_frames, n_bins)``, float32,
-so that per-frame reductions and filter-bank products run over contiguous rows.
+Layout convention: spectrograms here are laid out as librosa lays them out, shape
+``(n_bins, n_frames)``, float32. Computed block by block, so every buffer stays in cache.
 The cached builders return read-only arrays: never modify them.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import librosa
+import numba
 import numpy as np
 import scipy.fft
 import scipy.sparse
@@ -32,9 +33,9 @@ def stft_complex(y: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarra
     Args:
         y: float32 signal [shape=(n,)].
     Returns:
-        complex64 [shape=(1 + n // hop, 1 + n_fft // 2)], frame-major.
+        complex64 [shape=(1 + n_fft // 2, 1 + n // hop)].
     """
-    return np.concatenate(list(stft_blocks(y, n_fft, hop, block=1 << 30)))
+    return np.concatenate(list(stft_blocks(y, n_fft, hop, block=1 << 30)), axis=1)
 
 
 def stft_blocks(
@@ -50,21 +51,16 @@ def stft_blocks(
     window = hann(n_fft)
     for start in range(0, len(frames), block):
         windowed = frames[start : start + block] * window  # fresh contiguous float32
-        yield scipy.fft.rfft(windowed, axis=1, overwrite_x=True, workers=1)
+        # along axis 0 of the transposed view: pocketfft then transforms several frames at
+        # once with SIMD, and the result is (bins, frames) without a transpose
+        yield scipy.fft.rfft(windowed.T, axis=0, overwrite_x=True, workers=1)
 
 
 @lru_cache(maxsize=8)
-def mel_filterbank_t(sr: int, n_fft: int = N_FFT, n_mels: int = 128) -> scipy.sparse.csr_matrix:
-    """``librosa.filters.mel`` (Slaney), transposed and sparse [shape=(1 + n_fft // 2, n_mels)]."""
+def mel_filterbank(sr: int, n_fft: int = N_FFT, n_mels: int = 128) -> scipy.sparse.csr_matrix:
+    """``librosa.filters.mel`` (Slaney), sparse [shape=(n_mels, 1 + n_fft // 2)]."""
     basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float32)
-    return scipy.sparse.csr_matrix(basis.T)
-
-
-def mel_power(power: np.ndarray, sr: int, n_mels: int = 128) -> np.ndarray:
-    """Mel power spectrogram from a power spectrogram [shape=(t, f)] -> [shape=(t, n_mels)]."""
-    n_fft = 2 * (power.shape[1] - 1)
-    # dense @ sparse: scipy computes it as a sparse product, ~20x faster than a dense matmul
-    return np.asarray(power @ mel_filterbank_t(sr, n_fft, n_mels), dtype=np.float32)
+    return scipy.sparse.csr_matrix(basis)
 
 
 def power_to_db(power: np.ndarray, top_db: float = 80.0) -> np.ndarray:
@@ -82,77 +78,175 @@ def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=128)
-def chroma_filterbank_t(sr: int, n_fft: int, tuning: float) -> np.ndarray:
-    """``librosa.filters.chroma`` for ``tuning``, transposed [shape=(1 + n_fft // 2, 12)]."""
+def chroma_filterbank(sr: int, n_fft: int, tuning: float) -> np.ndarray:
+    """``librosa.filters.chroma`` for ``tuning`` [shape=(12, 1 + n_fft // 2)]."""
     basis = librosa.filters.chroma(sr=sr, n_fft=n_fft, tuning=tuning, dtype=np.float32)
-    return _frozen(np.ascontiguousarray(basis.T))
+    return _frozen(basis)
 
 
 @dataclass(frozen=True)
-class Peaks:
-    """Thresholded spectral peaks in 150-4000 Hz, as ``librosa.piptrack`` finds them.
+class SpectrogramPass:
+    """What ``spectrogram_pass`` computes from one STFT (float32, librosa's layout)."""
 
-    ``bins``: FFT bin of each peak; ``left``, ``centre``, ``right``: magnitudes at bin-1, bin,
-    bin+1 (float32). Concatenate the ``Peaks`` of consecutive STFT blocks with ``Peaks.join``.
+    mag: np.ndarray  # [shape=(1 + N_FFT // 2, n_frames)]
+    mel: np.ndarray  # [shape=(n_mels, n_frames)]
+    tuning: float  # fractions of a chroma bin, in [-0.5, 0.5)
+
+
+def spectrogram_pass(y: np.ndarray, sr: int, n_mels: int = 128) -> SpectrogramPass:
+    """Magnitude, mel power and tuning of ``y`` from one STFT: everything ``seed180`` needs.
+
+    Equivalent to ``abs(librosa.stft(y))`` and ``librosa.feature.melspectrogram(y=y, sr=sr)``
+    (to float32 rounding), and to ``librosa.estimate_tuning(S=mag, sr=sr)`` on that magnitude
+    value for value: same peaks, same float32/float64 arithmetic as librosa's numba stencil,
+    same histogram. One compiled loop per STFT block fills all three.
+
+    Args:
+        y: float32 signal [shape=(n,)] of at least one sample.
     """
+    n_frames, n_bins = 1 + y.size // HOP, 1 + N_FFT // 2
+    lo, hi = _tuning_band(sr, n_bins)
+    fb = mel_filterbank(sr, N_FFT, n_mels)
+    mag = np.empty((n_bins, n_frames), np.float32)
+    mel = np.empty((n_mels, n_frames), np.float32)
+    capacity = n_frames * ((hi - lo) // 2 + 1)  # local maxima are at least 2 bins apart
+    pitch, strength = np.empty(capacity, np.float32), np.empty(capacity, np.float32)
+    scratch = _Scratch.make(n_bins, _BLOCK, hi - lo)
+    n_peaks, start = 0, 0
+    for block in stft_blocks(y, block=_BLOCK):
+        n_peaks = _block_pass(
+            block, start, fb.indptr, fb.indices, fb.data, lo, hi, float(sr), float(N_FFT),
+            mag, mel, pitch, strength, n_peaks, *scratch.buffers(),
+        )  # fmt: skip
+        start += block.shape[1]
+    return SpectrogramPass(mag, mel, _tuning(pitch[:n_peaks], strength[:n_peaks]))
 
-    bins: np.ndarray
-    left: np.ndarray
-    centre: np.ndarray
-    right: np.ndarray
+
+_BLOCK = 32  # STFT frames per block: the block's buffers (~400 kB) stay in L2
+
+
+@dataclass(frozen=True)
+class _Scratch:
+    """Per-call work buffers of ``_block_pass``, reused across blocks."""
+
+    power: np.ndarray  # [shape=(n_bins, block)]
+    mel: np.ndarray  # [shape=(block,)]
+    is_peak: np.ndarray  # [shape=(block,)]
+    candidates: np.ndarray  # flat (bin, frame) positions of one block's peaks
+
+    def buffers(self) -> tuple[np.ndarray, ...]:
+        return self.power, self.mel, self.is_peak, self.candidates
 
     @staticmethod
-    def join(parts: list[Peaks]) -> Peaks:
-        """The peaks of several blocks as one."""
-        return Peaks(*(np.concatenate([getattr(p, k) for p in parts]) for k in _PEAK_FIELDS))
+    def make(n_bins: int, block: int, band: int) -> _Scratch:
+        return _Scratch(
+            np.empty((n_bins, block), np.float32),
+            np.empty(block, np.float32),
+            np.empty(block, np.bool_),
+            np.empty(band * block + 1, np.int64),
+        )
 
 
-_PEAK_FIELDS = ("bins", "left", "centre", "right")
+@numba.njit(cache=True, nogil=True)
+def _block_pass(spec, start, mel_indptr, mel_indices, mel_weights, lo, hi, sr, n_fft, mag, mel,
+                pitch, strength, n_peaks, power, mel_acc, is_peak, candidates):  # fmt: skip
+    """Fill frames ``start:start + t`` of ``mag`` and ``mel`` from the STFT block ``spec``
+    [shape=(bins, t)]; append the block's peaks to ``pitch``/``strength``; return their count.
 
-
-def find_peaks(mag: np.ndarray, sr: int) -> Peaks:
-    """Peaks of a magnitude spectrogram block [shape=(t, f)], with piptrack's defaults.
-
-    A bin is a peak when it exceeds 0.1 x its frame's maximum and is a local maximum
-    (``x[i] > x[i-1]`` and ``x[i] >= x[i+1]``) of the thresholded spectrum.
+    Peaks follow ``librosa.piptrack`` with its defaults: bin ``b`` in [lo, hi) is a peak when
+    its magnitude exceeds 0.1 x the frame's maximum and it is a local maximum of the
+    thresholded spectrum (``x[b] > x[b-1]`` and ``x[b] >= x[b+1]``, sub-threshold bins count as
+    0). Its pitch and magnitude are refined by parabolic interpolation, in librosa's arithmetic.
+    Every loop runs along frames, the contiguous axis, so the compiler vectorises it.
     """
-    n_bins = mag.shape[1]
-    lo, hi = _tuning_band(sr, n_bins)
-    band = mag[:, lo - 1 : hi + 1]
-    ref = mag.max(axis=1, keepdims=True)
+    n_bins, t = spec.shape
+    stop = start + t
+    ref = np.zeros(t, np.float32)
+    for j in range(n_bins):  # power, magnitude, and each frame's maximum
+        power_j = power[j]
+        for i in range(t):
+            c = spec[j, i]
+            p = c.real * c.real + c.imag * c.imag
+            power_j[i] = p
+            m = np.sqrt(p)
+            mag[j, start + i] = m
+            ref[i] = max(ref[i], m)
+    for band in range(mel.shape[0]):  # mel power: sparse filter rows times the power block
+        for i in range(t):
+            mel_acc[i] = 0.0
+        for k in range(mel_indptr[band], mel_indptr[band + 1]):
+            w, power_j = mel_weights[k], power[mel_indices[k]]
+            for i in range(t):
+                mel_acc[i] += w * power_j[i]
+        for i in range(t):
+            mel[band, start + i] = mel_acc[i]
     ref *= np.float32(0.1)
-    thr = band * (band > ref)
-    rising = thr[:, 1:] > thr[:, :-1]  # bin j+1 > bin j, for band bins lo-1 .. hi
-    k = np.flatnonzero(rising[:, :-1] > rising[:, 1:])  # rising in, not rising out
-    frame, offset = np.divmod(k, hi - lo)
-    bins = offset + lo
-    flat = frame * n_bins + bins
-    values = mag.ravel()
-    return Peaks(bins, values.take(flat - 1), values.take(flat), values.take(flat + 1))
+    n = 0  # find the peaks with vectorised comparisons, then list the few there are
+    for b in range(lo, hi):
+        for i in range(t):
+            centre, thr = mag[b, start + i], ref[i]
+            left, right = mag[b - 1, start + i], mag[b + 1, start + i]
+            left = left if left > thr else np.float32(0.0)
+            right = right if right > thr else np.float32(0.0)
+            is_peak[i] = (centre > thr) & (centre > left) & (centre >= right)
+        for i in range(t):
+            if is_peak[i]:
+                candidates[n] = b * stop + start + i
+                n += 1
+    for q in range(n):
+        b, i = divmod(candidates[q], stop)
+        centre, left, right = mag[b, i], mag[b - 1, i], mag[b + 1, i]
+        diff = right - left
+        a = np.float64(right + left) - 2.0 * np.float64(centre)
+        half = np.float64(diff) / 2.0
+        shift = np.float32(0.0 if abs(half) >= abs(a) else -half / a)
+        strength[n_peaks + q] = centre + np.float32(0.5) * (diff / np.float32(2.0)) * shift
+        pitch[n_peaks + q] = np.float32((b + np.float64(shift)) * sr / n_fft)
+    return n_peaks + n
 
 
-def estimate_tuning(peaks: Peaks, sr: int, n_fft: int = N_FFT) -> float:
-    """``librosa.estimate_tuning(S=mag.T, sr=sr)`` from the ``find_peaks(mag)``, value for value.
-
-    librosa interpolates every bin of the spectrogram; only the peaks matter, so this runs the
-    same float32/float64 arithmetic (that of librosa's numba stencil) on the peaks alone.
-
-    Returns:
-        tuning deviation in fractions of a chroma bin, in [-0.5, 0.5).
-    """
-    if peaks.bins.size == 0:
+def _tuning(pitch: np.ndarray, strength: np.ndarray) -> float:
+    """``librosa.estimate_tuning``'s last step (``pitch_tuning``, 12 bins per octave, 0.01
+    resolution) on the pitches of the stronger half of the peaks."""
+    frequencies = _strong_half(pitch, strength)
+    if frequencies.size == 0:
         return 0.0
-    left, centre, right = peaks.left, peaks.centre, peaks.right
-    diff = right - left
-    a = (right + left).astype(np.float64)
-    a -= 2 * centre.astype(np.float64)
-    b = diff.astype(np.float64)
-    b /= 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.where(np.abs(b) >= np.abs(a), 0.0, -b / a).astype(np.float32)
-    mags = centre + np.float32(0.5) * (diff / np.float32(2.0)) * shift
-    pitch = ((peaks.bins + shift) * float(sr) / n_fft).astype(np.float32)
-    return _pitch_tuning(pitch[mags >= np.median(mags)])
+    residual = np.mod(12 * np.log2(frequencies / (440.0 / 16)), 1.0)
+    residual[residual >= 0.5] -= 1.0
+    return float(_TUNING_EDGES[_histogram_argmax(residual, _TUNING_EDGES)])
+
+
+_TUNING_EDGES = np.linspace(-0.5, 0.5, 101)
+
+
+@numba.njit(cache=True, nogil=True)
+def _strong_half(pitch, strength):
+    """The positive pitches whose strength is at least the median strength (float32 median,
+    as ``np.median`` computes it)."""
+    if strength.size == 0:
+        return pitch[:0]
+    median = np.median(strength)  # mean of the two middle values: exact, (a + b) / 2
+    return pitch[(strength >= median) & (pitch > 0)]
+
+
+@numba.njit(cache=True, nogil=True)
+def _histogram_argmax(values, edges):
+    """``np.argmax(np.histogram(values, edges)[0])`` for increasing, nearly uniform ``edges``:
+    the same bins (``edges[k] <= x < edges[k + 1]``, the last one closed), without a sort."""
+    n_bins = edges.size - 1
+    counts = np.zeros(n_bins, np.int64)
+    lo, width = edges[0], (edges[-1] - edges[0]) / n_bins
+    for v in values:
+        x = np.float64(v)
+        if not edges[0] <= x <= edges[-1]:
+            continue
+        k = min(max(int((x - lo) / width), 0), n_bins - 1)  # a guess, then exact comparisons
+        while k > 0 and x < edges[k]:
+            k -= 1
+        while k < n_bins - 1 and x >= edges[k + 1]:
+            k += 1
+        counts[k] += 1
+    return np.argmax(counts)
 
 
 @lru_cache(maxsize=8)
@@ -166,30 +260,18 @@ def _tuning_band(sr: int, n_bins: int) -> tuple[int, int]:
     return lo, hi
 
 
-def _pitch_tuning(frequencies: np.ndarray, resolution: float = 0.01) -> float:
-    """``librosa.pitch_tuning`` with 12 bins per octave, without its empty-input warning."""
-    frequencies = frequencies[frequencies > 0]
-    if frequencies.size == 0:
-        return 0.0
-    residual = np.mod(12 * np.log2(frequencies / (440.0 / 16)), 1.0)
-    residual[residual >= 0.5] -= 1.0
-    bins = np.linspace(-0.5, 0.5, int(np.ceil(1.0 / resolution)) + 1)
-    counts, edges = np.histogram(residual, bins)
-    return float(edges[np.argmax(counts)])
-
-
-def chroma_sum(mag: np.ndarray, sr: int, tuning: float) -> np.ndarray:
-    """Sum over frames of ``librosa.feature.chroma_stft(S=mag.T, tuning=tuning)`` [shape=(12,)].
+def chroma_mean(mag: np.ndarray, sr: int, tuning: float) -> np.ndarray:
+    """Mean over frames of ``librosa.feature.chroma_stft(S=mag, tuning=tuning)`` [shape=(12,)].
 
     Args:
-        mag: magnitude spectrogram (block), float32 [shape=(t, 1 + n_fft // 2)].
+        mag: magnitude spectrogram, float32 [shape=(1 + n_fft // 2, t)].
     """
-    n_fft = 2 * (mag.shape[1] - 1)
-    raw = mag @ chroma_filterbank_t(sr, n_fft, tuning)
-    peak = raw.max(axis=1, keepdims=True)
+    n_fft = 2 * (mag.shape[0] - 1)
+    raw = chroma_filterbank(sr, n_fft, tuning) @ mag
+    peak = raw.max(axis=0)
     peak[peak < np.finfo(np.float32).tiny] = 1.0  # silent frames stay zero, as in librosa
     raw /= peak
-    return raw.sum(axis=0)
+    return raw.mean(axis=1)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

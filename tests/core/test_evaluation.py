@@ -75,7 +75,7 @@ def test_evaluation_reports_out_of_fold_calibration_and_conditions(tmp_path):
     )  # fmt: skip
     P, y = report.pooled()
     assert P.shape == (16, 8) and sorted(y) == sorted(report.labels)  # each clip once
-    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-6)  # float32 pipeline
     s = report.summary()
     assert 0.0 <= s["ece"] <= 1.0 and s["ece_noise_floor"]["mean"] > 0.0
     assert sum(s["reliability_curve"]["count"]) == 16

@@ -163,23 +163,21 @@ def test_seed180_matches_seed(name: str, y: np.ndarray) -> None:
     # Chroma depends on a tuning estimate that is the argmax of a histogram: float32 rounding
     # of our single STFT can move a near-tie to another bin (about 3% of RAVDESS clips). So:
     # same tuning -> same chroma; and our tuning equals librosa's on the same spectrogram.
-    mag = np.abs(spectral.stft_complex(y))
-    ours_tuning = spectral.estimate_tuning(spectral.find_peaks(mag, SR), SR)
-    assert ours_tuning == librosa.estimate_tuning(S=mag.T, sr=SR)
+    spec = spectral.spectrogram_pass(y, SR)
+    ours_tuning = spec.tuning
+    assert ours_tuning == librosa.estimate_tuning(S=spec.mag, sr=SR)
     if ours_tuning == seed_tuning:
         assert_blocks_close(ours, seed, ("chroma",))
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ref = librosa.feature.chroma_stft(S=mag.T, sr=SR, tuning=ours_tuning).mean(axis=1)
+            ref = librosa.feature.chroma_stft(S=spec.mag, sr=SR, tuning=ours_tuning).mean(axis=1)
         np.testing.assert_allclose(ours[BLOCKS["chroma"]], ref, rtol=1e-4, atol=1e-6)
 
 
 def test_seed180_tuning_agrees_on_clear_pitch() -> None:
     y = synthetic("harmonic")
-    assert seed_features(y, SR)[1] == spectral.estimate_tuning(
-        spectral.find_peaks(np.abs(spectral.stft_complex(y)), SR), SR
-    )
+    assert seed_features(y, SR)[1] == spectral.spectrogram_pass(y, SR).tuning
 
 
 def test_seed180_matches_seed_at_minimum_length_and_on_silence() -> None:
@@ -191,9 +189,27 @@ def test_seed180_matches_seed_at_minimum_length_and_on_silence() -> None:
 def test_stft_matches_librosa() -> None:
     y = synthetic("chirp", seconds=2.3)
     ours = spectral.stft_complex(y)
-    ref = librosa.stft(y).T
+    ref = librosa.stft(y)
     assert ours.shape == ref.shape and ours.dtype == np.complex64
     np.testing.assert_allclose(np.abs(ours), np.abs(ref), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "y"), SIGNALS[:4], ids=IDS[:4])
+def test_spectrogram_pass_matches_librosa(name: str, y: np.ndarray) -> None:
+    spec = spectral.spectrogram_pass(y, SR)
+    np.testing.assert_allclose(spec.mag, np.abs(librosa.stft(y)), rtol=1e-3, atol=1e-4)
+    mel = librosa.feature.melspectrogram(y=y, sr=SR)
+    np.testing.assert_allclose(spec.mel, mel, rtol=1e-3, atol=1e-6 * mel.max())
+
+
+def test_tuning_histogram_matches_numpy() -> None:
+    edges = np.linspace(-0.5, 0.5, 101)
+    rng = np.random.default_rng(1)
+    # random values, values exactly on every edge, and the closed right end
+    values = np.concatenate([rng.uniform(-0.5, 0.5, 5000), edges, [0.5, 0.5]]).astype(np.float32)
+    for part in (values, values[:7], values[5000:]):
+        expected = np.argmax(np.histogram(part, edges)[0])
+        assert spectral._histogram_argmax(part, edges) == expected
 
 
 # --- emo ---------------------------------------------------------------------------------------
