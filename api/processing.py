@@ -77,8 +77,6 @@ def insert_files(
     session: Session, job_id: str, entries: Sequence[tuple[str, str]], *, lease_until: datetime
 ) -> list[int]:
     """Insert ``(rel_path, path)`` rows that are not there yet; returns the new ids, sorted."""
-    if not entries:
-        return []
     rows = [
         {
             "job_id": job_id,
@@ -90,6 +88,35 @@ def insert_files(
         }
         for rel, path in entries
     ]
+    return _insert_new(session, rows)
+
+
+def insert_failed_files(
+    session: Session, job_id: str, entries: Sequence[tuple[str, str, str, str]]
+) -> list[int]:
+    """Insert ``(rel_path, path, error, error_code)`` rows, already failed, that are not there
+    yet (an upload's unreadable archive: it fails alone, as a file of the job)."""
+    now = utcnow()
+    rows = [
+        {
+            "job_id": job_id,
+            "rel_path": rel,
+            "path": path,
+            "state": FileState.FAILED,
+            "attempts": 0,
+            "error": error,
+            "error_code": code,
+            "processed_at": now,
+        }
+        for rel, path, error, code in entries
+    ]
+    return _insert_new(session, rows)
+
+
+def _insert_new(session: Session, rows: list[dict]) -> list[int]:
+    """Insert file rows, skipping any whose (job, rel_path) exists; returns new ids, sorted."""
+    if not rows:
+        return []
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert

@@ -25,7 +25,7 @@ from core.errors import ModelError
 from core.model import EmotionModel
 from core.predict import FilePrediction
 from worker.models import get_model
-from worker.sources import SourceError, list_folder, list_upload
+from worker.sources import Listing, SourceError, list_folder, list_upload
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,19 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
         log.info("job %s: nothing to enumerate (finished, cancelled or enumerated)", job_id)
         return
     try:
-        entries = _list_sources(settings, job)
+        listing = _list_sources(settings, job)
     except SourceError as exc:
         log.warning("job %s failed: %s", job_id, exc)
         with session_scope(settings) as session:
             processing.fail_job(session, job_id, str(exc))
         return
+    if listing.failed:
+        failed = [(rel, path, str(exc), exc.code) for rel, path, exc in listing.failed]
+        with session_scope(settings) as session:
+            processing.insert_failed_files(session, job_id, failed)
+        for rel, _, error, _ in failed:
+            log.warning("job %s: %s failed: %s", job_id, rel, error)
+    entries = listing.files
     lease_until = utcnow() + timedelta(seconds=settings.lease_s)
     chunks = 0
     for batch in batched(entries, INSERT_BATCH):
@@ -91,7 +98,7 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
     _try_finish(settings, job_id)
 
 
-def _list_sources(settings: Settings, job) -> list[tuple[str, str]]:
+def _list_sources(settings: Settings, job) -> Listing:
     options = job.options or {}
     pattern = options.get("pattern") or None
     if job.source_kind == "upload":
@@ -104,13 +111,14 @@ def _list_sources(settings: Settings, job) -> list[tuple[str, str]]:
     folder = Path(job.source).resolve()
     if not jobs.is_within(folder, settings.allowed_roots):
         raise SourceError(f"folder {job.source!r} is not inside an allowed root")
-    return list_folder(
+    files = list_folder(
         folder,
         roots=settings.allowed_roots,
         recursive=bool(options.get("recursive", True)),
         pattern=pattern,
         max_files=settings.max_files_per_job,
     )
+    return Listing(files)
 
 
 def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue: Enqueue) -> int:

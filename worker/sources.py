@@ -1,8 +1,9 @@
 """The files of a job: a folder listing, or uploaded files with their zip archives extracted.
 
-Both return sorted ``(rel_path, absolute path)`` pairs. Archives are checked entry by entry
+Both list sorted ``(rel_path, absolute path)`` pairs. Archives are checked entry by entry
 before anything is written (no absolute paths, no ``..``, no links) and extracted with the
-number of files and the bytes actually written capped, whatever the archive claims.
+number of files and the bytes actually written capped, whatever the archive claims. An archive
+that cannot be read or is refused fails alone: the upload's other files are still listed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shutil
 import stat
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from core.errors import AERError
@@ -37,6 +39,20 @@ class UnsafeArchiveError(SourceError):
     """A zip archive would write outside its folder, or past the size or file limits."""
 
     code = "unsafe_archive"
+
+
+class BadArchiveError(SourceError):
+    """A file named ``*.zip`` is not a readable zip archive."""
+
+    code = "bad_archive"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a job's source holds: files to analyse, and archives that failed to extract."""
+
+    files: list[tuple[str, str]]  # (rel_path, absolute path), sorted
+    failed: list[tuple[str, str, SourceError]] = field(default_factory=list)  # (rel, path, why)
 
 
 def _is_audio(name: str, pattern: str | None) -> bool:
@@ -89,15 +105,16 @@ def list_folder(
 
 def list_upload(
     folder: Path, *, max_files: int, max_bytes: int, pattern: str | None = None
-) -> list[tuple[str, str]]:
+) -> Listing:
     """Files of an upload folder, after extracting each ``*.zip`` into a folder of that name.
 
     Files uploaded directly are all listed (the API screened them); archive members are listed
-    when they look like audio. Safe to call again after a crash: finished extractions are kept.
+    when they look like audio. An archive that is unreadable, unsafe or over the size left in
+    ``max_bytes`` is returned in ``Listing.failed`` instead. Safe to call again after a crash:
+    finished extractions are kept.
 
     Raises:
-        SourceError: the folder is missing, an archive is unsafe or too large, or there are
-            more than ``max_files`` files.
+        SourceError: the folder is missing, or there are more than ``max_files`` files.
     """
     if not folder.is_dir():
         raise SourceError("the uploaded files are gone (was the job deleted?)")
@@ -107,10 +124,15 @@ def list_upload(
             archives.mkdir(exist_ok=True)
             os.replace(entry, archives / entry.name)  # atomic: the archive is now "to extract"
     budget = max_bytes
+    failed: list[tuple[str, str, SourceError]] = []
     for archive in sorted(archives.iterdir()) if archives.is_dir() else ():
         target = folder / archive.name
         if not target.exists():
-            _extract_once(archive, target, folder / STAGING_DIR, max_files, budget)
+            try:
+                _extract_once(archive, target, folder / STAGING_DIR, max_files, budget)
+            except SourceError as exc:
+                failed.append((archive.name, str(archive), exc))
+                continue
         budget -= _tree_size(target)
     found: list[tuple[str, str]] = []
     for entry in sorted(folder.iterdir()):
@@ -127,7 +149,7 @@ def list_upload(
                         found.append((path.relative_to(folder).as_posix(), str(path)))
         if len(found) > max_files:
             raise SourceError(f"the upload holds more than {max_files} audio files")
-    return sorted(found)
+    return Listing(sorted(found), failed)
 
 
 def _extract_once(archive: Path, target: Path, staging: Path, max_files: int, budget: int) -> None:
@@ -148,7 +170,7 @@ def extract_zip(archive: Path, dest: Path, *, max_files: int, max_bytes: int) ->
     Raises:
         UnsafeArchiveError: an entry with an absolute path, ``..``, a drive or a link; more than
             ``max_files`` files; more than ``max_bytes`` uncompressed bytes.
-        SourceError: not a readable zip archive.
+        BadArchiveError: not a readable zip archive.
     """
     name = archive.name
     try:
@@ -175,7 +197,7 @@ def extract_zip(archive: Path, dest: Path, *, max_files: int, max_bytes: int) ->
                         out.write(block)
             return len(members)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
-        raise SourceError(f"archive {name!r} cannot be read: {exc}") from None
+        raise BadArchiveError(f"archive {name!r} cannot be read: {exc}") from None
 
 
 def _check_member(archive: str, member: zipfile.ZipInfo) -> None:

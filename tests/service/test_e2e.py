@@ -90,8 +90,10 @@ def test_upload_job_with_zip_and_corrupt_file(client, settings, labels):
             zf.write(clip, f"batch/{clip.name}")
         zf.writestr("batch/readme.txt", "not audio, not listed")
     corrupt = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x07" * 40
+    broken_zip = b"PK\x03\x04" + b"\x07" * 64  # looks like a zip to the API, is not one
     files = [(io.BytesIO(c.read_bytes()), c.name) for c in direct]
     files += [(io.BytesIO(archive.getvalue()), "more.zip"), (io.BytesIO(corrupt), "corrupt.wav")]
+    files += [(io.BytesIO(broken_zip), "broken.zip")]
     response = client.post(
         "/api/v1/jobs", data={"files": files}, content_type="multipart/form-data"
     )
@@ -100,7 +102,7 @@ def test_upload_job_with_zip_and_corrupt_file(client, settings, labels):
 
     job = poll(client, job_id)
     assert job["state"] == "completed_with_errors", job
-    assert job["counts"] == {"total": 7, "pending": 0, "running": 0, "done": 6, "failed": 1}
+    assert job["counts"] == {"total": 8, "pending": 0, "running": 0, "done": 6, "failed": 2}
     assert job["percent"] == 100.0
     assert job["started_at"] and job["finished_at"]
     version = job["model"]["version"]
@@ -108,20 +110,23 @@ def test_upload_job_with_zip_and_corrupt_file(client, settings, labels):
 
     results = {r["file"]: r for r in all_results(client, job_id)}
     expected = {c.name for c in direct} | {f"more.zip/batch/{c.name}" for c in zipped}
-    assert set(results) == expected | {"corrupt.wav"}
+    assert set(results) == expected | {"corrupt.wav", "broken.zip"}
     for name in expected:
         check_done(results[name], labels, version)
     bad = results["corrupt.wav"]
     assert bad["state"] == "failed" and bad["label"] is None
     assert bad["error"] and bad["error_code"] in AUDIO_ERROR_CODES
+    bad_zip = results["broken.zip"]  # the archive fails alone; the other files are analysed
+    assert bad_zip["state"] == "failed" and bad_zip["error_code"] == "bad_archive"
+    assert "broken.zip" in bad_zip["error"]
 
     failed = client.get(f"/api/v1/jobs/{job_id}/results?state=failed").get_json()["items"]
-    assert [r["file"] for r in failed] == ["corrupt.wav"]
+    assert sorted(r["file"] for r in failed) == ["broken.zip", "corrupt.wav"]
 
     response = client.get(f"/api/v1/jobs/{job_id}/results.csv")
     assert response.status_code == 200
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert len(rows) == 7
+    assert len(rows) == 8
     assert [c for c in rows[0] if c.startswith("p_")] == [f"p_{label}" for label in labels]
     by_file = {row["file"]: row for row in rows}
     for name in expected:

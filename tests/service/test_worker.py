@@ -24,7 +24,7 @@ from core.predict import FilePrediction, SegmentPrediction, predict_file
 from tests.conftest import FIXTURE_CLIPS, chunk_tasks_done
 from worker import pipeline
 from worker.celery_app import app, create_celery
-from worker.sources import UnsafeArchiveError, extract_zip, list_upload
+from worker.sources import BadArchiveError, UnsafeArchiveError, extract_zip, list_upload
 from worker.tasks import enqueue_chunk, enqueue_enumeration
 
 CLIPS = sorted(FIXTURE_CLIPS.glob("*.flac"))
@@ -421,19 +421,26 @@ def test_upload_job_with_zip(settings, celery_worker, wait_for_job):
     assert file_rows(settings, job_id) == {}
 
 
-def test_upload_job_with_path_traversal_fails(settings, celery_worker, wait_for_job, tmp_path):
+def test_upload_with_path_traversal_fails_that_archive(
+    settings, celery_worker, wait_for_job, tmp_path
+):
     job_id = jobs.new_job_id()
     folder = jobs.upload_dir(settings, job_id)
     folder.mkdir(parents=True)
     with zipfile.ZipFile(folder / "evil.zip", "w") as zf:
         zf.write(CLIPS[0], "ok.flac")
         zf.write(CLIPS[1], "../../escaped.flac")
+    shutil.copy(CLIPS[2], folder / CLIPS[2].name)
     submit(settings, source_kind="upload", source=folder, job_id=job_id)
     job = wait_for_job(job_id, timeout=60)
-    assert job.state == "failed"
-    assert "refused" in job.error and "../../escaped.flac" in job.error
+    assert job.state == "completed_with_errors" and job.error is None
     assert not list(settings.data_dir.rglob("escaped.flac"))
-    assert file_rows(settings, job_id) == {}
+    rows = file_rows(settings, job_id)
+    assert sorted(rows) == sorted(["evil.zip", CLIPS[2].name])  # nothing of the archive listed
+    evil = rows["evil.zip"]
+    assert evil["state"] == "failed" and evil["error_code"] == "unsafe_archive"
+    assert "refused" in evil["error"] and "../../escaped.flac" in evil["error"]
+    assert rows[CLIPS[2].name]["state"] == "done"
 
 
 def test_folder_outside_allowed_roots_fails(settings, celery_worker, wait_for_job, tmp_path):
@@ -510,8 +517,27 @@ def test_list_upload_is_restartable(tmp_path):
         zf.writestr("2.flac", b"2")
     (tmp_path / "direct.mp3").write_bytes(b"3")
     first = list_upload(tmp_path, max_files=10, max_bytes=1000)
-    assert [rel for rel, _ in first] == ["a.zip/2.flac", "a.zip/x/1.wav", "direct.mp3"]
+    assert [rel for rel, _ in first.files] == ["a.zip/2.flac", "a.zip/x/1.wav", "direct.mp3"]
+    assert first.failed == []
     assert list_upload(tmp_path, max_files=10, max_bytes=1000) == first
+
+
+def test_bad_or_unsafe_archive_fails_alone(tmp_path):
+    with zipfile.ZipFile(tmp_path / "good.zip", "w") as zf:
+        zf.writestr("1.wav", b"1")
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04" + b"\x07" * 64)
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as zf:
+        zf.writestr("../evil.wav", b"x")
+    (tmp_path / "direct.wav").write_bytes(b"2")
+    for _ in range(2):  # and again, as after a crash: the same answer
+        listing = list_upload(tmp_path, max_files=10, max_bytes=1000)
+        assert [rel for rel, _ in listing.files] == ["direct.wav", "good.zip/1.wav"]
+        failed = {rel: exc for rel, _, exc in listing.failed}
+        assert sorted(failed) == ["broken.zip", "evil.zip"]
+        assert isinstance(failed["broken.zip"], BadArchiveError)
+        assert "broken.zip" in str(failed["broken.zip"])
+        assert isinstance(failed["evil.zip"], UnsafeArchiveError)
+    assert not (tmp_path / "evil.wav").exists()
 
 
 # --- broker configuration ------------------------------------------------------------------------
