@@ -387,13 +387,25 @@ def segment_csv_row(rel_path: str, segment: Any, view: ResultView) -> list:
 
 
 def csv_text(rows: Iterable[list], header: list[str] | None = None) -> str:
-    """CSV lines for ``rows`` (after ``header`` when given)."""
+    """CSV lines for ``rows`` (after ``header`` when given); text cells are made inert for
+    spreadsheets (see ``_inert``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if header is not None:
         writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([_inert(cell) for cell in row] for row in rows)
     return buffer.getvalue()
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(cell: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (a file named ``=HYPERLINK(...)``
+    in an uploaded zip) gets a leading apostrophe, as OWASP advises; numbers pass unchanged."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
 
 
 def _csv_bool(value: bool | None) -> str:

@@ -512,6 +512,18 @@ def test_csv_has_one_row_per_file_and_one_column_per_class(client, seed_job, lab
     assert pending["state"] == "pending"
 
 
+def test_csv_text_cells_cannot_run_as_formulas(client, seed_job, labels):
+    evil = '=HYPERLINK("http://x","y").wav'
+    job_id = seed_job([(evil, labels[0], 0.9), ("-2+3.wav", labels[1], 0.8), ("ok.wav", None, 0)])
+    body = client.get(f"/api/v1/jobs/{job_id}/results.csv").get_data(as_text=True)
+    rows = {r["file"]: r for r in csv.DictReader(io.StringIO(body))}
+    assert set(rows) == {"'" + evil, "'-2+3.wav", "ok.wav"}
+    assert float(rows["'" + evil]["confidence"]) == pytest.approx(0.9)  # numbers untouched
+    # the JSON results keep the real names
+    items = client.get(f"/api/v1/jobs/{job_id}/results").get_json()["items"]
+    assert {r["file"] for r in items} == {evil, "-2+3.wav", "ok.wav"}
+
+
 def test_csv_reads_in_batches(client, seed_job, labels, api_settings, monkeypatch):
     from api.routes import results
 
