@@ -25,7 +25,7 @@ from core.errors import ModelError
 from core.model import EmotionModel
 from core.predict import FilePrediction
 from worker.models import get_model
-from worker.sources import Listing, SourceError, list_folder, list_upload
+from worker.sources import Listing, SourceError, list_folder, list_upload, remove_stale_parts
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ WHOLE_CLIP_MAX_S = 8.0
 #: Results stored per transaction: at most this many files, or the files of this many seconds.
 FLUSH_FILES = 64
 FLUSH_S = 1.0
+#: Spooled upload parts untouched this long belong to a request that died with its process.
+STALE_PART_S = 24 * 3600
 
 
 def batched(items: Sequence, size: int) -> list[list]:
@@ -301,11 +303,13 @@ def run_sweep(
     *,
     queue_idle: bool,
 ) -> dict[str, int]:
-    """Give up on files out of attempts, re-enqueue files and enumerations past their lease.
+    """Give up on files out of attempts, re-enqueue files and enumerations past their lease,
+    delete upload parts abandoned by a crashed API process.
 
     Pending files are only re-enqueued when ``queue_idle`` (no chunk waiting in the broker): a
     pending file with an expired lease is then certainly not waiting in the queue.
     """
+    stale_parts = remove_stale_parts(settings.uploads_dir, older_than_s=STALE_PART_S)
     with session_scope(settings) as session:
         gave_up = processing.give_up_files(session, max_attempts=settings.max_attempts)
     with session_scope(settings) as session:
@@ -329,6 +333,7 @@ def run_sweep(
         "gave_up_jobs": len(gave_up),
         "requeued_files": sum(len(ids) for ids in requeue.values()),
         "requeued_enumerations": len(stalled),
+        "stale_upload_parts": stale_parts,
     }
     if any(counts.values()):
         log.warning("sweep: %s", counts)

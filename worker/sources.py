@@ -12,6 +12,7 @@ import fnmatch
 import os
 import shutil
 import stat
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -26,6 +27,8 @@ AUDIO_EXTENSIONS = frozenset(
 #: Hidden folders of an upload folder: archives already extracted, extractions in progress.
 ARCHIVES_DIR = ".archives"
 STAGING_DIR = ".staging"
+#: Folder of the uploads folder where the API spools file parts while a request is read.
+INCOMING_DIR = ".incoming"
 _COPY_BLOCK = 1 << 20
 
 
@@ -216,6 +219,22 @@ def _check_member(archive: str, member: zipfile.ZipInfo) -> None:
             f"archive {archive!r} refused: entry {member.filename!r} would be written outside "
             "its folder"
         )
+
+
+def remove_stale_parts(uploads_dir: Path, *, older_than_s: float) -> int:
+    """Delete spooled upload parts untouched for ``older_than_s`` (left by an API process that
+    died mid-request); returns how many. A live request's parts are younger: they are written
+    as the body arrives and moved or deleted when it ends."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for part in (uploads_dir / INCOMING_DIR).glob("part-*"):
+        try:
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+                removed += 1
+        except FileNotFoundError:  # moved or removed by its request meanwhile
+            pass
+    return removed
 
 
 def _tree_size(folder: Path) -> int:

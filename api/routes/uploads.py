@@ -18,17 +18,16 @@ from flask import Request, current_app
 from werkzeug.datastructures import FileStorage
 
 from api.errors import APIError
-from worker.sources import AUDIO_EXTENSIONS  # the same list the worker enumerates
+from worker.sources import AUDIO_EXTENSIONS, INCOMING_DIR  # shared with the worker
 
 ARCHIVE_EXTENSIONS = frozenset({".zip"})
-INCOMING = ".incoming"
 #: Longest stored file name, in UTF-8 bytes (filesystems allow 255).
 MAX_NAME_BYTES = 200
 
 
 def incoming_dir() -> Path:
     """Where file parts of the current app's requests are spooled."""
-    return Path(current_app.config["AER_UPLOAD_DIR"]) / INCOMING
+    return Path(current_app.config["AER_UPLOAD_DIR"]) / INCOMING_DIR
 
 
 class DiskPart:

@@ -24,7 +24,13 @@ from core.predict import FilePrediction, SegmentPrediction, predict_file
 from tests.conftest import FIXTURE_CLIPS, chunk_tasks_done
 from worker import pipeline
 from worker.celery_app import app, create_celery
-from worker.sources import BadArchiveError, UnsafeArchiveError, extract_zip, list_upload
+from worker.sources import (
+    INCOMING_DIR,
+    BadArchiveError,
+    UnsafeArchiveError,
+    extract_zip,
+    list_upload,
+)
 from worker.tasks import enqueue_chunk, enqueue_enumeration
 
 CLIPS = sorted(FIXTURE_CLIPS.glob("*.flac"))
@@ -180,6 +186,14 @@ def test_sweep_requeues_lost_files_and_gives_up(
     for clip in CLIPS[:3]:
         shutil.copy(clip, folder / clip.name)
     names = sorted(p.name for p in folder.glob("*.flac"))
+    # An API process died mid-upload two days ago, leaving a spooled part behind (made first:
+    # the sweep that rescues the job below is then certain to have seen it).
+    incoming = settings.uploads_dir / INCOMING_DIR
+    incoming.mkdir(parents=True, exist_ok=True)
+    stale, live = incoming / "part-stale", incoming / "part-live"
+    stale.write_bytes(b"x"), live.write_bytes(b"y")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))
     job_id = _stuck_job(settings, folder)
     past = utcnow() - timedelta(seconds=5)
     # A worker died on attempt 1 of the first file and on the last attempt of the second; the
@@ -190,6 +204,8 @@ def test_sweep_requeues_lost_files_and_gives_up(
 
     job = wait_for_job(job_id, timeout=90)
     assert job.state == "completed_with_errors"
+    assert not stale.exists() and live.exists()
+    live.unlink()
     rows = file_rows(settings, job_id)
     assert (rows[names[0]]["state"], rows[names[0]]["attempts"]) == ("done", 2)
     assert rows[names[1]]["state"] == "failed"
