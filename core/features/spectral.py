@@ -221,11 +221,12 @@ _TUNING_EDGES = np.linspace(-0.5, 0.5, 101)
 
 @numba.njit(cache=True, nogil=True)
 def _strong_half(pitch, strength):
-    """The positive pitches whose strength is at least the median strength (float32 median,
-    as ``np.median`` computes it)."""
+    """The positive pitches whose strength is at least the median strength."""
     if strength.size == 0:
         return pitch[:0]
-    median = np.median(strength)  # mean of the two middle values: exact, (a + b) / 2
+    # numba's median, like numpy's, adds the two middle float32 values in float32 and halves
+    # the sum (exactly): the same threshold to the bit
+    median = np.median(strength)
     return pitch[(strength >= median) & (pitch > 0)]
 
 
