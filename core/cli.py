@@ -208,6 +208,11 @@ def _echo_headline(summary: dict) -> None:
 )
 @click.option("--folds", type=int, default=6, show_default=True, help="k for --protocol speaker.")
 @click.option(
+    "--fold-seed",
+    type=int,
+    help="Shuffle which speakers share a fold, with this seed (default: unshuffled GroupKFold).",
+)
+@click.option(
     "--repeats",
     type=int,
     default=5,
@@ -221,8 +226,8 @@ def _echo_headline(summary: dict) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def evaluate_cmd(data, manifest, preset, feature_set, classes, augment, cache_dir, no_cache,
-                 jobs, seed, quiet, also_test, plots, protocol, folds, repeats, degrade,
-                 as_json) -> None:  # fmt: skip
+                 jobs, seed, quiet, also_test, plots, protocol, folds, fold_seed, repeats,
+                 degrade, as_json) -> None:  # fmt: skip
     """Cross-validate a preset on a dataset (speaker-independent by default)."""
     dataset = _read_data(data, manifest)
     try:
@@ -233,6 +238,7 @@ def evaluate_cmd(data, manifest, preset, feature_set, classes, augment, cache_di
             classes=_split_list(classes) or None,
             protocol=protocol,
             folds=folds,
+            fold_seed=fold_seed,
             repeats=repeats,
             degrade=degrade,
             also_test=_split_list(also_test),

@@ -66,6 +66,7 @@ class EvaluationReport:
     augment: tuple[str, ...] = ()
     labels: np.ndarray | None = None  # true label of every row of the evaluated table
     conditions: dict[str, list[FoldResult]] = field(default_factory=dict)  # extra test audio
+    fold_seed: int | None = None  # speaker-to-fold shuffle (None: unshuffled GroupKFold)
 
     def pooled(self, folds: list[FoldResult] | None = None, *, raw: bool = False):
         """(probabilities (m, k), true labels (m,)) of all test rows of all folds.
@@ -138,6 +139,7 @@ class EvaluationReport:
             "n_files": self.n_files,
             "n_failed": len(self.failed),
             "n_folds": len(self.folds),
+            "fold_seed": self.fold_seed,
             "degrade": self.degrade,
             "augment": list(self.augment),
         }
@@ -213,8 +215,14 @@ def splits(
     folds: int = 6,
     repeats: int = 5,
     random_state: int = RANDOM_STATE,
+    fold_seed: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(train indices, test indices) pairs for ``protocol``."""
+    """(train indices, test indices) pairs for ``protocol``.
+
+    ``fold_seed``: with the speaker protocol, shuffle which speakers share a fold (None: the
+    unshuffled GroupKFold assignment). Another assignment of the same data shows how much a
+    mean over folds owes to the luck of one assignment.
+    """
     n = len(table.labels)
     if protocol == "speaker":
         if any(s is None for s in table.speakers):
@@ -225,7 +233,9 @@ def splits(
         n_speakers = len(set(table.speakers))
         if n_speakers < folds:
             raise DatasetError(f"{folds} folds need at least {folds} speakers, have {n_speakers}")
-        yield from GroupKFold(n_splits=folds).split(np.zeros(n), groups=table.speakers)
+        shuffled = {"shuffle": True, "random_state": fold_seed} if fold_seed is not None else {}
+        kfold = GroupKFold(n_splits=folds, **shuffled)
+        yield from kfold.split(np.zeros(n), groups=table.speakers)
     elif protocol == "random":
         for r in range(repeats):
             train, test = train_test_split(
@@ -251,6 +261,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     n_jobs: int | None = None,
     random_state: int = RANDOM_STATE,
+    fold_seed: int | None = None,
     progress: bool = True,
 ) -> EvaluationReport:
     """Cross-validate ``preset`` on ``dataset``.
@@ -262,6 +273,7 @@ def evaluate(
             scored with the same fold models (``report.conditions``): one training per fold.
         augment: degradation specs; each adds a degraded copy of every TRAINING file.
         folds: k for the speaker protocol. repeats: number of random splits.
+        fold_seed: shuffle the speaker-to-fold assignment with this seed (see ``splits``).
         n_jobs: processes for feature extraction and for the folds (None or <= 0: all cores).
     """
     fs = resolve_feature_set(preset, feature_set)
@@ -282,7 +294,16 @@ def evaluate(
     labels = tuple(c for c in dataset.classes if c in set(table.labels))
     tests = {None: (test_rows, np.ones(len(test_rows), dtype=bool))}
     tests.update({spec: (rows, has_row) for spec, (rows, has_row, _) in others.items()})
-    plan = list(splits(table, protocol, folds=folds, repeats=repeats, random_state=random_state))
+    plan = list(
+        splits(
+            table,
+            protocol,
+            folds=folds,
+            repeats=repeats,
+            random_state=random_state,
+            fold_seed=fold_seed,
+        )  # fmt: skip
+    )
     workers = min(len(plan), _workers(n_jobs))
     args = (table, extra, tests, labels, preset, random_state)
     if workers > 1:
@@ -303,6 +324,7 @@ def evaluate(
         augment=tuple(augment),
         labels=table.labels,
         conditions={spec: [r[spec] for r in per_fold] for spec in also_test},
+        fold_seed=fold_seed,
     )
 
 

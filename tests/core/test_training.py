@@ -76,6 +76,24 @@ def test_speaker_evaluation_keeps_speakers_apart(dataset, cache, tmp_path):
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in png)
 
 
+def test_fold_seed_reassigns_speakers_and_keeps_them_apart(dataset, cache):
+    table = featurize(dataset, get_feature_set("seed180"), cache_dir=cache, progress=False)
+
+    def assignment(fold_seed):
+        folds = list(splits(table, "speaker", folds=4, fold_seed=fold_seed))
+        for train, test in folds:
+            assert not set(table.speakers[train]) & set(table.speakers[test])
+            assert len(train) + len(test) == len(table.labels)
+        return [frozenset(table.speakers[test]) for _, test in folds]
+
+    default = assignment(None)
+    assert assignment(None) == default and assignment(3) == assignment(3)
+    shuffled = [assignment(seed) for seed in range(1, 6)]
+    assert any(set(a) != set(default) for a in shuffled)  # other speakers share a fold
+    report = evaluate(dataset, folds=4, fold_seed=3, cache_dir=cache, n_jobs=1, progress=False)
+    assert report.summary()["fold_seed"] == 3
+
+
 def test_random_protocol_and_degraded_test_audio(dataset, cache):
     report = evaluate(
         dataset, classes=SEED4, protocol="random", repeats=2, degrade="telephone",
