@@ -77,10 +77,11 @@ def test_mulaw_saturates_out_of_range_samples():
     assert mulaw_decode(mulaw_encode(np.array([3.0, -3.0]))) == pytest.approx([1.0, -1.0])
 
 
+@pytest.mark.parametrize("color", ["white", "pink"])
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0, 35.0])
-def test_add_noise_hits_the_snr_against_active_power(snr_db):
+def test_add_noise_hits_the_snr_against_active_power(snr_db, color):
     y = bursts()
-    out = add_noise(y, snr_db, rng=np.random.default_rng(1), sr=16_000)
+    out = add_noise(y, snr_db, rng=np.random.default_rng(1), sr=16_000, color=color)
     # Half the signal is silence: the SNR is against the power while the tone is on.
     measured = 10 * np.log10((0.3**2 / 2) / np.mean((out - y) ** 2))
     assert measured == pytest.approx(snr_db, abs=0.5)
@@ -102,6 +103,21 @@ def test_add_noise_is_deterministic_per_seed_and_pure():
     np.testing.assert_array_equal(y, copy)
 
 
+def test_pink_noise_power_falls_10_db_per_decade():
+    z = np.zeros(1 << 16, dtype=np.float32)
+    z[::2] = 0.1  # a level to measure the SNR against
+    noise = add_noise(z, 0.0, rng=np.random.default_rng(3), color="pink") - z
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    f = np.fft.rfftfreq(noise.size, 1 / 16_000)
+    band = lambda lo: power[(f >= lo) & (f < 2 * lo)].mean()  # noqa: E731
+    for lo in (100.0, 300.0):  # each decade: 10 dB less power per Hz
+        assert 10 * np.log10(band(lo) / band(10 * lo)) == pytest.approx(10.0, abs=1.0)
+    white = add_noise(z, 0.0, rng=np.random.default_rng(3)) - z
+    assert abs(10 * np.log10(np.mean(white[:1000] ** 2) / np.mean(noise[:1000] ** 2))) < 3
+    with pytest.raises(ValueError, match="color"):
+        add_noise(z, 0.0, rng=np.random.default_rng(3), color="brown")
+
+
 def test_add_noise_leaves_silence_alone_and_rejects_bad_snr():
     z = np.zeros(100, dtype=np.float32)
     np.testing.assert_array_equal(add_noise(z, 10, rng=np.random.default_rng(0)), z)
@@ -109,7 +125,9 @@ def test_add_noise_leaves_silence_alone_and_rejects_bad_snr():
         add_noise(bursts(), float("nan"), rng=np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("spec", ["clean", "none", "telephone", "noise:20", "noise:10", "noise:-5"])
+@pytest.mark.parametrize(
+    "spec", ["clean", "none", "telephone", "noise:20", "noise:10", "noise:-5", "pink:10"]
+)
 def test_parse_degradation_is_deterministic(spec):
     f = parse_degradation(spec)
     y = white(16_000, 0.5)
