@@ -1,5 +1,5 @@
-"""Channel degradations and augmentations: telephone band and G.711 mu-law, additive white or
-pink noise, speed perturbation, gain.
+"""Channel degradations and augmentations: telephone band and G.711 mu-law, additive white,
+pink or brown noise, speed perturbation, gain.
 
 Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
 comes only from the ``rng`` argument, so the same seed gives the same output.
@@ -101,15 +101,16 @@ def add_noise(
 
     ``color="white"``: a flat spectrum. ``color="pink"``: power falling as 1/f (-10 dB per
     decade), like much real background (ventilation, traffic, room rumble), with most of its
-    power where speech has its pitch and first formants. The noise is rescaled so that its
-    empirical power is exact, making the SNR exact too.
+    power where speech has its pitch and first formants. ``color="brown"``: 1/f^2 (-20 dB per
+    decade), a deeper rumble. The noise is rescaled so that its empirical power is exact,
+    making the SNR exact too.
 
     Args:
         y: mono float32 signal [shape=(n,)].
         snr_db: signal-to-noise ratio in dB (finite).
         rng: source of the noise; the same seed gives the same output.
         sr: sample rate, only used to size the 20 ms frames of the active-level estimate.
-        color: ``"white"`` or ``"pink"``.
+        color: ``"white"``, ``"pink"`` or ``"brown"``.
 
     Returns:
         float32 [shape=(n,)]; ``y`` unchanged when it is all zeros.
@@ -120,20 +121,24 @@ def add_noise(
     level = active_power(y, sr)
     if y.size == 0 or level == 0.0:
         return y.copy()
+    if color not in _NOISE_SLOPES:
+        raise ValueError(f"noise color must be one of {', '.join(_NOISE_SLOPES)}, got {color!r}")
     noise = rng.standard_normal(y.size)
-    if color == "pink":
-        noise = _pinken(noise)
-    elif color != "white":
-        raise ValueError(f"noise color must be 'white' or 'pink', got {color!r}")
+    if _NOISE_SLOPES[color]:
+        noise = _tilt(noise, _NOISE_SLOPES[color])
     noise *= np.sqrt(level / 10 ** (snr_db / 10) / np.mean(noise**2))
     return (y + noise).astype(np.float32)
 
 
-def _pinken(white: np.ndarray) -> np.ndarray:
-    """White noise shaped to a 1/f power spectrum (no DC)."""
+#: Noise colours: the power spectrum falls as 1/f^slope.
+_NOISE_SLOPES = {"white": 0, "pink": 1, "brown": 2}
+
+
+def _tilt(white: np.ndarray, slope: int) -> np.ndarray:
+    """White noise shaped to a 1/f^slope power spectrum (no DC)."""
     spectrum = np.fft.rfft(white)
     k = np.arange(spectrum.size, dtype=np.float64)
-    spectrum[1:] /= np.sqrt(k[1:])
+    spectrum[1:] /= k[1:] ** (slope / 2)
     spectrum[0] = 0.0
     return np.fft.irfft(spectrum, white.size)
 
@@ -191,9 +196,9 @@ def _parse_one(step: str) -> Degradation:
     if name == "noise":
         snr = _number(step, arg, "noise:<SNR in dB>, e.g. noise:20")
         return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr)
-    if name == "pink":
-        snr = _number(step, arg, "pink:<SNR in dB>, e.g. pink:20")
-        return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr, color="pink")
+    if name in ("pink", "brown"):
+        snr = _number(step, arg, f"{name}:<SNR in dB>, e.g. {name}:20")
+        return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr, color=name)
     if name == "speed":
         factor = _number(step, arg, "speed:<factor>, e.g. speed:0.9")
         if factor <= 0:
@@ -204,7 +209,7 @@ def _parse_one(step: str) -> Degradation:
         return lambda y, sr, rng: gain(y, db)
     raise ValueError(
         f"unknown degradation {step!r}: use clean, none, telephone, noise:<SNR dB>, "
-        "pink:<SNR dB>, speed:<factor>, gain:<dB>, "
+        "pink:<SNR dB>, brown:<SNR dB>, speed:<factor>, gain:<dB>, "
         "or several joined with '+'"
     )
 
@@ -213,7 +218,8 @@ def parse_degradation(spec: str) -> Degradation:
     """Turn a degradation spec into a function ``(y, sr, rng) -> y``.
 
     Specs: ``clean`` or ``none`` (identity), ``telephone``, ``noise:<snr_db>`` (white, e.g.
-    ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``speed:<factor>`` (e.g.
+    ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>`` (1/f^2),
+    ``speed:<factor>`` (e.g.
     ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined
     with ``+`` and applied left to right (``noise:20+telephone`` = a noisy room heard over the
     phone). Case and spaces around names do not matter.
