@@ -1,9 +1,12 @@
 """Throughput of the seed's feature extraction against ``seed180@1``, one core, same files.
 
-Both sides decode the FLAC with soundfile and extract; the clock covers both. Threads are
-pinned to one (env vars set before numpy loads, plus threadpoolctl), so "x realtime" is per core.
+Both sides decode the FLAC with soundfile and extract; the clock covers both (with
+``--decoded``: the clips are decoded before the clock starts, so it covers the features alone).
+Threads are pinned to one (env vars set before numpy loads, plus threadpoolctl), so "x realtime"
+is per core.
 
     python benchmarks/bench_features.py                      # 200 clips of ../shared/data/ravdess
+    python benchmarks/bench_features.py --decoded            # features only, same clips
     python benchmarks/bench_features.py --n 50 --rounds 1 --data /path/to/ravdess
 """
 
@@ -32,36 +35,43 @@ from core.features import get_feature_set  # noqa: E402
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ravdess"
 
 
-def seed_extract_feature(file_name, mfcc=True, chroma=True, mel=True):
-    """The seed's function, adapted only to librosa's keyword arguments and stereo mixdown."""
+def decode(file_name) -> tuple[np.ndarray, int]:
+    """The seed's decoding: soundfile, float32, stereo mixed down."""
     with soundfile.SoundFile(file_name) as sound_file:
         X = sound_file.read(dtype="float32")
-        if X.ndim == 2:
-            X = X.mean(axis=1)
-        sample_rate = sound_file.samplerate
-        if chroma:
-            stft = np.abs(librosa.stft(X))
-        result = np.array([])
-        if mfcc:
-            mfccs = np.mean(librosa.feature.mfcc(y=X, sr=sample_rate, n_mfcc=40).T, axis=0)
-            result = np.hstack((result, mfccs))
-        if chroma:
-            chroma = np.mean(librosa.feature.chroma_stft(S=stft, sr=sample_rate).T, axis=0)
-            result = np.hstack((result, chroma))
-        if mel:
-            mel = np.mean(librosa.feature.melspectrogram(y=X, sr=sample_rate).T, axis=0)
-            result = np.hstack((result, mel))
+        return (X.mean(axis=1) if X.ndim == 2 else X), sound_file.samplerate
+
+
+def seed_extract_feature(file_name, mfcc=True, chroma=True, mel=True):
+    """The seed's function, adapted only to librosa's keyword arguments and stereo mixdown."""
+    return seed_features(*decode(file_name), mfcc=mfcc, chroma=chroma, mel=mel)
+
+
+def seed_features(X, sample_rate, mfcc=True, chroma=True, mel=True):
+    """The body of the seed's ``extract_feature`` after decoding, as the seed writes it."""
+    if chroma:
+        stft = np.abs(librosa.stft(X))
+    result = np.array([])
+    if mfcc:
+        mfccs = np.mean(librosa.feature.mfcc(y=X, sr=sample_rate, n_mfcc=40).T, axis=0)
+        result = np.hstack((result, mfccs))
+    if chroma:
+        chroma = np.mean(librosa.feature.chroma_stft(S=stft, sr=sample_rate).T, axis=0)
+        result = np.hstack((result, chroma))
+    if mel:
+        mel = np.mean(librosa.feature.melspectrogram(y=X, sr=sample_rate).T, axis=0)
+        result = np.hstack((result, mel))
     return result
 
 
 def ours_extract_feature(file_name):
     """Decode with soundfile (as the seed does) and extract ``seed180@1``."""
-    fs = get_feature_set("seed180", 1)
-    with soundfile.SoundFile(file_name) as sound_file:
-        X = sound_file.read(dtype="float32")
-        if X.ndim == 2:
-            X = X.mean(axis=1)
-        return fs(X, sound_file.samplerate)
+    return ours_features(*decode(file_name))
+
+
+def ours_features(X, sample_rate):
+    """``seed180@1`` of a decoded signal."""
+    return get_feature_set("seed180", 1)(X, sample_rate)
 
 
 def sample_files(data: Path, n: int, seed: int) -> list[Path]:
@@ -71,10 +81,10 @@ def sample_files(data: Path, n: int, seed: int) -> list[Path]:
     return sorted(random.Random(seed).sample(files, min(n, len(files))))
 
 
-def timed(fn, files) -> tuple[float, float, list[np.ndarray]]:
-    """(cpu seconds, wall seconds, outputs) of ``fn`` over ``files``."""
+def timed(fn, inputs) -> tuple[float, float, list[np.ndarray]]:
+    """(cpu seconds, wall seconds, outputs) of ``fn`` over ``inputs``."""
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    out = [fn(f) for f in files]
+    out = [fn(x) for x in inputs]
     return time.process_time() - cpu0, time.perf_counter() - wall0, out
 
 
@@ -84,22 +94,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=200, help="number of clips (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="file sampling seed")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best is kept")
+    parser.add_argument("--decoded", action="store_true", help="time the features only")
     args = parser.parse_args(argv)
 
     files = sample_files(args.data, args.n, args.seed)
     audio_s = sum(soundfile.info(f).duration for f in files)
     warnings.simplefilter("ignore")  # librosa's empty-tuning warning on the seed side
+    if args.decoded:
+        inputs = [decode(f) for f in files]
+        sides = (("seed", lambda a: seed_features(*a)), ("ours", lambda a: ours_features(*a)))
+    else:
+        inputs = files
+        sides = (("seed", seed_extract_feature), ("ours", ours_extract_feature))
     with threadpool_limits(1):
-        seed_extract_feature(files[0]), ours_extract_feature(files[0])  # JIT / cache warm-up
+        for _, fn in sides:
+            fn(inputs[0])  # JIT / cache warm-up
         best = {"seed": (np.inf, np.inf), "ours": (np.inf, np.inf)}
         outputs: dict[str, list[np.ndarray]] = {}
         for _ in range(args.rounds):
-            for name, fn in (("seed", seed_extract_feature), ("ours", ours_extract_feature)):
-                cpu, wall, out = timed(fn, files)
+            for name, fn in sides:
+                cpu, wall, out = timed(fn, inputs)
                 best[name] = min(best[name], (cpu, wall))
                 outputs[name] = out
 
-    print(f"{len(files)} files, {audio_s:.1f} s of audio, 1 thread, best of {args.rounds} rounds")
+    what = "features only (decoded beforehand)" if args.decoded else "decoding + features"
+    print(f"{len(files)} files, {audio_s:.1f} s of audio, {what}, 1 thread, "
+          f"best of {args.rounds} rounds, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"{'':6s} {'cpu s':>8s} {'wall s':>8s} {'x rt (cpu)':>11s} {'x rt (wall)':>12s}")
     for name, (cpu, wall) in best.items():
         print(f"{name:6s} {cpu:8.3f} {wall:8.3f} {audio_s / cpu:11.0f} {audio_s / wall:12.0f}")
