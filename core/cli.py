@@ -70,7 +70,8 @@ def _data_options(f):
         click.option("--preset", type=click.Choice(list(PRESETS)), default="seed-300",
                      show_default=True),
         click.option("--features", "feature_set",
-                     help="Feature set name (default: the preset's, e.g. emo for emo-*)."),
+                     help="Feature set: name (its latest version) or name@version, e.g. emo@1 "
+                          "(default: the preset's, e.g. emo for emo-*)."),
         click.option("--classes", help="Comma-separated classes to keep (default: all)."),
         click.option("--augment", callback=_check_specs,
                      help="Degradation spec(s), comma-separated: add a degraded "

@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from core.cache import extract_features
 from core.datasets import Dataset
-from core.errors import DatasetError
+from core.errors import DatasetError, FeatureSetError
 from core.features import FeatureSet, get_feature_set
 from core.model import EmotionModel
 from core.presets import RANDOM_STATE, build_pipeline, get_preset
@@ -135,10 +135,16 @@ def loss_curves(clf) -> list[list[float]]:
 
 
 def resolve_feature_set(preset: str, feature_set: str | FeatureSet | None) -> FeatureSet:
-    """``feature_set`` as a FeatureSet; None = the one ``preset`` was tuned for."""
+    """``feature_set`` (a FeatureSet, ``"name"`` for its latest version or ``"name@version"``)
+    as a FeatureSet; None = the latest version of the one ``preset`` was tuned for."""
     if feature_set is None:
         feature_set = get_preset(preset).feature_set
-    return get_feature_set(feature_set) if isinstance(feature_set, str) else feature_set
+    if not isinstance(feature_set, str):
+        return feature_set
+    name, _, version = feature_set.partition("@")
+    if version and not version.isdigit():
+        raise FeatureSetError(f"bad feature set {feature_set!r}: write name or name@version")
+    return get_feature_set(name, int(version) if version else None)
 
 
 def default_version() -> str:

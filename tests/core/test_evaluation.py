@@ -8,6 +8,7 @@ import pytest
 from core.artifacts import load_model, save_model
 from core.calibration import SigmoidCalibratedClassifier
 from core.datasets import read_dataset
+from core.errors import FeatureSetError
 from core.evaluation import COVERAGE_THRESHOLDS, evaluate
 from core.model import EmotionModel
 from core.presets import get_preset
@@ -26,6 +27,15 @@ def blobs(n_speakers: int, per_class: int = 3, classes=("a", "b", "c"), dim: int
             y += [c] * per_class
             g += [f"spk{s}"] * per_class
     return np.vstack(X).astype(np.float32), np.array(y), np.array(g)
+
+
+def test_feature_set_names_take_an_optional_version():
+    assert resolve_feature_set("emo-mlp5-temp", None).id == "emo@2"  # the latest
+    assert resolve_feature_set("emo-mlp5-temp", "emo@1").id == "emo@1"
+    assert resolve_feature_set("seed-300", "seed180").id == "seed180@1"
+    for bad in ("emo@x", "emo@9", "nope"):
+        with pytest.raises(FeatureSetError):
+            resolve_feature_set("emo-mlp5-temp", bad)
 
 
 def test_emo_presets_default_to_the_emo_feature_set():

@@ -222,13 +222,15 @@ def tone(f0: float, seconds: float = 1.0) -> np.ndarray:
 
 
 def test_emo_is_registered() -> None:
-    fs = get_feature_set("emo")
-    assert fs.id == "emo@1" and fs.sample_rate == SR
+    latest, first = get_feature_set("emo"), get_feature_set("emo", 1)
+    assert latest.id == "emo@2" and first.id == "emo@1"
+    assert latest.dim == first.dim and latest.sample_rate == first.sample_rate == SR
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("gain", [0.05, 3.0])
-def test_emo_ignores_recording_gain(gain: float) -> None:
-    fs = get_feature_set("emo", 1)
+def test_emo_ignores_recording_gain(gain: float, version: int) -> None:
+    fs = get_feature_set("emo", version)
     for _, y in SIGNALS[:4]:
         # float32 rounding moves a few percentiles slightly; a level-dependent feature would
         # move by 20*log10(gain) dB
@@ -249,6 +251,27 @@ def test_emo_noise_is_unvoiced() -> None:
 
     frames = emo._frame_descriptors(synthetic("noise"))
     assert np.mean(frames["voicing"] >= emo.VOICING_THRESHOLD) < 0.1
+
+
+def test_emo2_shrugs_off_low_frequency_noise() -> None:
+    """emo@2's 80 Hz high-pass: brown (1/f^2) noise at 10 dB SNR moves emo@2 several times less
+    than emo@1, whose statistics it drags far off (models then fall to chance)."""
+    from core.degrade import add_noise
+
+    _, y = SIGNALS[6]  # a real clip
+    noisy = add_noise(y, 10.0, rng=np.random.default_rng(0), sr=SR, color="brown")
+    shift = {}
+    for version in (1, 2):
+        fs = get_feature_set("emo", version)
+        shift[version] = np.abs(fs(noisy, SR) - fs(y, SR)).mean()
+    assert shift[2] < 0.3 * shift[1]
+
+
+def test_emo2_refuses_non_finite_audio() -> None:
+    y = synthetic("harmonic")
+    y[100] = np.nan
+    with pytest.raises(NonFiniteAudioError):
+        get_feature_set("emo", 2)(y, SR)
 
 
 def test_emo_higher_pitch_gives_higher_f0_statistics() -> None:
