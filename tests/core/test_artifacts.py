@@ -56,6 +56,18 @@ def test_round_trip_gives_identical_probabilities(trained, saved):
     assert len(meta["skops_sha256"]) == 64 and meta["created"]
 
 
+def test_a_model_on_an_older_feature_set_version_keeps_loading(tmp_path):
+    """emo@2 is the latest emo: a model trained on emo@1 still loads and extracts emo@1."""
+    ds = read_dataset(FIXTURES)
+    model = train_model(
+        ds, name="old", feature_set="emo@1", cache_dir=tmp_path, n_jobs=1, progress=False
+    )
+    loaded = load_model(save_model(model, tmp_path / "out"))
+    assert loaded.feature_set.id == "emo@1"
+    X = featurize(ds, loaded.feature_set, cache_dir=tmp_path, n_jobs=1, progress=False).X
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
 def test_flipped_byte_is_refused(saved):
     data = bytearray(saved.read_bytes())
     data[len(data) // 2] ^= 0xFF
