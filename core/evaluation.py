@@ -302,7 +302,7 @@ def evaluate(
             repeats=repeats,
             random_state=random_state,
             fold_seed=fold_seed,
-        )  # fmt: skip
+        )
     )
     workers = min(len(plan), _workers(n_jobs))
     args = (table, extra, tests, labels, preset, random_state)
