@@ -158,23 +158,21 @@ class AERClient:
 
     def results(self, job_id: str, **filters: Any) -> Iterator[dict]:
         """Every per-file result of a job, following the pagination cursor."""
-        query = {"limit": 500, **filters}
-        while True:
-            page = self.request("GET", f"/jobs/{job_id}/results", query=query)
-            yield from page["items"]
-            if not page.get("next_cursor"):
-                return
-            query["cursor"] = page["next_cursor"]
+        return self._all_pages(f"/jobs/{job_id}/results", {"limit": 500, **filters})
 
     def segments(self, job_id: str, file_id: int, **query: Any) -> Iterator[dict]:
         """Every segment of one file of a job, in timeline order, following the cursor."""
-        query = {"limit": 1000, **query}
+        path = f"/jobs/{job_id}/files/{file_id}/segments"
+        return self._all_pages(path, {"limit": 1000, **query})
+
+    def _all_pages(self, path: str, query: dict[str, Any]) -> Iterator[dict]:
+        """The items of every page of a cursor-paginated listing, lazily."""
         while True:
-            page = self.request("GET", f"/jobs/{job_id}/files/{file_id}/segments", query=query)
+            page = self.request("GET", path, query=query)
             yield from page["items"]
             if not page.get("next_cursor"):
                 return
-            query["cursor"] = page["next_cursor"]
+            query = {**query, "cursor": page["next_cursor"]}
 
     def export_csv(
         self,

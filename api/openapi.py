@@ -56,6 +56,20 @@ _UNCERTAIN_BELOW = _query(
     "Flag results with a confidence below this as `uncertain` (default: AER_UNCERTAIN_BELOW, "
     "else the model's suggested_uncertain_below, else 0 = never).",
 )
+
+
+def _cursor_page(default_limit: int) -> list[dict]:
+    """The ``cursor`` and ``limit`` parameters of a cursor-paginated listing."""
+    return [
+        _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+        _query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": 1000, "default": default_limit},
+            "Page size.",
+        ),
+    ]
+
+
 _CHANNELS = {
     "type": "string",
     "enum": list(CHANNEL_MODES),
@@ -378,12 +392,7 @@ PATHS: dict[str, Any] = {
             "summary": "Per-file results, by file id (cursor pagination)",
             "operationId": "getResults",
             "parameters": [
-                _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
-                _query(
-                    "limit",
-                    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                    "Page size.",
-                ),
+                *_cursor_page(100),
                 _query("label", {"type": "string"}, "Only files predicted as this label."),
                 _query(
                     "min_confidence",
@@ -411,12 +420,7 @@ PATHS: dict[str, Any] = {
             "then start), by segment id (cursor pagination)",
             "operationId": "getSegments",
             "parameters": [
-                _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
-                _query(
-                    "limit",
-                    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200},
-                    "Page size.",
-                ),
+                *_cursor_page(200),
                 _UNCERTAIN_BELOW,
             ],
             "responses": {

@@ -49,6 +49,7 @@ copies were extracted with the same emo@1 code as the cached ones:
         --trainsets ship ship+telspeed ship+noisetel ship+alaw ship-alaw ship+bands
     python benchmarks/explore_ensemble.py --task 4 --trainsets aer4 ship --splits default 1 2 \
         --votes mlp5 mlp5+svm mlp5+svm+lr/7
+    python benchmarks/explore_ensemble.py --svm-cost    # SVM size and per-clip cost
 
 Fitted members' probabilities and fit times are reused from /tmp/aer-explore/probs on a rerun
 (delete that folder to refit); "fit s" sums the outer-fold member fits of a vote (one process,
@@ -71,6 +72,7 @@ from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+import skops.io as sio  # noqa: E402
 import soxr  # noqa: E402
 from scipy.signal import butter, sosfiltfilt  # noqa: E402
 from sklearn.calibration import CalibratedClassifierCV  # noqa: E402
@@ -318,6 +320,23 @@ def _pm(v) -> str:
     return f"{v.mean():.3f} ± {v.std():.3f}"
 
 
+def report_svm_cost(X: np.ndarray, y: np.ndarray, g: np.ndarray) -> None:
+    """Support vectors, serialised size and single-clip predict time of the SVM member."""
+    Xs = StandardScaler().fit_transform(X)
+    t0 = time.perf_counter()
+    with threadpool_limits(1):
+        svm = make_member("svm", g, Xs).fit(Xs, y)
+    fit_s = time.perf_counter() - t0
+    n_sv = svm.calibrated_classifiers_[0].estimator.support_vectors_.shape[0]
+    size_mb = len(sio.dumps(svm)) / 1e6
+    cpu0 = time.process_time()
+    for i in range(200):
+        svm.predict_proba(Xs[i : i + 1])
+    per_clip_ms = (time.process_time() - cpu0) / 200 * 1e3
+    print(f"SVM on {len(y)} rows: fit {fit_s:.0f} s, {n_sv} support vectors, "
+          f"{size_mb:.1f} MB serialised (skops), {per_clip_ms:.2f} ms CPU per clip")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -325,6 +344,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trainsets", nargs="+", default=["ship"], choices=sorted(TRAINSETS))
     parser.add_argument("--votes", nargs="+", default=["mlp5", "mlp5+svm"], choices=list(VOTES))
     parser.add_argument("--splits", nargs="+", default=["default"], help="default and/or ints")
+    parser.add_argument(
+        "--svm-cost",
+        action="store_true",
+        help="instead: size and per-clip cost of the SVM member fitted on every training row",
+    )
     args = parser.parse_args(argv)
 
     data = read_ravdess(args.data)
@@ -337,6 +361,10 @@ def main(argv: list[str] | None = None) -> None:
         paths = [p for p, k in zip(paths, keep, strict=True) if k]
     needed = dict.fromkeys(["clean", *TESTS, *(a for t in args.trainsets for a in TRAINSETS[t])])
     mats = load_matrices(paths, needed)
+    if args.svm_cost:
+        X, y, g = training_rows(mats, TRAINSETS[args.trainsets[0]], labels, groups, slice(None))
+        report_svm_cost(X, y, g)
+        return
     members = list(dict.fromkeys(m for v in args.votes for m in VOTES[v]))
     print(f"{len(paths)} clips, {len(set(groups))} actors, task {args.task}; members {members}")
 

@@ -15,7 +15,12 @@ import numpy as np
 from core.audio import SILENCE_PEAK, AudioInfo, iter_blocks, load, probe
 from core.errors import AERError, SilentAudioError, ZeroDurationError
 from core.model import EmotionModel
-from core.predict import FilePrediction, SegmentPrediction, failed_prediction
+from core.predict import (
+    FilePrediction,
+    SegmentPrediction,
+    classified_prediction,
+    failed_prediction,
+)
 from core.segments import Segment, SpeechStream, WindowStream
 from core.timeline import summarize
 
@@ -220,14 +225,6 @@ def _result(model, path, info, segments, duration, *, split) -> FilePrediction:
         best = int(np.argmax(mean))
         label, confidence = labels[best], float(mean[best])
         probabilities = {lab: float(v) for lab, v in zip(labels, mean, strict=True)}
-    return FilePrediction(
-        path=str(path),
-        label=label,
-        confidence=confidence,
-        probabilities=probabilities,
-        duration_s=info.duration_s,
-        sample_rate=info.sample_rate,
-        channels=info.channels,
-        segments=segments,
-        summary=summary,
+    return classified_prediction(
+        path, info, label, confidence, probabilities, segments=segments, summary=summary
     )

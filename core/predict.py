@@ -74,6 +74,19 @@ def predict_file(
         label, confidence, probabilities = model.classify_signal(y, fs.sample_rate)
     except AERError as exc:
         return failed_prediction(path, info, exc)
+    return classified_prediction(path, info, label, confidence, probabilities)
+
+
+def classified_prediction(
+    path: str | Path,
+    info: AudioInfo,
+    label: str | None,
+    confidence: float | None,
+    probabilities: dict[str, float],
+    **extra,
+) -> FilePrediction:
+    """The result of a classified file: its answer, the facts of ``info``, and ``extra`` fields
+    (``segments``, ``summary``)."""
     return FilePrediction(
         path=str(path),
         label=label,
@@ -82,6 +95,7 @@ def predict_file(
         duration_s=info.duration_s,
         sample_rate=info.sample_rate,
         channels=info.channels,
+        **extra,
     )
 
 

@@ -196,21 +196,9 @@ class SpeechStream:
         return out
 
 
-def detect_speech(
-    y: np.ndarray,
-    sr: int,
-    *,
-    aggressiveness: int = 2,
-    frame_ms: int = 30,
-    min_segment_s: float = 1.0,
-    max_segment_s: float = 8.0,
-    min_silence_s: float = 0.3,
-    min_speech_s: float = 0.5,
-    pad_s: float = 0.1,
-    end_pad_s: float = 0.0,
-    onset_s: float = 0.09,
-) -> list[Segment]:
-    """Speech segments of a whole signal; the parameters are those of :class:`SpeechStream`.
+def detect_speech(y: np.ndarray, sr: int, **params) -> list[Segment]:
+    """Speech segments of a whole signal; ``params`` are the keywords of :class:`SpeechStream`
+    (aggressiveness, min/max segment length, padding, ...), with the same defaults.
 
     Args:
         y: mono float32 signal [shape=(n,)] in [-1, 1], at ``sr`` = 8, 16, 32 or 48 kHz.
@@ -220,19 +208,9 @@ def detect_speech(
 
     Raises:
         ValueError: unsupported ``sr`` or a parameter out of range.
+        TypeError: an unknown keyword.
     """
-    stream = SpeechStream(
-        sr,
-        aggressiveness=aggressiveness,
-        frame_ms=frame_ms,
-        min_segment_s=min_segment_s,
-        max_segment_s=max_segment_s,
-        min_silence_s=min_silence_s,
-        min_speech_s=min_speech_s,
-        pad_s=pad_s,
-        end_pad_s=end_pad_s,
-        onset_s=onset_s,
-    )
+    stream = SpeechStream(sr, **params)
     return stream.push(y) + stream.flush()
 
 

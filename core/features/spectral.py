@@ -111,12 +111,12 @@ def spectrogram_pass(y: np.ndarray, sr: int, n_mels: int = 128) -> SpectrogramPa
     mel = np.empty((n_mels, n_frames), np.float32)
     capacity = n_frames * ((hi - lo) // 2 + 1)  # local maxima are at least 2 bins apart
     pitch, strength = np.empty(capacity, np.float32), np.empty(capacity, np.float32)
-    scratch = _Scratch.make(n_bins, _BLOCK, hi - lo)
+    scratch = _scratch(n_bins, _BLOCK, hi - lo)
     n_peaks, start = 0, 0
     for block in stft_blocks(y, block=_BLOCK):
         n_peaks = _block_pass(
             block, start, fb.indptr, fb.indices, fb.data, lo, hi, float(sr), float(N_FFT),
-            mag, mel, pitch, strength, n_peaks, *scratch.buffers(),
+            mag, mel, pitch, strength, n_peaks, *scratch,
         )  # fmt: skip
         start += block.shape[1]
     return SpectrogramPass(mag, mel, _tuning(pitch[:n_peaks], strength[:n_peaks]))
@@ -125,26 +125,15 @@ def spectrogram_pass(y: np.ndarray, sr: int, n_mels: int = 128) -> SpectrogramPa
 _BLOCK = 32  # STFT frames per block: the block's buffers (~400 kB) stay in L2
 
 
-@dataclass(frozen=True)
-class _Scratch:
-    """Per-call work buffers of ``_block_pass``, reused across blocks."""
-
-    power: np.ndarray  # [shape=(n_bins, block)]
-    mel: np.ndarray  # [shape=(block,)]
-    is_peak: np.ndarray  # [shape=(block,)]
-    candidates: np.ndarray  # flat (bin, frame) positions of one block's peaks
-
-    def buffers(self) -> tuple[np.ndarray, ...]:
-        return self.power, self.mel, self.is_peak, self.candidates
-
-    @staticmethod
-    def make(n_bins: int, block: int, band: int) -> _Scratch:
-        return _Scratch(
-            np.empty((n_bins, block), np.float32),
-            np.empty(block, np.float32),
-            np.empty(block, np.bool_),
-            np.empty(band * block + 1, np.int64),
-        )
+def _scratch(n_bins: int, block: int, band: int) -> tuple[np.ndarray, ...]:
+    """Work buffers of ``_block_pass``, reused across the blocks of one call: the power block,
+    one mel row, one row of peak flags, and the (bin, frame) positions of a block's peaks."""
+    return (
+        np.empty((n_bins, block), np.float32),
+        np.empty(block, np.float32),
+        np.empty(block, np.bool_),
+        np.empty(band * block + 1, np.int64),
+    )
 
 
 @numba.njit(cache=True, nogil=True)
