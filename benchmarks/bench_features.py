@@ -1,7 +1,10 @@
 """Throughput of the seed's feature extraction against ``seed180@1``, one core, same files.
 
-Both sides decode the FLAC with soundfile and extract; the clock covers both (with
-``--decoded``: the clips are decoded before the clock starts, so it covers the features alone).
+Each side decodes the FLAC its own way and extracts; the clock covers both. The seed decodes
+with soundfile (libsndfile), as it is written; AER with ``core.audio.load``, the loader the
+service uses (dr_flac for short FLAC files, same samples, plus AER's checks for damaged, silent
+or non-finite audio). With ``--decoded`` the clips are decoded once with soundfile before the
+clock starts, so the clock covers the features alone.
 Threads are pinned to one (env vars set before numpy loads, plus threadpoolctl), so "x realtime"
 is per core.
 
@@ -30,6 +33,7 @@ import soundfile  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from core.audio import TARGET_SR, load  # noqa: E402
 from core.features import get_feature_set  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ravdess"
@@ -65,8 +69,8 @@ def seed_features(X, sample_rate, mfcc=True, chroma=True, mel=True):
 
 
 def ours_extract_feature(file_name):
-    """Decode with soundfile (as the seed does) and extract ``seed180@1``."""
-    return ours_features(*decode(file_name))
+    """Decode with AER's loader and extract ``seed180@1``."""
+    return ours_features(load(file_name), TARGET_SR)
 
 
 def ours_features(X, sample_rate):

@@ -3,7 +3,9 @@
 Decoding is done by libsndfile (through ``soundfile``): WAV (PCM 8/16/24/32 bit, float, mu-law,
 A-law, ADPCM), FLAC, OGG (Vorbis, Opus), MP3 and the other formats libsndfile knows. Files are
 read block by block and resampled with a streaming soxr resampler, so memory stays at about the
-size of the float32 output plus one block, whatever the length of the file.
+size of the float32 output plus one block, whatever the length of the file. Short FLAC files,
+the common case of a corpus of clips, are decoded whole by dr_flac (through ``miniaudio``):
+about twice as fast, to the same float32 values.
 
 Every problem with the input raises a subclass of :class:`core.errors.AudioError` whose message
 is one line naming the file; a path that does not exist or cannot be opened raises
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import miniaudio
 import numpy as np
 import soundfile as sf
 import soxr
@@ -45,6 +48,9 @@ SILENCE_PEAK = 1e-4
 _LOAD_BLOCK_S = 10.0
 _CHECK_CHUNK = 1 << 20  # samples per chunk when scanning a signal, to avoid large temporaries
 _MAX_BLOCK_SAMPLES = 1 << 24  # one read never holds more than 64 MiB, whatever the header says
+# FLAC files up to this many samples (16 MiB of float32: 4.4 min at 16 kHz mono) are decoded
+# whole by dr_flac; longer ones block by block by libsndfile.
+_WHOLE_FLAC_SAMPLES = 1 << 22
 # Codecs whose frame count is an estimate (no exact length in the header).
 _ESTIMATED_LENGTH = {"MP3", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"}
 # Magic bytes of containers libsndfile reads: failing to open one of these means damage, not
@@ -284,29 +290,30 @@ def _decode(
     """Yield float32 blocks of shape (n, channels) at ``sr`` (channels = 1 when ``mono``)."""
     name = Path(info.path).name
     channels = 1 if mono else info.channels
+    read = _whole_flac_reader(info) or f.read
     stream = None
     if info.sample_rate != sr:
         stream = soxr.ResampleStream(info.sample_rate, sr, channels, dtype="float32")
     block_frames = max(1, min(int(block_s * info.sample_rate), _MAX_BLOCK_SAMPLES // info.channels))
     max_frames = None if max_duration_s is None else math.ceil(max_duration_s * info.sample_rate)
-    read = 0
+    done = 0
     while True:
         try:
-            x = f.read(block_frames, dtype="float32", always_2d=True)
+            x = read(block_frames, dtype="float32", always_2d=True)
         except RuntimeError as exc:  # LibsndfileError and the decoders' own failures
-            where = f" after {read / info.sample_rate:.1f} s" if read else ""
+            where = f" after {done / info.sample_rate:.1f} s" if done else ""
             raise CorruptAudioError(
                 f"{name}: the audio data is damaged{where} ({_detail(exc)})"
             ) from None
-        read += len(x)
-        if max_frames is not None and read > max_frames:
+        done += len(x)
+        if max_frames is not None and done > max_frames:
             raise TooLongError(
                 f"{name}: the audio lasts more than the {max_duration_s:g} s maximum"
             )
         if not np.isfinite(x).all():
             raise NonFiniteAudioError(
                 f"{name}: the audio contains NaN or infinite samples near "
-                f"{read / info.sample_rate:.1f} s"
+                f"{done / info.sample_rate:.1f} s"
             )
         if mono and x.shape[1] > 1:
             x = x.mean(axis=1, keepdims=True, dtype=np.float32)
@@ -316,7 +323,31 @@ def _decode(
             yield y
         if last:
             break
-    _check_complete(info, read, name)
+    _check_complete(info, done, name)
+
+
+def _whole_flac_reader(info: AudioInfo):
+    """A ``SoundFile.read``-like function over a short FLAC file decoded whole by dr_flac, or
+    None when the file is not one (not FLAC, long, or not decoded to exactly the announced
+    length: damaged files are left to libsndfile, whose errors say what is wrong)."""
+    if info.format != "FLAC" or info.frames * info.channels > _WHOLE_FLAC_SAMPLES:
+        return None
+    try:
+        decoded = miniaudio.flac_read_file_f32(info.path)
+    except miniaudio.MiniaudioError:
+        return None
+    if (decoded.num_frames, decoded.nchannels) != (info.frames, info.channels):
+        return None
+    samples = np.frombuffer(decoded.samples, np.float32).reshape(-1, info.channels)
+    position = 0
+
+    def read(frames: int, **_: object) -> np.ndarray:
+        nonlocal position
+        block = samples[position : position + frames]
+        position += len(block)
+        return block
+
+    return read
 
 
 def _check_complete(info: AudioInfo, read: int, name: str) -> None:

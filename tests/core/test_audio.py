@@ -114,6 +114,40 @@ def test_probe_reports_header(tmp_path):
     assert info == audio.AudioInfo(str(path), "FLAC", "PCM_16", 8000, 3, 8000, 1.0)
 
 
+# --- short FLAC files: decoded whole by dr_flac ---------------------------------------------------
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24"])
+@pytest.mark.parametrize(("rate", "channels"), [(16000, 1), (44100, 2), (8000, 2)])
+def test_whole_flac_decoding_equals_libsndfile(tmp_path, monkeypatch, subtype, rate, channels):
+    rng = np.random.default_rng(1)
+    y = (rng.uniform(-0.9, 0.9, (channels, rate * 2))).astype(np.float32)
+    path = write(tmp_path / "c.flac", y, rate, "FLAC", subtype)
+    assert audio._whole_flac_reader(audio.probe(path)) is not None  # the dr_flac path is taken
+
+    fast = [audio.load(path, mono=mono) for mono in (True, False)]
+    monkeypatch.setattr(audio, "_WHOLE_FLAC_SAMPLES", 0)  # every FLAC through libsndfile
+    assert audio._whole_flac_reader(audio.probe(path)) is None
+    slow = [audio.load(path, mono=mono) for mono in (True, False)]
+
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_long_and_damaged_flac_files_are_left_to_libsndfile(tmp_path, monkeypatch):
+    path = write(tmp_path / "long.flac", sine(440, 16000, seconds=3), 16000, "FLAC")
+    monkeypatch.setattr(audio, "_WHOLE_FLAC_SAMPLES", 16000 * 2)
+    assert audio._whole_flac_reader(audio.probe(path)) is None
+    assert audio.load(path).shape == (48000,)
+
+    cut = tmp_path / "cut.flac"  # dr_flac decodes what is left without complaint
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    monkeypatch.setattr(audio, "_WHOLE_FLAC_SAMPLES", 1 << 22)
+    assert audio._whole_flac_reader(audio.probe(cut)) is None
+    with pytest.raises(CorruptAudioError, match=r"cut\.flac: the audio data is damaged"):
+        audio.load(cut)
+
+
 # --- block reading ------------------------------------------------------------------------------
 
 
