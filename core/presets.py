@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from core.calibration import SigmoidCalibratedClassifier, TemperatureScaledClassifier
+from core.routing import BandwidthRouter
 
 #: Default seed for every preset, so training is reproducible.
 RANDOM_STATE = 42
@@ -76,6 +77,11 @@ def _scaled(clf) -> Pipeline:
     return Pipeline([("scaler", StandardScaler()), ("clf", clf)])
 
 
+def _mlp5_temp(random_state: int) -> Pipeline:
+    # The calibrator wraps the whole vote: it maps the probabilities the service reports.
+    return _scaled(TemperatureScaledClassifier(_mlp5(random_state), cv=4))
+
+
 _ALL = (
     Preset(
         "seed-300",
@@ -111,8 +117,20 @@ _ALL = (
         "emo-mlp5-temp",
         "emo-mlp5 with temperature scaling fitted on speaker-grouped inner out-of-fold "
         "probabilities (4 folds); predictions unchanged",
-        lambda rs: _scaled(TemperatureScaledClassifier(_mlp5(rs), cv=4)),
+        _mlp5_temp,
         trusted_types=("core.calibration.TemperatureScaledClassifier",),
+        feature_set="emo",
+    ),
+    Preset(
+        "emo-band-mlp5-temp",
+        "two emo-mlp5-temp models behind a bandwidth router: rows of telephone-band audio go "
+        "to one trained on the telephone-band training rows, the others to one trained on "
+        "the wideband rows",
+        lambda rs: Pipeline([("clf", BandwidthRouter(_mlp5_temp(rs), _mlp5_temp(rs)))]),
+        trusted_types=(
+            "core.calibration.TemperatureScaledClassifier",
+            "core.routing.BandwidthRouter",
+        ),
         feature_set="emo",
     ),
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from core.errors import DatasetError, FeatureSetError
 from core.features import FeatureSet, get_feature_set
 from core.model import EmotionModel
 from core.presets import RANDOM_STATE, build_pipeline, get_preset
+from core.routing import BandwidthRouter, group_fit_params
 
 
 @dataclass
@@ -60,10 +60,6 @@ def featurize(
     )
 
 
-def _takes_groups(estimator) -> bool:
-    return "groups" in inspect.signature(estimator.fit).parameters
-
-
 def _speakers_or_none(groups) -> np.ndarray | None:
     """Speakers as a str array, or None when any is unknown (inner folds then stratify)."""
     if groups is None or any(g is None for g in groups):
@@ -80,10 +76,7 @@ def fit_pipeline(preset: str, X: np.ndarray, y, *, groups=None, random_state: in
             of a clip must carry its speaker.
     """
     pipeline = build_pipeline(preset, random_state)
-    clf = pipeline.named_steps["clf"]
-    fit_params = {}
-    if _takes_groups(clf):
-        fit_params["clf__groups"] = _speakers_or_none(groups)
+    fit_params = group_fit_params(pipeline, _speakers_or_none(groups))
     # One BLAS thread: these matrices are small, and threads made MLP fits ~8x slower here.
     with (
         threadpool_limits(limits=1, user_api="blas"),
@@ -109,7 +102,9 @@ def fit_pipeline(preset: str, X: np.ndarray, y, *, groups=None, random_state: in
 
 
 def _members(clf) -> list:
-    """The fitted estimators inside ``clf``: unwraps calibration wrappers and soft votes."""
+    """The fitted estimators inside ``clf``: unwraps routers, calibration wrappers and votes."""
+    if isinstance(clf, BandwidthRouter):
+        return [m for p in clf.fitted_pipelines() for m in _members(p.named_steps["clf"])]
     clf = getattr(clf, "estimator_", clf)
     return list(getattr(clf, "estimators_", [clf]))
 

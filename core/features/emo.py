@@ -338,6 +338,32 @@ def _voice_features(
     )
 
 
+# --- bandwidth, read off an emo vector ----------------------------------------------------------
+# Columns 0..39 are the per-band means and 40..79 the per-band standard deviations (over active
+# frames) of the level-normalised log-mel spectrum.
+_TOP_BANDS = slice(33, 40)  # bands wholly above 4.23 kHz
+_PHONE_BANDS = slice(4, 28)  # 344-3141 Hz: inside the telephone band
+_TOP_BAND_STDS = slice(N_MELS + 34, N_MELS + 40)  # bands 34..39, above 4.56 kHz
+NARROWBAND_STD_DB = 2.0
+NARROWBAND_TOP_DB = -20.0
+
+
+def narrowband_rows(X: np.ndarray) -> np.ndarray:
+    """Which ``emo`` vectors come from narrowband (telephone, 8 kHz) audio: bool [shape=(n,)].
+
+    A phone line carries nothing above 4 kHz, so every frame of the top mel bands sits at the
+    -70 dB spectral floor: they do not move (mean std over active frames under 2 dB; wideband
+    speech modulates them by 6 dB or more) and they lie far below the speech bands (under
+    -20 dB relative; noise can make wideband top bands steady, but then they are loud). Both
+    thresholds are round numbers inside the gaps between the two kinds of audio over every
+    RAVDESS clip under every test condition (``benchmarks/explore_router.py --route-only``).
+    """
+    X = np.atleast_2d(X)
+    steadiness = X[:, _TOP_BAND_STDS].mean(axis=1)
+    top = X[:, _TOP_BANDS].mean(axis=1) - X[:, _PHONE_BANDS].mean(axis=1)
+    return (steadiness < NARROWBAND_STD_DB) & (top < NARROWBAND_TOP_DB)
+
+
 EMO_DIM = 2 * N_MELS + 3 * (N_MFCC - 1) + 5 * 9 + 5 + 4 + 16 + 3 * (N_THIRDS_MFCC + 2)
 
 EMO = FeatureSet(

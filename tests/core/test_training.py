@@ -10,6 +10,7 @@ from core.errors import DatasetError
 from core.evaluation import evaluate, plot_confusion, plot_loss_curves, score, splits
 from core.features import get_feature_set
 from core.presets import PRESETS, build_pipeline
+from core.routing import BandwidthRouter
 from core.training import featurize, train_model
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
@@ -32,7 +33,9 @@ def test_presets_build_fresh_pipelines(name):
     assert a is not b and a.steps[-1][0] == "clf"
     seeds = {v for k, v in a.get_params().items() if k.endswith("random_state")}
     assert 42 in seeds and build_pipeline(name, 7).get_params() != a.get_params()
-    assert ("scaler" in a.named_steps) == (name != "seed-deep-unscaled")
+    clf = a.named_steps["clf"]
+    pipelines = [clf.wide, clf.narrow] if isinstance(clf, BandwidthRouter) else [a]
+    assert all(("scaler" in p.named_steps) == (name != "seed-deep-unscaled") for p in pipelines)
     with pytest.raises(ValueError, match="unknown preset"):
         build_pipeline("nope")
 
