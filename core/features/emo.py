@@ -359,9 +359,18 @@ def narrowband_rows(X: np.ndarray) -> np.ndarray:
     RAVDESS clip under every test condition (``benchmarks/explore_router.py --route-only``).
     """
     X = np.atleast_2d(X)
-    steadiness = X[:, _TOP_BAND_STDS].mean(axis=1)
-    top = X[:, _TOP_BANDS].mean(axis=1) - X[:, _PHONE_BANDS].mean(axis=1)
-    return (steadiness < NARROWBAND_STD_DB) & (top < NARROWBAND_TOP_DB)
+    return (top_band_std_db(X) < NARROWBAND_STD_DB) & (top_band_level_db(X) < NARROWBAND_TOP_DB)
+
+
+def top_band_std_db(X: np.ndarray) -> np.ndarray:
+    """How much the mel bands above 4.56 kHz move over active frames: mean std (dB) per row."""
+    return np.atleast_2d(X)[:, _TOP_BAND_STDS].mean(axis=1)
+
+
+def top_band_level_db(X: np.ndarray) -> np.ndarray:
+    """Level of the mel bands above 4.23 kHz relative to the 344-3141 Hz bands (dB) per row."""
+    X = np.atleast_2d(X)
+    return X[:, _TOP_BANDS].mean(axis=1) - X[:, _PHONE_BANDS].mean(axis=1)
 
 
 EMO_DIM = 2 * N_MELS + 3 * (N_MFCC - 1) + 5 * 9 + 5 + 4 + 16 + 3 * (N_THIRDS_MFCC + 2)
