@@ -219,8 +219,7 @@ def parse_degradation(spec: str) -> Degradation:
 
     Specs: ``clean`` or ``none`` (identity), ``telephone``, ``noise:<snr_db>`` (white, e.g.
     ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>`` (1/f^2),
-    ``speed:<factor>`` (e.g.
-    ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined
+    ``speed:<factor>`` (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined
     with ``+`` and applied left to right (``noise:20+telephone`` = a noisy room heard over the
     phone). Case and spaces around names do not matter.
 
