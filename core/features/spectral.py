@@ -136,12 +136,7 @@ def _scratch(n_bins: int, block: int, band: int) -> tuple[np.ndarray, ...]:
     )
 
 
-# Lets max() and the comparisons vectorise; leaves out the flags that would change rounding
-# ("contract", "reassoc", "afn"...), so results stay bit-identical. Inputs are finite.
-_EXACT_FASTMATH = {"nnan", "ninf", "nsz"}
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_EXACT_FASTMATH)
+@numba.njit(cache=True, nogil=True)
 def _block_pass(spec, start, mel_indptr, mel_indices, mel_weights, lo, hi, sr, n_fft, mag, mel,
                 pitch, strength, n_peaks, power, mel_acc, is_peak, candidates):  # fmt: skip
     """Fill frames ``start:start + t`` of ``mag`` and ``mel`` from the STFT block ``spec``
