@@ -1,5 +1,5 @@
 """Channel degradations and augmentations: telephone band and G.711 mu-law, additive white,
-pink or brown noise, speed perturbation, gain.
+pink, brown or phone-line noise, speed perturbation, gain.
 
 Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
 comes only from the ``rng`` argument, so the same seed gives the same output.
@@ -66,6 +66,39 @@ def telephone(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None)
     # Resampling ratios may leave the length one sample off: match the input exactly.
     out = np.pad(out[: y.size], (0, max(0, y.size - out.size)))
     return out.astype(np.float32)
+
+
+def add_line_noise(
+    y: np.ndarray, snr_db: float, *, rng: np.random.Generator, sr: int
+) -> np.ndarray:
+    """Add white noise as a phone line or an 8 kHz recorder adds it: flat up to 4 kHz, nothing
+    above, at ``snr_db`` relative to the active power of ``y``.
+
+    Noise that enters after the phone band-pass (line hiss, codec and recording noise) fills
+    the whole narrow band, including below 300 Hz and above 3400 Hz, where ``telephone`` leaves
+    nothing: ``telephone+line:30`` is a phone call as it is stored. The SNR is exact.
+
+    Args:
+        y: mono float32 signal [shape=(n,)] at ``sr`` >= 8000 Hz.
+        snr_db: signal-to-noise ratio in dB (finite).
+        rng: source of the noise; the same seed gives the same output.
+        sr: sample rate of ``y`` in Hz.
+    """
+    if not np.isfinite(snr_db):
+        raise ValueError(f"snr_db must be a finite number, got {snr_db}")
+    if sr < PHONE_SR:
+        raise ValueError(f"line noise needs a sample rate of at least {PHONE_SR} Hz, got {sr}")
+    y = np.asarray(y, dtype=np.float32)
+    level = active_power(y, sr)
+    if y.size == 0 or level == 0.0:
+        return y.copy()
+    n_line = int(np.ceil(y.size * PHONE_SR / sr)) + 1
+    noise = rng.standard_normal(n_line).astype(np.float32)
+    if sr != PHONE_SR:
+        noise = soxr.resample(noise, PHONE_SR, sr, quality="HQ")
+    noise = np.pad(noise[: y.size], (0, max(0, y.size - noise.size))).astype(np.float64)
+    noise *= np.sqrt(level / 10 ** (snr_db / 10) / np.mean(noise**2))
+    return (y + noise).astype(np.float32)
 
 
 def active_power(y: np.ndarray, sr: int | None = None) -> float:
@@ -199,6 +232,9 @@ def _parse_one(step: str) -> Degradation:
     if name in ("pink", "brown"):
         snr = _number(step, arg, f"{name}:<SNR in dB>, e.g. {name}:20")
         return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr, color=name)
+    if name == "line":
+        snr = _number(step, arg, "line:<SNR in dB>, e.g. line:30")
+        return lambda y, sr, rng: add_line_noise(y, snr, rng=rng, sr=sr)
     if name == "speed":
         factor = _number(step, arg, "speed:<factor>, e.g. speed:0.9")
         if factor <= 0:
@@ -209,7 +245,7 @@ def _parse_one(step: str) -> Degradation:
         return lambda y, sr, rng: gain(y, db)
     raise ValueError(
         f"unknown degradation {step!r}: use clean, none, telephone, noise:<SNR dB>, "
-        "pink:<SNR dB>, brown:<SNR dB>, speed:<factor>, gain:<dB>, "
+        "pink:<SNR dB>, brown:<SNR dB>, line:<SNR dB>, speed:<factor>, gain:<dB>, "
         "or several joined with '+'"
     )
 
@@ -219,9 +255,10 @@ def parse_degradation(spec: str) -> Degradation:
 
     Specs: ``clean`` or ``none`` (identity), ``telephone``, ``noise:<snr_db>`` (white, e.g.
     ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>`` (1/f^2),
-    ``speed:<factor>`` (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined
-    with ``+`` and applied left to right (``noise:20+telephone`` = a noisy room heard over the
-    phone). Case and spaces around names do not matter.
+    ``line:<snr_db>`` (white noise below 4 kHz, as a phone line adds it), ``speed:<factor>``
+    (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined with ``+`` and
+    applied left to right (``noise:20+telephone`` = a noisy room heard over the phone,
+    ``telephone+line:30`` = a call with line noise). Case and spaces around names do not matter.
 
     Raises:
         ValueError: the spec is empty or a step is unknown or malformed.

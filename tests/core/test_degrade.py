@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from core.degrade import (
+    PHONE_SR,
     active_power,
+    add_line_noise,
     add_noise,
     gain,
     mulaw_decode,
@@ -32,6 +34,12 @@ def band_db(x: np.ndarray, ref: np.ndarray, sr: int, lo: float, hi: float) -> fl
     e_x = np.sum(np.abs(np.fft.rfft(x))[sel] ** 2)
     e_ref = np.sum(np.abs(np.fft.rfft(ref))[sel] ** 2)
     return float(10 * np.log10(e_x / e_ref))
+
+
+def psd_db(x: np.ndarray, sr: int, lo: float, hi: float) -> float:
+    """Mean power per FFT bin of ``x`` in the band [lo, hi) Hz, in dB."""
+    freqs = np.fft.rfftfreq(x.size, 1 / sr)
+    return float(10 * np.log10(np.mean(np.abs(np.fft.rfft(x))[(freqs >= lo) & (freqs < hi)] ** 2)))
 
 
 @pytest.mark.parametrize("sr", [16_000, 48_000])
@@ -119,6 +127,20 @@ def test_coloured_noise_power_falls_per_decade(color, db_per_decade):
         add_noise(z, 0.0, rng=np.random.default_rng(3), color="blue")
 
 
+@pytest.mark.parametrize("sr", [8_000, 16_000, 48_000])
+@pytest.mark.parametrize("snr_db", [10.0, 30.0])
+def test_line_noise_hits_the_snr_and_stays_below_4k(sr, snr_db):
+    y = bursts(sr)
+    noise = add_line_noise(y, snr_db, rng=np.random.default_rng(2), sr=sr).astype(np.float64) - y
+    measured = 10 * np.log10((0.3**2 / 2) / np.mean(noise**2))
+    assert measured == pytest.approx(snr_db, abs=0.5)
+    if sr > PHONE_SR:  # flat inside the narrow band, nothing above it
+        assert psd_db(noise, sr, 4300, sr / 2) < psd_db(noise, sr, 1000, 3000) - 40
+        assert abs(psd_db(noise, sr, 100, 300) - psd_db(noise, sr, 3500, 3800)) < 3
+    with pytest.raises(ValueError, match="at least 8000"):
+        add_line_noise(white(4000), 10, rng=np.random.default_rng(0), sr=4000)
+
+
 def test_add_noise_leaves_silence_alone_and_rejects_bad_snr():
     z = np.zeros(100, dtype=np.float32)
     np.testing.assert_array_equal(add_noise(z, 10, rng=np.random.default_rng(0)), z)
@@ -128,7 +150,8 @@ def test_add_noise_leaves_silence_alone_and_rejects_bad_snr():
 
 @pytest.mark.parametrize(
     "spec",
-    ["clean", "none", "telephone", "noise:20", "noise:10", "noise:-5", "pink:10", "brown:10"],
+    ["clean", "none", "telephone", "noise:20", "noise:10", "noise:-5", "pink:10", "brown:10"]
+    + ["line:30", "telephone+line:20"],
 )
 def test_parse_degradation_is_deterministic(spec):
     f = parse_degradation(spec)
@@ -153,7 +176,7 @@ def test_parse_degradation_chains_left_to_right():
 @pytest.mark.parametrize(
     "spec",
     ["", "noise", "noise:", "noise:x", "noise:inf", "reverb", "telephone:3", "+", "clean+"]
-    + ["speed", "speed:0", "speed:-1", "speed:x", "gain", "gain:nan", "gain:loud"],
+    + ["speed", "speed:0", "speed:-1", "speed:x", "gain", "gain:nan", "gain:loud", "line:"],
 )
 def test_parse_degradation_rejects_bad_specs(spec):
     with pytest.raises(ValueError, match="degradation"):
