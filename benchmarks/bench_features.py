@@ -10,6 +10,7 @@ is per core.
 
     python benchmarks/bench_features.py                      # 200 clips of ../shared/data/ravdess
     python benchmarks/bench_features.py --decoded            # features only, same clips
+    python benchmarks/bench_features.py --stages             # ms per clip of each stage of ours
     python benchmarks/bench_features.py --n 50 --rounds 1 --data /path/to/ravdess
 """
 
@@ -34,7 +35,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.audio import TARGET_SR, load  # noqa: E402
-from core.features import get_feature_set  # noqa: E402
+from core.features import get_feature_set, seed, spectral  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ravdess"
 
@@ -99,7 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="file sampling seed")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best is kept")
     parser.add_argument("--decoded", action="store_true", help="time the features only")
+    parser.add_argument("--stages", action="store_true", help="ms per clip of each of our stages")
     args = parser.parse_args(argv)
+    if args.stages:
+        with threadpool_limits(1):
+            report_stages(sample_files(args.data, args.n, args.seed), args.rounds)
+        return
 
     files = sample_files(args.data, args.n, args.seed)
     audio_s = sum(soundfile.info(f).duration for f in files)
@@ -132,6 +138,68 @@ def main(argv: list[str] | None = None) -> None:
         f"{best['seed'][1] / best['ours'][1]:.1f}x (wall)"
     )
     report_agreement(outputs["seed"], outputs["ours"])
+
+
+def report_stages(files: list[Path], rounds: int) -> None:
+    """CPU milliseconds per clip of each stage of our side (best of ``rounds``).
+
+    Each stage's inputs are made just before it and dropped after it, and its outputs dropped as
+    they come: holding hundreds of spectrograms at once changes how the allocator serves the
+    stages' own buffers (fresh pages cost as much as the FFT) and slows every stage timed while
+    they are alive.
+    """
+    signals = [load(f) for f in files]
+
+    def spectra():
+        return [spectral.spectrogram_pass(y, TARGET_SR, seed.N_MELS) for y in signals]
+
+    stages = {
+        "decode: soundfile (the seed's)": (decode, lambda: files),
+        "decode: core.audio.load (dr_flac + checks)": (load, lambda: files),
+        "STFT (window + FFT), block by block": (_drain_stft, lambda: signals),
+        "spectrogram_pass (STFT + compiled pass + tuning)": (
+            lambda y: spectral.spectrogram_pass(y, TARGET_SR, seed.N_MELS), lambda: signals),
+        "  tuning estimate alone": (lambda pk: spectral._tuning(*pk), lambda: _peaks(signals)),
+        "chroma": (lambda sp: spectral.chroma_mean(sp.mag, TARGET_SR, sp.tuning), spectra),
+        "MFCC": (lambda sp: spectral.dct_matrix(seed.N_MELS, seed.N_MFCC)
+                 @ spectral.power_to_db(sp.mel).mean(axis=1), spectra),
+        "seed180@1 features (all of the above but decoding)": (
+            lambda y: ours_features(y, TARGET_SR), lambda: signals),
+    }  # fmt: skip
+    print(f"{len(files)} files, 1 thread, best of {rounds} rounds, CPU ms per clip, "
+          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    for name, (fn, make_inputs) in stages.items():
+        inputs = make_inputs()
+        fn(inputs[0])
+        best = min(_cpu_seconds(fn, inputs) for _ in range(rounds))
+        del inputs
+        print(f"{name:52s} {1e3 * best / len(files):6.3f}")
+
+
+def _drain_stft(y: np.ndarray) -> None:
+    """Compute the STFT of ``y`` block by block, dropping each block (as the features do)."""
+    for _ in spectral.stft_blocks(y):
+        pass
+
+
+def _cpu_seconds(fn, inputs) -> float:
+    """CPU seconds of ``fn`` over ``inputs``, each output dropped at once (see above)."""
+    start = time.process_time()
+    for x in inputs:
+        fn(x)
+    return time.process_time() - start
+
+
+def _peaks(signals: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (pitch, strength) peak lists ``spectrogram_pass`` hands to its tuning estimate."""
+    caught, original = [], spectral._tuning
+    spectral._tuning = lambda p, s: caught.append((p.copy(), s.copy())) or original(p, s)
+    try:
+        for y in signals:
+            spectral.spectrogram_pass(y, TARGET_SR, seed.N_MELS)
+    finally:
+        spectral._tuning = original
+    return caught
 
 
 def report_agreement(seed_rows: list[np.ndarray], our_rows: list[np.ndarray]) -> None:
