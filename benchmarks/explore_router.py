@@ -252,10 +252,6 @@ def matrices(paths, conds, features: str) -> dict[str, np.ndarray]:
     return {c: get(paths, c) for c in dict.fromkeys(conds)}
 
 
-# The rule is core's (core.features.emo.narrowband_rows), shipped in the emo-band-mlp5-temp preset.
-hf_db, flat_db, route_narrow = top_band_level_db, top_band_std_db, narrowband_rows
-
-
 # --- models -----------------------------------------------------------------------------------
 
 
@@ -340,8 +336,8 @@ def routing_table(emo2: dict[str, np.ndarray]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for cond, X in emo2.items():
-        hf, flat = hf_db(X), flat_db(X)
-        nb = route_narrow(X)
+        hf, flat = top_band_level_db(X), top_band_std_db(X)
+        nb = narrowband_rows(X)
         want_nb = cond in NARROW
         wrong = int((nb != want_nb).sum())
         if cond in EITHER:
@@ -384,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(routing_table(emo2)) + "\n", flush=True)
     if args.route_only:
         return
-    narrow = {c: route_narrow(emo2[c]) for c in TESTS}
+    narrow = {c: narrowband_rows(emo2[c]) for c in TESTS}
 
     experts = list(dict.fromkeys(["ship", *args.experts]))
     fitted = list(dict.fromkeys(m for e in experts for m in VOTES.get(e, (e,))))

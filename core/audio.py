@@ -5,7 +5,7 @@ A-law, ADPCM), FLAC, OGG (Vorbis, Opus), MP3 and the other formats libsndfile kn
 read block by block and resampled with a streaming soxr resampler, so memory stays at about the
 size of the float32 output plus one block, whatever the length of the file. Short FLAC files,
 the common case of a corpus of clips, are decoded whole by dr_flac (through ``miniaudio``):
-about twice as fast, to the same float32 values.
+about 1.7x as fast (``benchmarks/bench_features.py --stages``), to the same float32 values.
 
 Every problem with the input raises a subclass of :class:`core.errors.AudioError` whose message
 is one line naming the file; a path that does not exist or cannot be opened raises
