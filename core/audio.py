@@ -15,10 +15,11 @@ is one line naming the file; a path that does not exist or cannot be opened rais
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,11 @@ _MAX_BLOCK_SAMPLES = 1 << 24  # one read never holds more than 64 MiB, whatever 
 # FLAC files up to this many samples (16 MiB of float32: 4.4 min at 16 kHz mono) are decoded
 # whole by dr_flac; longer ones block by block by libsndfile.
 _WHOLE_FLAC_SAMPLES = 1 << 22
+# FLAC files whose header leaves the length open are decoded whole, up to this many samples
+# (128 MiB of float32: 35 min at 16 kHz mono).
+_UNKNOWN_LENGTH_FLAC_SAMPLES = 1 << 25
+# Codecs whose samples are integers, so never NaN or infinite.
+_INTEGER_CODED = ("PCM_", "ULAW", "ALAW")
 # Codecs whose frame count is an estimate (no exact length in the header).
 _ESTIMATED_LENGTH = {"MP3", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"}
 # Magic bytes of containers libsndfile reads: failing to open one of these means damage, not
@@ -86,7 +92,7 @@ def probe(path: str | Path) -> AudioInfo:
         ZeroDurationError: the file cannot be used.
         UnreadableFileError: the path does not exist or cannot be opened.
     """
-    with _open(path) as (f, info):
+    with _open(path) as (_, info):
         return info
 
 
@@ -109,7 +115,7 @@ def load(
         header before decoding), TooShortError, SilentAudioError and NonFiniteAudioError.
     """
     name = Path(path).name
-    with _open(path) as (f, info):
+    with _open(path, decode_short_flac=True) as (read, info):
         _check_max_duration(info, max_duration_s, name)
         channels = 1 if mono else info.channels
         expected = max(1, round(info.frames * sr / info.sample_rate))
@@ -121,7 +127,7 @@ def load(
             ) from None
         filled = 0
         blocks = _decode(
-            f, info, sr=sr, mono=mono, block_s=_LOAD_BLOCK_S, max_duration_s=max_duration_s
+            read, info, sr=sr, mono=mono, block_s=_LOAD_BLOCK_S, max_duration_s=max_duration_s
         )
         for block in blocks:
             n = block.shape[0]
@@ -151,9 +157,11 @@ def iter_blocks(
     are the caller's business (:func:`check_signal`).
     """
     name = Path(path).name
-    with _open(path) as (f, info):
+    with _open(path, decode_short_flac=True) as (read, info):
         _check_max_duration(info, max_duration_s, name)
-        blocks = _decode(f, info, sr=sr, mono=mono, block_s=block_s, max_duration_s=max_duration_s)
+        blocks = _decode(
+            read, info, sr=sr, mono=mono, block_s=block_s, max_duration_s=max_duration_s
+        )
         for block in blocks:
             yield block[:, 0].copy() if mono else np.ascontiguousarray(block.T)
 
@@ -178,9 +186,20 @@ def check_signal(y: np.ndarray, sr: int, *, min_duration_s: float = 0.0) -> None
 # --- internals --------------------------------------------------------------------------------
 
 
+#: ``read(frames, dtype=..., always_2d=...)``: the next ``frames`` frames, shape (n, channels).
+Reader = Callable[..., np.ndarray]
+
+
 @contextlib.contextmanager
-def _open(path: str | Path) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
-    """Open ``path`` with libsndfile, translating every failure to an AudioError."""
+def _open(
+    path: str | Path, *, decode_short_flac: bool = False
+) -> Iterator[tuple[Reader, AudioInfo]]:
+    """Open ``path``, translating every failure to an AudioError; yield a reader and the header.
+
+    With ``decode_short_flac``, a short FLAC file is decoded whole by dr_flac and read from
+    memory, without libsndfile; any other file, or a FLAC file dr_flac does not decode to the
+    length its header announces, is opened with libsndfile.
+    """
     path = Path(path)
     name = path.name
     try:
@@ -191,6 +210,13 @@ def _open(path: str | Path) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
         raise UnreadableFileError(f"{name}: cannot open the file ({reason.lower()})") from None
     if not head:
         raise EmptyFileError(f"{name}: the file is empty (0 bytes)")
+    flac = _flac_streaminfo(path, head)
+    # libsndfile cannot read a FLAC file whose header leaves the length open (written to a pipe)
+    if flac is not None and (decode_short_flac or flac.frames == 0):
+        decoded = _short_flac(flac)
+        if decoded is not None:
+            yield decoded
+            return
     try:
         f = sf.SoundFile(str(path))
     except sf.LibsndfileError as exc:
@@ -210,7 +236,7 @@ def _open(path: str | Path) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
         _check_wav_length(f, info, name)
         if info.frames <= 0:
             raise ZeroDurationError(f"{name}: the file contains no audio samples")
-        yield f, info
+        yield f.read, info
 
 
 def _open_error(exc: sf.LibsndfileError, head: bytes, name: str) -> AudioError:
@@ -279,7 +305,7 @@ def _check_max_duration(info: AudioInfo, max_duration_s: float | None, name: str
 
 
 def _decode(
-    f: sf.SoundFile,
+    read: Reader,
     info: AudioInfo,
     *,
     sr: int,
@@ -290,12 +316,12 @@ def _decode(
     """Yield float32 blocks of shape (n, channels) at ``sr`` (channels = 1 when ``mono``)."""
     name = Path(info.path).name
     channels = 1 if mono else info.channels
-    read = _whole_flac_reader(info) or f.read
     stream = None
     if info.sample_rate != sr:
         stream = soxr.ResampleStream(info.sample_rate, sr, channels, dtype="float32")
     block_frames = max(1, min(int(block_s * info.sample_rate), _MAX_BLOCK_SAMPLES // info.channels))
     max_frames = None if max_duration_s is None else math.ceil(max_duration_s * info.sample_rate)
+    check_finite = not info.subtype.startswith(_INTEGER_CODED)  # integers cannot be NaN
     done = 0
     while True:
         try:
@@ -310,7 +336,7 @@ def _decode(
             raise TooLongError(
                 f"{name}: the audio lasts more than the {max_duration_s:g} s maximum"
             )
-        if not np.isfinite(x).all():
+        if check_finite and not np.isfinite(x).all():
             raise NonFiniteAudioError(
                 f"{name}: the audio contains NaN or infinite samples near "
                 f"{done / info.sample_rate:.1f} s"
@@ -326,19 +352,60 @@ def _decode(
     _check_complete(info, done, name)
 
 
-def _whole_flac_reader(info: AudioInfo):
-    """A ``SoundFile.read``-like function over a short FLAC file decoded whole by dr_flac, or
-    None when the file is not one (not FLAC, long, or not decoded to exactly the announced
-    length: damaged files are left to libsndfile, whose errors say what is wrong)."""
-    if info.format != "FLAC" or info.frames * info.channels > _WHOLE_FLAC_SAMPLES:
+def _short_flac(info: AudioInfo) -> tuple[Reader, AudioInfo] | None:
+    """A reader over a short FLAC file decoded whole by dr_flac, and its header (``info``, from
+    :func:`_flac_streaminfo`); None when the file is long or dr_flac does not decode it to
+    exactly the announced length: damaged files are left to libsndfile, whose errors say what
+    is wrong. A file of unknown length (``info.frames == 0``) is always decoded here."""
+    if info.frames == 0:
+        return _flac_of_unknown_length(info)
+    if info.frames * info.channels > _WHOLE_FLAC_SAMPLES:
         return None
     try:
         decoded = miniaudio.flac_read_file_f32(info.path)
     except miniaudio.MiniaudioError:
         return None
-    if (decoded.num_frames, decoded.nchannels) != (info.frames, info.channels):
+    announced = (info.frames, info.channels, info.sample_rate)
+    if (decoded.num_frames, decoded.nchannels, decoded.sample_rate) != announced:
         return None
     samples = np.frombuffer(decoded.samples, np.float32).reshape(-1, info.channels)
+    return _array_reader(samples), info
+
+
+def _flac_of_unknown_length(info: AudioInfo) -> tuple[Reader, AudioInfo]:
+    """Decode a FLAC file whose header does not state its length, up to
+    ``_UNKNOWN_LENGTH_FLAC_SAMPLES``; return a reader and the header with the decoded length."""
+    name = Path(info.path).name
+    limit = _UNKNOWN_LENGTH_FLAC_SAMPLES // info.channels
+    chunks, frames = [], 0
+    stream = miniaudio.stream_file(
+        info.path,
+        output_format=miniaudio.SampleFormat.FLOAT32,
+        nchannels=info.channels,
+        sample_rate=info.sample_rate,  # as in the file: no conversion, same samples as dr_flac
+        frames_to_read=1 << 16,
+    )
+    try:
+        for chunk in stream:
+            frames += len(chunk) // info.channels
+            if frames > limit:
+                raise UnsupportedCodecError(
+                    f"{name}: this FLAC file does not state its length and lasts more than "
+                    f"{limit / info.sample_rate / 60:.0f} min; re-encode it to a file "
+                    "(e.g. with flac or ffmpeg) so that the header holds the length"
+                )
+            chunks.append(np.frombuffer(chunk, np.float32))
+    except miniaudio.MiniaudioError as exc:
+        raise CorruptAudioError(f"{name}: the audio data is damaged ({exc})") from None
+    if frames == 0:
+        raise CorruptAudioError(f"{name}: the file is damaged (no audio frame could be decoded)")
+    samples = np.concatenate(chunks).reshape(-1, info.channels)
+    found = dataclasses.replace(info, frames=frames, duration_s=frames / info.sample_rate)
+    return _array_reader(samples), found
+
+
+def _array_reader(samples: np.ndarray) -> Reader:
+    """A reader over decoded samples [shape=(frames, channels)]."""
     position = 0
 
     def read(frames: int, **_: object) -> np.ndarray:
@@ -348,6 +415,22 @@ def _whole_flac_reader(info: AudioInfo):
         return block
 
     return read
+
+
+def _flac_streaminfo(path: Path, head: bytes) -> AudioInfo | None:
+    """The header of a FLAC file read from its STREAMINFO block, as libsndfile reports it (but
+    ``frames`` is 0 when the header leaves the length open); None when ``head`` does not start
+    with a STREAMINFO block or announces a sample size libsndfile does not name."""
+    if len(head) < 42 or head[:4] != b"fLaC" or head[4] & 0x7F != 0 or head[5:8] != b"\0\0\x22":
+        return None
+    # 20 bits sample rate, 3 bits channels - 1, 5 bits bits per sample - 1, 36 bits frames
+    fields = int.from_bytes(head[18:26], "big")
+    rate, frames = fields >> 44, fields & ((1 << 36) - 1)
+    channels, bits = (fields >> 41 & 0x7) + 1, (fields >> 36 & 0x1F) + 1
+    subtype = {8: "PCM_S8", 16: "PCM_16", 24: "PCM_24"}.get(bits)
+    if rate == 0 or subtype is None:
+        return None
+    return AudioInfo(str(path), "FLAC", subtype, rate, channels, frames, frames / rate)
 
 
 def _check_complete(info: AudioInfo, read: int, name: str) -> None:
@@ -364,9 +447,13 @@ def _check_complete(info: AudioInfo, read: int, name: str) -> None:
 
 def _check_signal(y: np.ndarray, sr: int, *, min_duration_s: float, name: str) -> None:
     n = y.shape[-1]
-    chunks = [y[..., i : i + _CHECK_CHUNK] for i in range(0, n, _CHECK_CHUNK)]
-    if not all(np.isfinite(c).all() for c in chunks):
-        raise NonFiniteAudioError(f"{name}: the audio contains NaN or infinite samples")
+    peak = 0.0
+    for i in range(0, n, _CHECK_CHUNK):
+        chunk = y[..., i : i + _CHECK_CHUNK]
+        high, low = float(chunk.max()), float(chunk.min())  # NaN propagates through both
+        if not (math.isfinite(high) and math.isfinite(low)):
+            raise NonFiniteAudioError(f"{name}: the audio contains NaN or infinite samples")
+        peak = max(peak, high, -low)
     if n == 0:
         raise ZeroDurationError(f"{name}: the audio contains no samples")
     duration = n / sr
@@ -375,7 +462,6 @@ def _check_signal(y: np.ndarray, sr: int, *, min_duration_s: float, name: str) -
             f"{name}: the audio lasts {duration:.2f} s, shorter than the "
             f"{min_duration_s:g} s minimum"
         )
-    peak = max(float(np.max(np.abs(c))) for c in chunks)
     if peak < SILENCE_PEAK:
         level = 20 * math.log10(peak) if peak > 0 else -math.inf
         raise SilentAudioError(f"{name}: the audio is silent (peak level {level:.0f} dBFS)")

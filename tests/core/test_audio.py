@@ -117,17 +117,78 @@ def test_probe_reports_header(tmp_path):
 # --- short FLAC files: decoded whole by dr_flac ---------------------------------------------------
 
 
+def takes_dr_flac(path) -> bool:
+    """Whether ``audio.load(path)`` decodes the file with dr_flac, without libsndfile."""
+    info = audio._flac_streaminfo(path, path.read_bytes()[:64])
+    return info is not None and audio._short_flac(info) is not None
+
+
+@pytest.mark.parametrize(
+    ("subtype", "rate", "channels"),
+    [("PCM_16", 16000, 1), ("PCM_24", 44100, 2), ("PCM_S8", 8000, 3), ("PCM_16", 96000, 1)],
+)
+def test_flac_header_read_without_libsndfile_matches_libsndfile(tmp_path, subtype, rate, channels):
+    y = np.zeros((channels, rate // 3), np.float32) + 0.1
+    path = write(tmp_path / "h.flac", y, rate, "FLAC", subtype)
+    read, info = audio._short_flac(audio._flac_streaminfo(path, path.read_bytes()[:64]))
+    assert info == audio.probe(path)  # libsndfile's reading
+    assert read(10**9).shape == (rate // 3, channels)
+
+
+def without_length(path):
+    """Clear the 36-bit sample count of a FLAC file's STREAMINFO (bytes 21-25): 'unknown', as
+    an encoder writing to a pipe leaves it."""
+    data = bytearray(path.read_bytes())
+    data[21] &= 0xF0
+    data[22:26] = bytes(4)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("subtype", "channels"), [("PCM_16", 1), ("PCM_24", 2)])
+def test_flac_without_a_length_in_its_header_is_read(tmp_path, subtype, channels):
+    rng = np.random.default_rng(2)
+    y = rng.uniform(-0.9, 0.9, (channels, 44100)).astype(np.float32)
+    path = write(tmp_path / "piped.flac", y, 44100, "FLAC", subtype)
+    expected = audio.load(path, mono=False)
+    without_length(path)
+
+    assert audio.probe(path) == audio.AudioInfo(
+        str(path), "FLAC", subtype, 44100, channels, 44100, 1.0
+    )
+    np.testing.assert_array_equal(audio.load(path, mono=False), expected)
+    blocks = list(audio.iter_blocks(path, mono=False, block_s=0.3))
+    np.testing.assert_array_equal(np.concatenate(blocks, axis=1), expected)
+
+
+def test_flac_without_a_length_over_the_limit_is_refused(tmp_path, monkeypatch):
+    path = write(tmp_path / "piped.flac", sine(440, 16000, seconds=3), 16000, "FLAC")
+    without_length(path)
+    monkeypatch.setattr(audio, "_UNKNOWN_LENGTH_FLAC_SAMPLES", 16000 * 60 * 2)
+    assert audio.load(path).shape == (48000,)
+    monkeypatch.setattr(audio, "_UNKNOWN_LENGTH_FLAC_SAMPLES", 16000)
+    with pytest.raises(UnsupportedCodecError, match=r"piped\.flac: this FLAC file does not state"):
+        audio.probe(path)
+
+
+def test_flac_without_a_length_and_without_audio_is_corrupt(tmp_path):
+    path = write(tmp_path / "piped.flac", sine(440, 16000), 16000, "FLAC")
+    without_length(path)
+    path.write_bytes(path.read_bytes()[:200])  # header and metadata, no audio frame
+    with pytest.raises(CorruptAudioError, match=r"piped\.flac: the file is damaged"):
+        audio.load(path)
+
+
 @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24"])
 @pytest.mark.parametrize(("rate", "channels"), [(16000, 1), (44100, 2), (8000, 2)])
 def test_whole_flac_decoding_equals_libsndfile(tmp_path, monkeypatch, subtype, rate, channels):
     rng = np.random.default_rng(1)
     y = (rng.uniform(-0.9, 0.9, (channels, rate * 2))).astype(np.float32)
     path = write(tmp_path / "c.flac", y, rate, "FLAC", subtype)
-    assert audio._whole_flac_reader(audio.probe(path)) is not None  # the dr_flac path is taken
+    assert takes_dr_flac(path)
 
     fast = [audio.load(path, mono=mono) for mono in (True, False)]
     monkeypatch.setattr(audio, "_WHOLE_FLAC_SAMPLES", 0)  # every FLAC through libsndfile
-    assert audio._whole_flac_reader(audio.probe(path)) is None
+    assert not takes_dr_flac(path)
     slow = [audio.load(path, mono=mono) for mono in (True, False)]
 
     for a, b in zip(fast, slow, strict=True):
@@ -137,13 +198,13 @@ def test_whole_flac_decoding_equals_libsndfile(tmp_path, monkeypatch, subtype, r
 def test_long_and_damaged_flac_files_are_left_to_libsndfile(tmp_path, monkeypatch):
     path = write(tmp_path / "long.flac", sine(440, 16000, seconds=3), 16000, "FLAC")
     monkeypatch.setattr(audio, "_WHOLE_FLAC_SAMPLES", 16000 * 2)
-    assert audio._whole_flac_reader(audio.probe(path)) is None
+    assert not takes_dr_flac(path)
     assert audio.load(path).shape == (48000,)
 
     cut = tmp_path / "cut.flac"  # dr_flac decodes what is left without complaint
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     monkeypatch.setattr(audio, "_WHOLE_FLAC_SAMPLES", 1 << 22)
-    assert audio._whole_flac_reader(audio.probe(cut)) is None
+    assert not takes_dr_flac(cut)
     with pytest.raises(CorruptAudioError, match=r"cut\.flac: the audio data is damaged"):
         audio.load(cut)
 
