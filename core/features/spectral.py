@@ -44,16 +44,24 @@ def stft_blocks(
     """``stft_complex(y)`` in consecutive blocks of ``block`` frames (the last may be shorter).
 
     Working block by block keeps every buffer small: they stay in cache and are recycled by
-    the allocator instead of being mapped fresh (page faults cost as much as the FFT).
+    the allocator instead of being mapped fresh (page faults cost as much as the FFT). The
+    windowed frames of every block go through one buffer, for the same reason.
     """
-    padded = np.pad(y, n_fft // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    half = n_fft // 2
+    padded = np.zeros(y.size + 2 * half, np.float32)
+    padded[half : half + y.size] = y
+    # frame k is padded[k * hop : k * hop + n_fft]: a strided view, built directly because
+    # np.pad and sliding_window_view spend about 15 us per clip in Python
+    n_frames, size = 1 + y.size // hop, padded.itemsize
+    frames = np.ndarray((n_frames, n_fft), np.float32, padded, strides=(hop * size, size))
     window = hann(n_fft)
-    for start in range(0, len(frames), block):
-        windowed = frames[start : start + block] * window  # fresh contiguous float32
+    buffer = np.empty((min(block, n_frames), n_fft), np.float32)
+    for start in range(0, n_frames, block):
+        rows = frames[start : start + block]
+        windowed = np.multiply(rows, window, out=buffer[: len(rows)])
         # along axis 0 of the transposed view: pocketfft then transforms several frames at
         # once with SIMD, and the result is (bins, frames) without a transpose
-        yield scipy.fft.rfft(windowed.T, axis=0, overwrite_x=True, workers=1)
+        yield scipy.fft.rfft(windowed.T, axis=0, workers=1)
 
 
 @lru_cache(maxsize=8)
@@ -132,7 +140,7 @@ def _scratch(n_bins: int, block: int, band: int) -> tuple[np.ndarray, ...]:
         np.empty((n_bins, block), np.float32),
         np.empty(block, np.float32),
         np.empty(block, np.bool_),
-        np.empty(band * block + 1, np.int64),
+        np.empty((2, band * block + 1), np.int32),
     )
 
 
@@ -146,19 +154,20 @@ def _block_pass(spec, start, mel_indptr, mel_indices, mel_weights, lo, hi, sr, n
     its magnitude exceeds 0.1 x the frame's maximum and it is a local maximum of the
     thresholded spectrum (``x[b] > x[b-1]`` and ``x[b] >= x[b+1]``, sub-threshold bins count as
     0). Its pitch and magnitude are refined by parabolic interpolation, in librosa's arithmetic.
-    Every loop runs along frames, the contiguous axis, so the compiler vectorises it.
+    Every loop runs along frames, the contiguous axis, over rows sliced to 1-D first: then the
+    compiler sees contiguous vectors and vectorises the loops.
     """
     n_bins, t = spec.shape
     stop = start + t
     ref = np.zeros(t, np.float32)
     for j in range(n_bins):  # power, magnitude, and each frame's maximum
-        power_j = power[j]
+        row, power_j, mag_j = spec[j], power[j], mag[j, start:stop]
         for i in range(t):
-            c = spec[j, i]
+            c = row[i]
             p = c.real * c.real + c.imag * c.imag
             power_j[i] = p
             m = np.sqrt(p)
-            mag[j, start + i] = m
+            mag_j[i] = m
             ref[i] = max(ref[i], m)
     for band in range(mel.shape[0]):  # mel power: sparse filter rows times the power block
         for i in range(t):
@@ -167,27 +176,28 @@ def _block_pass(spec, start, mel_indptr, mel_indices, mel_weights, lo, hi, sr, n
             w, power_j = mel_weights[k], power[mel_indices[k]]
             for i in range(t):
                 mel_acc[i] += w * power_j[i]
+        mel_band = mel[band, start:stop]
         for i in range(t):
-            mel[band, start + i] = mel_acc[i]
+            mel_band[i] = mel_acc[i]
     ref *= np.float32(0.1)
-    n = 0  # find the peaks with vectorised comparisons, then list the few there are
+    # Peaks, with vectorised comparisons along contiguous rows. Thresholding the neighbours
+    # first (as librosa does) changes nothing: once centre > thr >= 0, "centre > left" holds
+    # whether or not left was zeroed, and so does "centre >= right".
+    n = 0
     for b in range(lo, hi):
+        row, below, above = mag[b, start:stop], mag[b - 1, start:stop], mag[b + 1, start:stop]
         found = 0
         for i in range(t):
-            centre, thr = mag[b, start + i], ref[i]
-            left, right = mag[b - 1, start + i], mag[b + 1, start + i]
-            left = left if left > thr else np.float32(0.0)
-            right = right if right > thr else np.float32(0.0)
-            peak = (centre > thr) & (centre > left) & (centre >= right)
+            centre = row[i]
+            peak = (centre > ref[i]) & (centre > below[i]) & (centre >= above[i])
             is_peak[i] = peak
             found += peak
-        if found:  # many bins have no peak in the block: skip their branchy listing
+        if found:  # list the block's peaks without a branch: write always, advance on a peak
             for i in range(t):
-                if is_peak[i]:
-                    candidates[n] = b * stop + start + i
-                    n += 1
+                candidates[0, n], candidates[1, n] = b, start + i
+                n += is_peak[i]
     for q in range(n):
-        b, i = divmod(candidates[q], stop)
+        b, i = candidates[0, q], candidates[1, q]
         centre, left, right = mag[b, i], mag[b - 1, i], mag[b + 1, i]
         diff = right - left
         a = np.float64(right + left) - 2.0 * np.float64(centre)
