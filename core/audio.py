@@ -119,23 +119,30 @@ def load(
         _check_max_duration(info, max_duration_s, name)
         channels = 1 if mono else info.channels
         expected = max(1, round(info.frames * sr / info.sample_rate))
-        try:
-            y = np.empty((channels, expected), dtype=np.float32)
-        except MemoryError:
-            raise TooLongError(
-                f"{name}: the audio lasts {info.duration_s:.0f} s, too long to hold in memory"
-            ) from None
-        filled = 0
         blocks = _decode(
             read, info, sr=sr, mono=mono, block_s=_LOAD_BLOCK_S, max_duration_s=max_duration_s
         )
+        y, filled = None, 0
         for block in blocks:
             n = block.shape[0]
+            if y is None:
+                if n == expected:  # all of it in one block (a short file): no copy
+                    y, filled = block.T, n
+                    continue
+                try:
+                    y = np.empty((channels, expected), dtype=np.float32)
+                except MemoryError:
+                    raise TooLongError(
+                        f"{name}: the audio lasts {info.duration_s:.0f} s, too long to hold in "
+                        "memory"
+                    ) from None
             if filled + n > y.shape[1]:  # estimated length was too short (MP3)
                 extra = np.empty((channels, n + y.shape[1] // 4), dtype=np.float32)
                 y = np.concatenate([y, extra], axis=1)
             y[:, filled : filled + n] = block.T
             filled += n
+    if y is None:  # nothing decoded: _decode has raised unless the header announced nothing
+        y = np.empty((channels, 0), dtype=np.float32)
     y = y[0, :filled] if mono else np.ascontiguousarray(y[:, :filled])
     _check_signal(y, sr, min_duration_s=min_duration_s, name=name)
     return y
