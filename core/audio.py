@@ -4,8 +4,10 @@ Decoding is done by libsndfile (through ``soundfile``): WAV (PCM 8/16/24/32 bit,
 A-law, ADPCM), FLAC, OGG (Vorbis, Opus), MP3 and the other formats libsndfile knows. Files are
 read block by block and resampled with a streaming soxr resampler, so memory stays at about the
 size of the float32 output plus one block, whatever the length of the file. Short FLAC files,
-the common case of a corpus of clips, are decoded whole by dr_flac (through ``miniaudio``):
-about 1.7x as fast (``benchmarks/bench_features.py --stages``), to the same float32 values.
+the common case of a corpus of clips, are decoded whole by dr_flac (through ``miniaudio``),
+without opening libsndfile: about 1.8x as fast (``benchmarks/bench_features.py --stages``), to
+the same float32 values. So are FLAC files whose header leaves the length open (written to a
+pipe), which libsndfile cannot read.
 
 Every problem with the input raises a subclass of :class:`core.errors.AudioError` whose message
 is one line naming the file; a path that does not exist or cannot be opened raises
