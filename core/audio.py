@@ -207,7 +207,8 @@ def _open(
 
     With ``decode_short_flac``, a short FLAC file is decoded whole by dr_flac and read from
     memory, without libsndfile; any other file, or a FLAC file dr_flac does not decode to the
-    length its header announces, is opened with libsndfile.
+    length its header announces, is opened with libsndfile. A FLAC file whose header leaves
+    the length open is always decoded whole (even to probe it): libsndfile cannot read it.
     """
     path = Path(path)
     name = path.name
