@@ -1,5 +1,5 @@
-"""Channel degradations and augmentations: telephone band and G.711 mu-law, additive white,
-pink, brown or phone-line noise, speed perturbation, gain.
+"""Channel degradations and augmentations: the telephone band with G.711 mu-law or GSM 06.10,
+additive white, pink, brown or phone-line noise, speed perturbation, gain.
 
 Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
 comes only from the ``rng`` argument, so the same seed gives the same output.
@@ -7,9 +7,11 @@ comes only from the ``rng`` argument, so the same seed gives the same output.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import numpy as np
+import soundfile as sf
 import soxr
 from scipy.signal import butter, sosfiltfilt
 
@@ -52,8 +54,29 @@ def telephone(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None)
         float32 [shape=(n,)] at ``sr``.
     """
     del rng
+    return _phone_channel(y, sr, lambda narrow: mulaw_decode(mulaw_encode(narrow)))
+
+
+def gsm(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Simulate a mobile call: 300-3400 Hz, 8 kHz, the GSM 06.10 full-rate codec (13 kbit/s,
+    libsndfile's encoder and decoder), back to ``sr``. Same arguments as :func:`telephone`."""
+    del rng
+    return _phone_channel(y, sr, _gsm_codec)
+
+
+def _gsm_codec(narrow: np.ndarray) -> np.ndarray:
+    """``narrow`` (8 kHz) encoded to GSM 06.10 in memory and decoded again."""
+    encoded = io.BytesIO()
+    sf.write(encoded, np.clip(narrow, -1.0, 1.0), PHONE_SR, format="WAV", subtype="GSM610")
+    encoded.seek(0)
+    decoded, _ = sf.read(encoded, dtype="float32")
+    return np.pad(decoded[: narrow.size], (0, max(0, narrow.size - decoded.size)))
+
+
+def _phone_channel(y: np.ndarray, sr: int, codec: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Band-pass ``y`` to the phone band, resample to 8 kHz, apply ``codec``, come back."""
     if sr < PHONE_SR:
-        raise ValueError(f"telephone() needs a sample rate of at least {PHONE_SR} Hz, got {sr}")
+        raise ValueError(f"a phone channel needs a sample rate of at least {PHONE_SR} Hz, got {sr}")
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         return y.copy()
@@ -61,7 +84,7 @@ def telephone(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None)
     # sosfiltfilt needs a signal longer than its padding; very short inputs use a shorter pad.
     band = sosfiltfilt(sos, y, padlen=min(3 * (2 * len(sos) + 1), y.size - 1))
     narrow = soxr.resample(band.astype(np.float32), sr, PHONE_SR, quality="HQ")
-    line = mulaw_decode(mulaw_encode(narrow))
+    line = codec(narrow)
     out = soxr.resample(line, PHONE_SR, sr, quality="HQ")
     # Resampling ratios may leave the length one sample off: match the input exactly.
     out = np.pad(out[: y.size], (0, max(0, y.size - out.size)))
@@ -226,6 +249,8 @@ def _parse_one(step: str) -> Degradation:
         return _identity
     if name == "telephone" and not arg:
         return lambda y, sr, rng: telephone(y, sr, rng=rng)
+    if name == "gsm" and not arg:
+        return lambda y, sr, rng: gsm(y, sr, rng=rng)
     if name == "noise":
         snr = _number(step, arg, "noise:<SNR in dB>, e.g. noise:20")
         return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr)
@@ -244,7 +269,7 @@ def _parse_one(step: str) -> Degradation:
         db = _number(step, arg, "gain:<dB>, e.g. gain:-12")
         return lambda y, sr, rng: gain(y, db)
     raise ValueError(
-        f"unknown degradation {step!r}: use clean, none, telephone, noise:<SNR dB>, "
+        f"unknown degradation {step!r}: use clean, none, telephone, gsm, noise:<SNR dB>, "
         "pink:<SNR dB>, brown:<SNR dB>, line:<SNR dB>, speed:<factor>, gain:<dB>, "
         "or several joined with '+'"
     )
@@ -253,7 +278,8 @@ def _parse_one(step: str) -> Degradation:
 def parse_degradation(spec: str) -> Degradation:
     """Turn a degradation spec into a function ``(y, sr, rng) -> y``.
 
-    Specs: ``clean`` or ``none`` (identity), ``telephone``, ``noise:<snr_db>`` (white, e.g.
+    Specs: ``clean`` or ``none`` (identity), ``telephone``, ``gsm`` (a mobile call: the phone
+    band and the GSM 06.10 codec), ``noise:<snr_db>`` (white, e.g.
     ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>`` (1/f^2),
     ``line:<snr_db>`` (white noise below 4 kHz, as a phone line adds it), ``speed:<factor>``
     (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined with ``+`` and

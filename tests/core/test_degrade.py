@@ -7,6 +7,7 @@ from core.degrade import (
     add_line_noise,
     add_noise,
     gain,
+    gsm,
     mulaw_decode,
     mulaw_encode,
     parse_degradation,
@@ -64,6 +65,25 @@ def test_telephone_at_8k_and_on_short_input():
 def test_telephone_rejects_rates_below_8k():
     with pytest.raises(ValueError, match="8000"):
         telephone(white(4000), 4000)
+
+
+def voiced(sr: int = 16_000, seconds: float = 1.0) -> np.ndarray:
+    """A 150 Hz harmonic tone with vibrato: speech-like input for a speech codec."""
+    t = np.arange(int(sr * seconds)) / sr
+    phase = 2 * np.pi * np.cumsum(150 + 10 * np.sin(2 * np.pi * 5 * t)) / sr
+    return (0.2 * sum(np.sin(k * phase) / k for k in range(1, 20))).astype(np.float32)
+
+
+def test_gsm_is_a_phone_band_codec_other_than_mulaw():
+    y = voiced()
+    out = gsm(y, 16_000)
+    assert out.shape == y.shape and out.dtype == np.float32
+    np.testing.assert_array_equal(out, gsm(y, 16_000))  # deterministic
+    assert psd_db(out, 16_000, 4100, 7500) < psd_db(out, 16_000, 300, 3400) - 40  # 8 kHz
+    line = telephone(y, 16_000)
+    error_db = 10 * np.log10(np.sum(line**2) / np.sum((out - line) ** 2))
+    assert 3 < error_db < 30  # the same call, through a lossier codec than mu-law (~38 dB)
+    assert gsm(y[:0], 16_000).shape == (0,)
 
 
 def test_mulaw_round_trip_error_is_small():
@@ -151,7 +171,7 @@ def test_add_noise_leaves_silence_alone_and_rejects_bad_snr():
 @pytest.mark.parametrize(
     "spec",
     ["clean", "none", "telephone", "noise:20", "noise:10", "noise:-5", "pink:10", "brown:10"]
-    + ["line:30", "telephone+line:20"],
+    + ["line:30", "telephone+line:20", "gsm", "noise:20+gsm"],
 )
 def test_parse_degradation_is_deterministic(spec):
     f = parse_degradation(spec)
