@@ -64,10 +64,21 @@ def gsm(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> np
     return _phone_channel(y, sr, _gsm_codec)
 
 
+def g721(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Simulate a DECT or old PBX line: 300-3400 Hz, 8 kHz, G.721 ADPCM (32 kbit/s, libsndfile's
+    encoder and decoder), back to ``sr``. Same arguments as :func:`telephone`."""
+    del rng
+    return _phone_channel(y, sr, lambda narrow: _libsndfile_codec(narrow, "G721_32"))
+
+
 def _gsm_codec(narrow: np.ndarray) -> np.ndarray:
-    """``narrow`` (8 kHz) encoded to GSM 06.10 in memory and decoded again."""
+    return _libsndfile_codec(narrow, "GSM610")
+
+
+def _libsndfile_codec(narrow: np.ndarray, subtype: str) -> np.ndarray:
+    """``narrow`` (8 kHz) encoded to a WAV ``subtype`` in memory and decoded again."""
     encoded = io.BytesIO()
-    sf.write(encoded, np.clip(narrow, -1.0, 1.0), PHONE_SR, format="WAV", subtype="GSM610")
+    sf.write(encoded, np.clip(narrow, -1.0, 1.0), PHONE_SR, format="WAV", subtype=subtype)
     encoded.seek(0)
     decoded, _ = sf.read(encoded, dtype="float32")
     return np.pad(decoded[: narrow.size], (0, max(0, narrow.size - decoded.size)))
@@ -251,6 +262,8 @@ def _parse_one(step: str) -> Degradation:
         return lambda y, sr, rng: telephone(y, sr, rng=rng)
     if name == "gsm" and not arg:
         return lambda y, sr, rng: gsm(y, sr, rng=rng)
+    if name == "g721" and not arg:
+        return lambda y, sr, rng: g721(y, sr, rng=rng)
     if name == "noise":
         snr = _number(step, arg, "noise:<SNR in dB>, e.g. noise:20")
         return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr)
@@ -269,8 +282,8 @@ def _parse_one(step: str) -> Degradation:
         db = _number(step, arg, "gain:<dB>, e.g. gain:-12")
         return lambda y, sr, rng: gain(y, db)
     raise ValueError(
-        f"unknown degradation {step!r}: use clean, none, telephone, gsm, noise:<SNR dB>, "
-        "pink:<SNR dB>, brown:<SNR dB>, line:<SNR dB>, speed:<factor>, gain:<dB>, "
+        f"unknown degradation {step!r}: use clean, none, telephone, gsm, g721, "
+        "noise:<SNR dB>, pink:<SNR dB>, brown:<SNR dB>, line:<SNR dB>, speed:<factor>, gain:<dB>, "
         "or several joined with '+'"
     )
 
@@ -278,13 +291,14 @@ def _parse_one(step: str) -> Degradation:
 def parse_degradation(spec: str) -> Degradation:
     """Turn a degradation spec into a function ``(y, sr, rng) -> y``.
 
-    Specs: ``clean`` or ``none`` (identity), ``telephone``, ``gsm`` (a mobile call: the phone
-    band and the GSM 06.10 codec), ``noise:<snr_db>`` (white, e.g.
-    ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>`` (1/f^2),
-    ``line:<snr_db>`` (white noise below 4 kHz, as a phone line adds it), ``speed:<factor>``
-    (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined with ``+`` and
-    applied left to right (``noise:20+telephone`` = a noisy room heard over the phone,
-    ``telephone+line:30`` = a call with line noise). Case and spaces around names do not matter.
+    Specs: ``clean`` or ``none`` (identity); phone channels ``telephone`` (G.711 mu-law),
+    ``gsm`` (a mobile call: GSM 06.10) and ``g721`` (G.721 ADPCM), each 300-3400 Hz at 8 kHz;
+    ``noise:<snr_db>`` (white, e.g. ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g.
+    ``pink:10``), ``brown:<snr_db>`` (1/f^2), ``line:<snr_db>`` (white noise below 4 kHz, as a
+    phone line adds it), ``speed:<factor>`` (e.g. ``speed:0.9``), ``gain:<db>`` (e.g.
+    ``gain:-12``), or steps joined with ``+`` and applied left to right (``noise:20+telephone``
+    = a noisy room heard over the phone, ``telephone+line:30`` = a call with line noise). Case
+    and spaces around names do not matter.
 
     Raises:
         ValueError: the spec is empty or a step is unknown or malformed.

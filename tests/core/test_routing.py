@@ -19,7 +19,14 @@ from core.training import featurize, train_model
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
 WIDEBAND = ("clean", "noise:10", "pink:10", "brown:10", "speed:1.1", "gain:-20")
-NARROWBAND = ("telephone", "noise:20+telephone", "speed:0.9+telephone", "telephone+line:20", "gsm")
+NARROWBAND = (
+    "telephone",
+    "noise:20+telephone",
+    "speed:0.9+telephone",
+    "telephone+line:20",
+    "gsm",
+    "g721",
+)
 
 
 @pytest.fixture(scope="module")
