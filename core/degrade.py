@@ -1,5 +1,5 @@
-"""Channel degradations and augmentations: the telephone band with G.711 mu-law or GSM 06.10,
-additive white, pink, brown or phone-line noise, speed perturbation, gain.
+"""Channel degradations and augmentations: the telephone band with G.711 mu-law, GSM 06.10 or
+G.721, additive white, pink, brown or phone-line noise, speed perturbation, gain.
 
 Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
 comes only from the ``rng`` argument, so the same seed gives the same output.
@@ -61,7 +61,7 @@ def gsm(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> np
     """Simulate a mobile call: 300-3400 Hz, 8 kHz, the GSM 06.10 full-rate codec (13 kbit/s,
     libsndfile's encoder and decoder), back to ``sr``. Same arguments as :func:`telephone`."""
     del rng
-    return _phone_channel(y, sr, _gsm_codec)
+    return _phone_channel(y, sr, lambda narrow: _libsndfile_codec(narrow, "GSM610"))
 
 
 def g721(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -69,10 +69,6 @@ def g721(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> n
     encoder and decoder), back to ``sr``. Same arguments as :func:`telephone`."""
     del rng
     return _phone_channel(y, sr, lambda narrow: _libsndfile_codec(narrow, "G721_32"))
-
-
-def _gsm_codec(narrow: np.ndarray) -> np.ndarray:
-    return _libsndfile_codec(narrow, "GSM610")
 
 
 def _libsndfile_codec(narrow: np.ndarray, subtype: str) -> np.ndarray:
