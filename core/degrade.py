@@ -249,17 +249,17 @@ def _identity(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)
 
 
+_PHONE_CHANNELS = {"telephone": telephone, "gsm": gsm, "g721": g721}
+
+
 def _parse_one(step: str) -> Degradation:
     name, _, arg = step.partition(":")
     name = name.strip().lower()
     if name in ("clean", "none") and not arg:
         return _identity
-    if name == "telephone" and not arg:
-        return lambda y, sr, rng: telephone(y, sr, rng=rng)
-    if name == "gsm" and not arg:
-        return lambda y, sr, rng: gsm(y, sr, rng=rng)
-    if name == "g721" and not arg:
-        return lambda y, sr, rng: g721(y, sr, rng=rng)
+    if name in _PHONE_CHANNELS and not arg:
+        channel = _PHONE_CHANNELS[name]
+        return lambda y, sr, rng: channel(y, sr, rng=rng)
     if name == "noise":
         snr = _number(step, arg, "noise:<SNR in dB>, e.g. noise:20")
         return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr)
