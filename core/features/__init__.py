@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from core.errors import FeatureSetError
 from core.features.base import FeatureSet
-from core.features.emo import EMO, EMO_HIGHPASS, EMO_TRACKED
+from core.features.emo import EMO, EMO_HIGHPASS
 from core.features.seed import SEED180
 
 __all__ = ["FeatureSet", "feature_sets", "get_feature_set"]
 
-_ALL: tuple[FeatureSet, ...] = (SEED180, EMO, EMO_HIGHPASS, EMO_TRACKED)
+_ALL: tuple[FeatureSet, ...] = (SEED180, EMO, EMO_HIGHPASS)
 
 
 def feature_sets() -> list[FeatureSet]:

@@ -27,7 +27,6 @@ import scipy.signal
 import scipy.sparse
 
 from core.errors import NonFiniteAudioError
-from core.features import pitch
 from core.features.base import FeatureSet, as_features, as_signal
 from core.features.spectral import dct_matrix
 
@@ -54,9 +53,7 @@ def _tables() -> dict[str, np.ndarray | scipy.sparse.csr_matrix]:
     window = librosa.filters.get_window("hann", WIN, fftbins=True).astype(np.float32)
     freqs = np.fft.rfftfreq(N_FFT, 1 / SAMPLE_RATE).astype(np.float32)
     mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=50.0, fmax=7600.0)
-    window_power = np.abs(np.fft.rfft(window, N_FFT)) ** 2
-    win_ac = np.fft.irfft(window_power, N_FFT)[: WIN // 2 + 2]
-    win_ac_c = np.fft.irfft(window_power**pitch.COMPRESSION, N_FFT)[: WIN // 2 + 2]
+    win_ac = np.fft.irfft(np.abs(np.fft.rfft(window, N_FFT)) ** 2, N_FFT)[: WIN // 2 + 2]
     lag_lo, lag_hi = int(SAMPLE_RATE / F0_MAX), int(np.ceil(SAMPLE_RATE / F0_MIN))
     slope_band = freqs <= 4000.0
     slope_x = np.where(slope_band, freqs - freqs[slope_band].mean(), 0.0)
@@ -65,7 +62,6 @@ def _tables() -> dict[str, np.ndarray | scipy.sparse.csr_matrix]:
         "freqs": freqs,
         "mel_t": scipy.sparse.csr_matrix(mel.T.astype(np.float32)),
         "win_ac": (win_ac / win_ac[0]).astype(np.float32),
-        "win_ac_c": (win_ac_c / win_ac_c[0]).astype(np.float32),
         "lags": np.array([lag_lo, lag_hi]),
         "low_1k": freqs < 1000.0,
         "band_1k_5k": (freqs >= 1000.0) & (freqs < 5000.0),
@@ -81,11 +77,8 @@ def _tables() -> dict[str, np.ndarray | scipy.sparse.csr_matrix]:
     return tables
 
 
-def _frame_descriptors(y: np.ndarray, *, tracked: bool = False) -> dict[str, np.ndarray]:
-    """Per-frame descriptors, each [shape=(t,)] or [shape=(t, k)], float32.
-
-    ``tracked``: F0 from :mod:`core.features.pitch` (``emo@3``) instead of a per-frame pick.
-    """
+def _frame_descriptors(y: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame descriptors, each [shape=(t,)] or [shape=(t, k)], float32."""
     tb = _tables()
     padded = np.pad(y, WIN // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, WIN)[::HOP]
@@ -96,9 +89,6 @@ def _frame_descriptors(y: np.ndarray, *, tracked: bool = False) -> dict[str, np.
         for k, d in _FRAME_DIMS.items()
     }
     prev_norm = None
-    if tracked:
-        lags = np.empty((n, pitch.N_CANDIDATES), np.float32)
-        scores = np.empty((n, pitch.N_CANDIDATES), np.float32)
     for s in range(0, n, BLOCK):
         raw = frames[s : s + BLOCK]
         e = s + len(raw)
@@ -122,18 +112,9 @@ def _frame_descriptors(y: np.ndarray, *, tracked: bool = False) -> dict[str, np.
         ac = scipy.fft.irfft(power, n=N_FFT, axis=1, workers=1)[:, : lag_hi + 2]
         ac /= ac[:, :1] + np.float32(1e-12)
         ac /= tb["win_ac"][: lag_hi + 2]
-        if tracked:
-            out["voicing"][s:e] = _voicing_strength(ac, lag_lo, lag_hi)
-            acc = scipy.fft.irfft(pitch.compress(power), n=N_FFT, axis=1, workers=1)
-            acc = acc[:, : lag_hi + 2]
-            acc /= acc[:, :1] + np.float32(1e-12)
-            acc /= tb["win_ac_c"][: lag_hi + 2]
-            lags[s:e], scores[s:e] = pitch.lag_candidates(acc, lag_lo, lag_hi)
-        else:
-            out["f0"][s:e], out["voicing"][s:e] = _pick_pitch(ac, lag_lo, lag_hi)
-    if tracked:
-        path = pitch.track(lags, scores, out["voicing"] >= VOICING_THRESHOLD)
-        out["f0"][:] = SAMPLE_RATE / path
+        f0, strength = _pick_pitch(ac, lag_lo, lag_hi)
+        out["f0"][s:e] = f0
+        out["voicing"][s:e] = strength
     return out
 
 
@@ -174,7 +155,10 @@ def _pick_pitch(ac: np.ndarray, lag_lo: int, lag_hi: int) -> tuple[np.ndarray, n
     Takes the shortest-lag local maximum within 10% of the best one (guards against picking a
     sub-harmonic), refined by parabolic interpolation.
     """
-    seg, is_peak, peaks = _peaks(ac, lag_lo, lag_hi)
+    seg = ac[:, lag_lo - 1 : lag_hi + 2]
+    mid = seg[:, 1:-1]
+    is_peak = (mid > seg[:, :-2]) & (mid >= seg[:, 2:])
+    peaks = np.where(is_peak, mid, -np.inf)
     best = peaks.max(axis=1, keepdims=True)
     pick = np.argmax(is_peak & (peaks >= 0.9 * best), axis=1)
     rows = np.arange(len(ac))
@@ -184,22 +168,6 @@ def _pick_pitch(ac: np.ndarray, lag_lo: int, lag_hi: int) -> tuple[np.ndarray, n
     lag = lag_lo + pick + np.clip(shift, -0.5, 0.5)
     strength = np.where(np.isfinite(best[:, 0]), np.minimum(centre, 1.0), 0.0)
     return (SAMPLE_RATE / lag).astype(np.float32), strength.astype(np.float32)
-
-
-def _peaks(ac: np.ndarray, lag_lo: int, lag_hi: int) -> tuple[np.ndarray, ...]:
-    """The lag range of ``ac`` with one lag each side, where it has local maxima, their values
-    (-inf elsewhere)."""
-    seg = ac[:, lag_lo - 1 : lag_hi + 2]
-    mid = seg[:, 1:-1]
-    is_peak = (mid > seg[:, :-2]) & (mid >= seg[:, 2:])
-    return seg, is_peak, np.where(is_peak, mid, -np.inf)
-
-
-def _voicing_strength(ac: np.ndarray, lag_lo: int, lag_hi: int) -> np.ndarray:
-    """The highest local maximum of each frame's autocorrelation in the lag range, at most 1
-    (0 without one): the periodicity whatever lag the F0 track takes [shape=(t,)]."""
-    best = _peaks(ac, lag_lo, lag_hi)[2].max(axis=1)
-    return np.where(np.isfinite(best), np.minimum(best, 1.0), 0.0).astype(np.float32)
 
 
 def _stats(x: np.ndarray) -> np.ndarray:
@@ -239,24 +207,17 @@ def extract_emo_highpass(y: np.ndarray, sr: int) -> np.ndarray:
     return _extract(scipy.signal.sosfilt(_highpass(), y).astype(np.float32))
 
 
-def extract_emo_tracked(y: np.ndarray, sr: int) -> np.ndarray:
-    """``emo@3`` features: ``emo@2`` with F0 tracked by :mod:`core.features.pitch`, which keeps
-    its octave on telephone audio. Same arguments as :func:`extract_emo`."""
-    y = as_signal(y, sr, sample_rate=SAMPLE_RATE, min_duration_s=MIN_DURATION_S)
-    return _extract(scipy.signal.sosfilt(_highpass(), y).astype(np.float32), tracked=True)
-
-
 @lru_cache(maxsize=1)
 def _highpass() -> np.ndarray:
     return scipy.signal.butter(4, HIGHPASS_HZ, btype="highpass", fs=SAMPLE_RATE, output="sos")
 
 
-def _extract(y: np.ndarray, *, tracked: bool = False) -> np.ndarray:
+def _extract(y: np.ndarray) -> np.ndarray:
     peak = np.abs(y).max()
     if not np.isfinite(peak):
         raise NonFiniteAudioError("audio holds NaN or infinite samples")
     # peak-normalise: every level below is relative, and the numeric floors are too
-    d = _frame_descriptors(y / peak if peak > 0 else y, tracked=tracked)
+    d = _frame_descriptors(y / peak if peak > 0 else y)
     n = len(d["energy_db"])
     t = np.arange(n, dtype=np.float32) * (HOP / SAMPLE_RATE)
 
@@ -432,15 +393,4 @@ EMO_HIGHPASS = FeatureSet(
     min_duration_s=MIN_DURATION_S,
     extract=extract_emo_highpass,
     description="emo@1 after an 80 Hz high-pass: low-frequency noise stays out of every statistic",
-)
-
-EMO_TRACKED = FeatureSet(
-    name="emo",
-    version=3,
-    dim=EMO_DIM,
-    sample_rate=SAMPLE_RATE,
-    min_duration_s=MIN_DURATION_S,
-    extract=extract_emo_tracked,
-    description="emo@2 with F0 tracked across frames on a compressed autocorrelation: "
-    "no octave jumps on telephone audio",
 )

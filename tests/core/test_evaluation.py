@@ -30,7 +30,7 @@ def blobs(n_speakers: int, per_class: int = 3, classes=("a", "b", "c"), dim: int
 
 
 def test_feature_set_names_take_an_optional_version():
-    assert resolve_feature_set("emo-mlp5-temp", None).id == "emo@3"  # the latest
+    assert resolve_feature_set("emo-mlp5-temp", None).id == "emo@2"  # the latest
     assert resolve_feature_set("emo-mlp5-temp", "emo@1").id == "emo@1"
     assert resolve_feature_set("seed-300", "seed180").id == "seed180@1"
     for bad in ("emo@x", "emo@9", "nope"):

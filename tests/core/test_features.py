@@ -223,7 +223,7 @@ def tone(f0: float, seconds: float = 1.0) -> np.ndarray:
 
 def test_emo_is_registered() -> None:
     latest, first = get_feature_set("emo"), get_feature_set("emo", 1)
-    assert latest.id == "emo@3" and first.id == "emo@1"
+    assert latest.id == "emo@2" and first.id == "emo@1"
     assert latest.dim == first.dim and latest.sample_rate == first.sample_rate == SR
 
 
