@@ -1,5 +1,6 @@
 """Channel degradations and augmentations: the telephone band with G.711 mu-law, GSM 06.10 or
-G.721, additive white, pink, brown or phone-line noise, speed perturbation, gain.
+G.721, an 8 kHz VoIP recording, a lower recording rate, additive white, pink, brown or
+phone-line noise, speed perturbation, gain.
 
 Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
 comes only from the ``rng`` argument, so the same seed gives the same output.
@@ -71,6 +72,37 @@ def g721(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> n
     return _phone_channel(y, sr, lambda narrow: _libsndfile_codec(narrow, "G721_32"))
 
 
+def voip(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Simulate a call as a VoIP recorder stores it: 8 kHz G.711 mu-law with the whole 0-4 kHz
+    band, without the analogue 300-3400 Hz band-pass of :func:`telephone` (digital lines,
+    softphones and call-centre recorders keep the voice's fundamental), back to ``sr``. Same
+    arguments as :func:`telephone`."""
+    del rng
+    return _phone_channel(y, sr, lambda narrow: mulaw_decode(mulaw_encode(narrow)), band=None)
+
+
+def lower_rate(y: np.ndarray, sr: int, rate: float) -> np.ndarray:
+    """``y`` as if recorded at ``rate`` Hz: resampled down (soxr, whose anti-aliasing filter
+    removes everything above ``rate / 2``) and back up to ``sr``. A rate at or above ``sr``
+    loses nothing. Returns float32 [shape=(n,)], the length of ``y``.
+
+    Raises:
+        ValueError: ``rate`` is not a positive number.
+    """
+    if not rate > 0:
+        raise ValueError(f"the recording rate must be a positive number of Hz, got {rate}")
+    y = np.asarray(y, dtype=np.float32)
+    if rate >= sr or y.size == 0:
+        return y.copy()
+    down = soxr.resample(y, sr, rate, quality="HQ")
+    return _same_length(soxr.resample(down, rate, sr, quality="HQ"), y.size)
+
+
+def _same_length(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` cut or zero-padded to ``n`` samples, float32 (resampling may leave it one off)."""
+    return np.pad(x[:n], (0, max(0, n - x.size))).astype(np.float32)
+
+
 def _libsndfile_codec(narrow: np.ndarray, subtype: str) -> np.ndarray:
     """``narrow`` (8 kHz) encoded to a WAV ``subtype`` in memory and decoded again."""
     encoded = io.BytesIO()
@@ -80,22 +112,26 @@ def _libsndfile_codec(narrow: np.ndarray, subtype: str) -> np.ndarray:
     return np.pad(decoded[: narrow.size], (0, max(0, narrow.size - decoded.size)))
 
 
-def _phone_channel(y: np.ndarray, sr: int, codec: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Band-pass ``y`` to the phone band, resample to 8 kHz, apply ``codec``, come back."""
+def _phone_channel(
+    y: np.ndarray,
+    sr: int,
+    codec: Callable[[np.ndarray], np.ndarray],
+    band: tuple[float, float] | None = PHONE_BAND_HZ,
+) -> np.ndarray:
+    """Band-pass ``y`` to ``band`` (None: no band-pass), resample to 8 kHz, apply ``codec``,
+    come back."""
     if sr < PHONE_SR:
         raise ValueError(f"a phone channel needs a sample rate of at least {PHONE_SR} Hz, got {sr}")
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         return y.copy()
-    sos = butter(6, PHONE_BAND_HZ, btype="bandpass", fs=sr, output="sos")
-    # sosfiltfilt needs a signal longer than its padding; very short inputs use a shorter pad.
-    band = sosfiltfilt(sos, y, padlen=min(3 * (2 * len(sos) + 1), y.size - 1))
-    narrow = soxr.resample(band.astype(np.float32), sr, PHONE_SR, quality="HQ")
+    if band is not None:
+        sos = butter(6, band, btype="bandpass", fs=sr, output="sos")
+        # sosfiltfilt needs a signal longer than its padding; very short inputs use a shorter pad
+        y = sosfiltfilt(sos, y, padlen=min(3 * (2 * len(sos) + 1), y.size - 1)).astype(np.float32)
+    narrow = soxr.resample(y, sr, PHONE_SR, quality="HQ")
     line = codec(narrow)
-    out = soxr.resample(line, PHONE_SR, sr, quality="HQ")
-    # Resampling ratios may leave the length one sample off: match the input exactly.
-    out = np.pad(out[: y.size], (0, max(0, y.size - out.size)))
-    return out.astype(np.float32)
+    return _same_length(soxr.resample(line, PHONE_SR, sr, quality="HQ"), y.size)
 
 
 def add_line_noise(
@@ -249,7 +285,7 @@ def _identity(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)
 
 
-_PHONE_CHANNELS = {"telephone": telephone, "gsm": gsm, "g721": g721}
+_PHONE_CHANNELS = {"telephone": telephone, "gsm": gsm, "g721": g721, "voip": voip}
 
 
 def _parse_one(step: str) -> Degradation:
@@ -277,10 +313,15 @@ def _parse_one(step: str) -> Degradation:
     if name == "gain":
         db = _number(step, arg, "gain:<dB>, e.g. gain:-12")
         return lambda y, sr, rng: gain(y, db)
+    if name == "rate":
+        rate = _number(step, arg, "rate:<Hz>, e.g. rate:11025")
+        if rate <= 0:
+            raise ValueError(f"bad degradation {step!r}: the recording rate must be > 0 Hz")
+        return lambda y, sr, rng: lower_rate(y, sr, rate)
     raise ValueError(
-        f"unknown degradation {step!r}: use clean, none, telephone, gsm, g721, "
+        f"unknown degradation {step!r}: use clean, none, telephone, gsm, g721, voip, "
         "noise:<SNR dB>, pink:<SNR dB>, brown:<SNR dB>, line:<SNR dB>, speed:<factor>, gain:<dB>, "
-        "or several joined with '+'"
+        "rate:<Hz>, or several joined with '+'"
     )
 
 
@@ -288,13 +329,15 @@ def parse_degradation(spec: str) -> Degradation:
     """Turn a degradation spec into a function ``(y, sr, rng) -> y``.
 
     Specs: ``clean`` or ``none`` (identity); phone channels ``telephone`` (G.711 mu-law),
-    ``gsm`` (a mobile call: GSM 06.10) and ``g721`` (G.721 ADPCM), each 300-3400 Hz at 8 kHz;
-    ``noise:<snr_db>`` (white, e.g. ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g.
-    ``pink:10``), ``brown:<snr_db>`` (1/f^2), ``line:<snr_db>`` (white noise below 4 kHz, as a
-    phone line adds it), ``speed:<factor>`` (e.g. ``speed:0.9``), ``gain:<db>`` (e.g.
-    ``gain:-12``), or steps joined with ``+`` and applied left to right (``noise:20+telephone``
-    = a noisy room heard over the phone, ``telephone+line:30`` = a call with line noise). Case
-    and spaces around names do not matter.
+    ``gsm`` (a mobile call: GSM 06.10) and ``g721`` (G.721 ADPCM), each 300-3400 Hz at 8 kHz,
+    and ``voip`` (G.711 mu-law at 8 kHz, the whole band up to 4 kHz); ``rate:<hz>`` (recorded
+    at a lower sample rate, e.g. ``rate:11025``); ``noise:<snr_db>`` (white, e.g.
+    ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>``
+    (1/f^2), ``line:<snr_db>`` (white noise below 4 kHz, as a phone line adds it),
+    ``speed:<factor>`` (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined
+    with ``+`` and applied left to right (``noise:20+telephone`` = a noisy room heard over the
+    phone, ``telephone+line:30`` = a call with line noise). Case and spaces around names do not
+    matter.
 
     Raises:
         ValueError: the spec is empty or a step is unknown or malformed.

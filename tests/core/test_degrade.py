@@ -9,11 +9,13 @@ from core.degrade import (
     g721,
     gain,
     gsm,
+    lower_rate,
     mulaw_decode,
     mulaw_encode,
     parse_degradation,
     speed,
     telephone,
+    voip,
 )
 
 
@@ -66,6 +68,42 @@ def test_telephone_at_8k_and_on_short_input():
 def test_telephone_rejects_rates_below_8k():
     with pytest.raises(ValueError, match="8000"):
         telephone(white(4000), 4000)
+
+
+@pytest.mark.parametrize("sr", [16_000, 48_000])
+def test_voip_keeps_the_whole_band_below_4k(sr):
+    y = white(sr)
+    out = voip(y, sr)
+    assert out.shape == y.shape and out.dtype == np.float32
+    assert abs(band_db(out, y, sr, 100, 3800)) < 1.0  # the fundamental region stays
+    assert band_db(out, y, sr, 4200, 7500) < -30
+    np.testing.assert_array_equal(out, voip(y, sr))
+    assert voip(y[:0], sr).shape == (0,)
+
+
+def test_voip_is_the_telephone_codec_without_the_band_pass():
+    y = voiced()
+    assert np.array_equal(voip(y, 16_000), voip(y, 16_000))
+    low = band_db(voip(y, 16_000), telephone(y, 16_000), 16_000, 100, 250)
+    assert low > 20  # telephone removed the 150 Hz fundamental; voip kept it
+
+
+@pytest.mark.parametrize(("rate", "sr"), [(8_000, 16_000), (11_025, 16_000), (12_000, 48_000)])
+def test_lower_rate_keeps_the_band_below_half_the_rate(rate, sr):
+    y = white(sr)
+    out = lower_rate(y, sr, rate)
+    assert out.shape == y.shape and out.dtype == np.float32
+    assert abs(band_db(out, y, sr, 100, 0.45 * rate)) < 1.0
+    assert band_db(out, y, sr, 0.55 * rate, sr / 2) < -30
+
+
+def test_lower_rate_at_or_above_the_rate_is_identity():
+    y = white(16_000, 0.5)
+    np.testing.assert_array_equal(lower_rate(y, 16_000, 16_000), y)
+    np.testing.assert_array_equal(lower_rate(y, 16_000, 44_100), y)
+    assert lower_rate(y[:0], 16_000, 8_000).shape == (0,)
+    with pytest.raises(ValueError, match="positive"):
+        lower_rate(y, 16_000, 0)
 
 
 def voiced(sr: int = 16_000, seconds: float = 1.0) -> np.ndarray:
@@ -173,7 +211,8 @@ def test_add_noise_leaves_silence_alone_and_rejects_bad_snr():
 @pytest.mark.parametrize(
     "spec",
     ["clean", "none", "telephone", "noise:20", "noise:10", "noise:-5", "pink:10", "brown:10"]
-    + ["line:30", "telephone+line:20", "gsm", "noise:20+gsm", "g721"],
+    + ["line:30", "telephone+line:20", "gsm", "noise:20+gsm", "g721", "voip", "voip+line:30"]
+    + ["rate:8000", "rate:11025", "noise:20+rate:12000"],
 )
 def test_parse_degradation_is_deterministic(spec):
     f = parse_degradation(spec)
@@ -198,7 +237,8 @@ def test_parse_degradation_chains_left_to_right():
 @pytest.mark.parametrize(
     "spec",
     ["", "noise", "noise:", "noise:x", "noise:inf", "reverb", "telephone:3", "+", "clean+"]
-    + ["speed", "speed:0", "speed:-1", "speed:x", "gain", "gain:nan", "gain:loud", "line:"],
+    + ["speed", "speed:0", "speed:-1", "speed:x", "gain", "gain:nan", "gain:loud", "line:"]
+    + ["voip:1", "rate", "rate:0", "rate:-8000", "rate:x"],
 )
 def test_parse_degradation_rejects_bad_specs(spec):
     with pytest.raises(ValueError, match="degradation"):
