@@ -14,12 +14,19 @@ way ``aer evaluate`` does, at a fifth of the cost:
   ``emo-mlp5-temp``: the temperature never moves the argmax, so UAR is the same, with 5 MLP fits
   per side instead of 25.
 
-Recipes (``--recipes``): ``ship`` is the aer8 2026.11.25-4 copy list (models/aer8.md); ``bw`` adds
-the bandwidth copies ``BANDWIDTH``. Prints per-condition UAR (mean over folds) and the per-fold
-paired difference against the first recipe, and the share of test clips routed to the telephone
-model. Features come from the feature cache (``--cache-dir``; missing ones are extracted).
+Recipes (``--recipes``): ``ship`` is the aer8 2026.11.25-4 copy list (models/aer8.md); ``bw`` and
+``bw2`` add the bandwidth copies ``BANDWIDTH`` or ``BANDWIDTH2`` (``bw2`` is aer8 2026.12.01-1);
+``ship-nofloor`` is ``ship`` with the telephone model blind to the columns a phone line leaves
+at emo's spectral floor (the means and standard deviations of the mel bands above 4.2 kHz: on
+telephone rows the stds move by 0.02 dB, which the scaler blows up to unit variance).
+
+Prints per-condition UAR (mean over folds), the per-fold paired difference against the first
+recipe, and the share of test clips routed to the telephone model. Features come from the
+feature cache (``--cache-dir``; missing ones are extracted).
 
     python benchmarks/explore_bandwidth.py --recipes ship bw --jobs 2
+    python benchmarks/explore_bandwidth.py --recipes bw bw2 --jobs 2
+    python benchmarks/explore_bandwidth.py --recipes ship ship-nofloor --jobs 2
 """
 
 from __future__ import annotations
@@ -52,7 +59,10 @@ BANDWIDTH2 = (
     "voip,speed:0.9+voip,speed:1.1+voip,noise:15+voip,pink:15+voip,voip+line:30,"
     "rate:10000,rate:11025,rate:12000"
 ).split(",")
-RECIPES = {"ship": SHIP, "bw": SHIP + BANDWIDTH, "bw2": SHIP + BANDWIDTH2}
+RECIPES = {"ship": SHIP, "bw": SHIP + BANDWIDTH, "bw2": SHIP + BANDWIDTH2, "ship-nofloor": SHIP}
+#: emo columns the telephone model does not see, per recipe: top-band means and stds
+FLOOR_COLUMNS = np.r_[33:40, 72:80]
+NARROW_DROPS = {"ship-nofloor": FLOOR_COLUMNS}
 TESTS = (
     None, "telephone", "gsm", "telephone+line:20", "noise:20+telephone",
     "voip", "voip+line:20", "noise:20+voip", "rate:8000",
@@ -81,7 +91,7 @@ def main() -> None:
     clean = tables[None]
     folds = list(splits(clean, "speaker", fold_seed=args.fold_seed))
     runs = Parallel(n_jobs=args.jobs)(
-        delayed(score_fold)(rows, clean.labels, RECIPES[r], train, test)
+        delayed(score_fold)(rows, clean.labels, RECIPES[r], train, test, NARROW_DROPS.get(r))
         for r in args.recipes
         for train, test in folds
     )
@@ -104,18 +114,20 @@ def main() -> None:
         print(f"{cond or 'clean':<22}{routed:>8.2f}" + "".join(f"{c:>24}" for c in cells))
 
 
-def score_fold(rows: dict, labels: np.ndarray, copies: list[str], train, test) -> dict:
-    """Fit the router (emo-mlp5 per side) on one fold's training rows; UAR per test audio."""
+def score_fold(rows: dict, labels: np.ndarray, copies: list[str], train, test, drop=None) -> dict:
+    """Fit the router (emo-mlp5 per side) on one fold's training rows; UAR per test audio.
+    ``drop``: columns the narrowband model does not see."""
     X = np.vstack([rows[None][train]] + [rows[spec][train] for spec in copies])
     y = np.tile(labels[train], 1 + len(copies))
     narrow = narrowband_rows(X)
+    keep = np.setdiff1d(np.arange(X.shape[1]), [] if drop is None else drop)
     wide_model = fit_pipeline("emo-mlp5", X[~narrow], y[~narrow])[0]
-    narrow_model = fit_pipeline("emo-mlp5", X[narrow], y[narrow])[0]
+    narrow_model = fit_pipeline("emo-mlp5", X[narrow][:, keep], y[narrow])[0]
     out = {}
     for cond in TESTS:
         Xt = rows[cond][test]
         routes = narrowband_rows(Xt)
-        pred = np.where(routes, narrow_model.predict(Xt), wide_model.predict(Xt))
+        pred = np.where(routes, narrow_model.predict(Xt[:, keep]), wide_model.predict(Xt))
         out[cond] = balanced_accuracy_score(labels[test], pred)
     return out
 

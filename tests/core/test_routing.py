@@ -19,6 +19,7 @@ from core.training import featurize, train_model
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
 WIDEBAND = ("clean", "noise:10", "pink:10", "brown:10", "speed:1.1", "gain:-20")
+WIDEBAND += ("rate:11025", "rate:12000", "rate:14000")  # 11-16 kHz recordings
 NARROWBAND = (
     "telephone",
     "noise:20+telephone",
@@ -26,6 +27,9 @@ NARROWBAND = (
     "telephone+line:20",
     "gsm",
     "g721",
+    "voip",  # 8 kHz with the whole 0-4 kHz band
+    "rate:8000",
+    "voip+line:20",
 )
 
 
