@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from core.datasets import parse_ravdess_name
 from core.predict import FilePrediction, predict_file, predict_files
@@ -47,6 +48,26 @@ def test_default_model_on_fixture_clips(default_model):
         assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
         assert p.confidence == max(p.probabilities.values())
         assert (p.sample_rate, p.channels) == (16000, 1) and 2.0 < p.duration_s < 6.0
+
+
+@pytest.mark.parametrize(
+    ("rate", "subtype"),
+    [(8_000, "ULAW"), (8_000, "PCM_16"), (11_025, "PCM_16"), (12_000, "PCM_16")],
+)
+def test_default_model_on_fixture_clips_recorded_at_lower_rates(default_model, tmp_path, rate,
+                                                                subtype):  # fmt: skip
+    """The same clips stored as other recorders store them: 8 kHz mu-law or PCM with the whole
+    0-4 kHz band (VoIP, call-centre recorders), 11.025 or 12 kHz. The 2026.11.25-4 model, which
+    had seen only the 300-3400 Hz phone band and 16 kHz audio, got 5-8 of 16 here."""
+    correct = 0
+    for clip in CLIPS:
+        y, sr = sf.read(clip, dtype="float32")
+        path = tmp_path / f"{clip.stem}-{rate}.wav"
+        sf.write(path, soxr.resample(y, sr, rate), rate, subtype=subtype)
+        p = predict_file(default_model, path)
+        assert p.ok and p.sample_rate == rate
+        correct += p.label == parse_ravdess_name(clip).emotion
+    assert correct >= 12, f"only {correct}/16 fixture clips right at {rate} Hz {subtype}"
 
 
 def test_seed4_model_on_its_classes(registry):
