@@ -1,7 +1,8 @@
 """Call recordings as emotion timelines: segments stored per channel by the real worker.
 
-A stereo 8 kHz mu-law "call" is built from fixture clips (different speakers on channels 0 and
-1, with pauses) and run as folder jobs, split and mixed, on SQLite and PostgreSQL.
+A stereo 8 kHz mu-law "call" is built from the 16 fixture clips (turns alternating between
+channels 0 and 1 with pauses, so that each channel hears one clip of each emotion) and run as
+folder jobs, split and mixed, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from worker.tasks import enqueue_chunk, enqueue_enumeration
 
 CLIPS = sorted(FIXTURE_CLIPS.glob("*.flac"))
 CALL_SR = 8_000
-#: (channel, fixture clip) in speaking order: two turns each, different emotions.
-TURNS = [(0, 4), (1, 6), (0, 8), (1, 12)]
+#: (channel, fixture clip) in speaking order. The clips are sorted by emotion code, two per
+#: emotion, so alternating channels gives each channel all eight emotions.
+TURNS = [(i % 2, i) for i in range(16)]
 #: How far VAD may widen a segment beyond the clip it belongs to (seconds).
 SLACK_S = 0.5
 
-pytestmark = pytest.mark.skipif(len(CLIPS) < 13, reason="fixture clips missing")
+pytestmark = pytest.mark.skipif(len(CLIPS) < len(TURNS), reason="fixture clips missing")
 
 
 def write_call(path: Path) -> list[tuple[int, float, float]]:
