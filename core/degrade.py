@@ -1,6 +1,6 @@
 """Channel degradations and augmentations: the telephone band with G.711 mu-law, GSM 06.10 or
-G.721, an 8 kHz VoIP recording, a lower recording rate, additive white, pink, brown or
-phone-line noise, speed perturbation, gain.
+G.721, an 8 kHz VoIP recording, an Opus call, a lower recording rate, additive white, pink,
+brown or phone-line noise, speed perturbation, gain.
 
 Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
 comes only from the ``rng`` argument, so the same seed gives the same output.
@@ -79,6 +79,42 @@ def voip(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> n
     arguments as :func:`telephone`."""
     del rng
     return _phone_channel(y, sr, lambda narrow: mulaw_decode(mulaw_encode(narrow)), band=None)
+
+
+#: Sample rates an Opus stream can carry; other signals are coded at 48 kHz.
+OPUS_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)
+#: libsndfile sets the Opus bitrate from its compression level: 256 kbit/s at 0, 6 at 1.
+_OPUS_KBPS_RANGE = (6.0, 256.0)
+
+
+def opus(y: np.ndarray, sr: int, kbps: float) -> np.ndarray:
+    """Simulate a VoIP or video call through Opus (WebRTC, Teams, most softphones) at about
+    ``kbps`` kbit/s (variable bitrate, libsndfile's libopus encoder and decoder, in memory), at
+    ``sr`` when Opus can carry that rate, else at 48 kHz; back to ``sr``. At low bitrates the
+    encoder itself narrows the band. Returns float32 [shape=(n,)], the length of ``y``.
+
+    Raises:
+        ValueError: ``kbps`` is outside 6-256 kbit/s.
+    """
+    low, high = _OPUS_KBPS_RANGE
+    if not low <= kbps <= high:
+        raise ValueError(f"the Opus bitrate must be {low:g}-{high:g} kbit/s, got {kbps}")
+    y = np.asarray(y, dtype=np.float32)
+    if y.size == 0:
+        return y.copy()
+    rate = sr if sr in OPUS_RATES else 48_000
+    coded = y if rate == sr else soxr.resample(y, sr, rate, quality="HQ")
+    encoded = io.BytesIO()
+    level = (high - kbps) / (high - low)
+    with sf.SoundFile(
+        encoded, "w", rate, 1, format="OGG", subtype="OPUS", compression_level=level
+    ) as f:
+        f.write(np.clip(coded, -1.0, 1.0))
+    encoded.seek(0)
+    decoded, _ = sf.read(encoded, dtype="float32")
+    if rate != sr:
+        decoded = soxr.resample(decoded, rate, sr, quality="HQ")
+    return _same_length(decoded, y.size)
 
 
 def lower_rate(y: np.ndarray, sr: int, rate: float) -> np.ndarray:
@@ -313,6 +349,12 @@ def _parse_one(step: str) -> Degradation:
     if name == "gain":
         db = _number(step, arg, "gain:<dB>, e.g. gain:-12")
         return lambda y, sr, rng: gain(y, db)
+    if name == "opus":
+        kbps = _number(step, arg, "opus:<kbit/s>, e.g. opus:16")
+        low, high = _OPUS_KBPS_RANGE
+        if not low <= kbps <= high:
+            raise ValueError(f"bad degradation {step!r}: the bitrate must be {low:g}-{high:g}")
+        return lambda y, sr, rng: opus(y, sr, kbps)
     if name == "rate":
         rate = _number(step, arg, "rate:<Hz>, e.g. rate:11025")
         if rate <= 0:
@@ -321,7 +363,7 @@ def _parse_one(step: str) -> Degradation:
     raise ValueError(
         f"unknown degradation {step!r}: use clean, none, telephone, gsm, g721, voip, "
         "noise:<SNR dB>, pink:<SNR dB>, brown:<SNR dB>, line:<SNR dB>, speed:<factor>, gain:<dB>, "
-        "rate:<Hz>, or several joined with '+'"
+        "rate:<Hz>, opus:<kbit/s>, or several joined with '+'"
     )
 
 
@@ -331,7 +373,8 @@ def parse_degradation(spec: str) -> Degradation:
     Specs: ``clean`` or ``none`` (identity); phone channels ``telephone`` (G.711 mu-law),
     ``gsm`` (a mobile call: GSM 06.10) and ``g721`` (G.721 ADPCM), each 300-3400 Hz at 8 kHz,
     and ``voip`` (G.711 mu-law at 8 kHz, the whole band up to 4 kHz); ``rate:<hz>`` (recorded
-    at a lower sample rate, e.g. ``rate:11025``); ``noise:<snr_db>`` (white, e.g.
+    at a lower sample rate, e.g. ``rate:11025``); ``opus:<kbps>`` (a VoIP call through the
+    Opus codec, e.g. ``opus:16``); ``noise:<snr_db>`` (white, e.g.
     ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>``
     (1/f^2), ``line:<snr_db>`` (white noise below 4 kHz, as a phone line adds it),
     ``speed:<factor>`` (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined

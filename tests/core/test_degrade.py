@@ -12,6 +12,7 @@ from core.degrade import (
     lower_rate,
     mulaw_decode,
     mulaw_encode,
+    opus,
     parse_degradation,
     speed,
     telephone,
@@ -104,6 +105,30 @@ def test_lower_rate_at_or_above_the_rate_is_identity():
     assert lower_rate(y[:0], 16_000, 8_000).shape == (0,)
     with pytest.raises(ValueError, match="positive"):
         lower_rate(y, 16_000, 0)
+
+
+@pytest.mark.parametrize("sr", [8_000, 16_000, 44_100])
+def test_opus_loses_more_at_lower_bitrates_and_keeps_time_alignment(sr):
+    y = voiced(sr, 2.0)
+    errors = []
+    for kbps in (8, 24, 64):
+        out = opus(y, sr, kbps)
+        assert out.shape == y.shape and out.dtype == np.float32
+        np.testing.assert_array_equal(out, opus(y, sr, kbps))  # deterministic
+        half = sr // 2
+        lag = np.correlate(out[:half], y[:half], "full").argmax() - (half - 1)
+        assert abs(lag) <= 2  # the decoder drops the encoder's pre-skip
+        errors.append(10 * np.log10(np.sum(y**2) / np.sum((out - y) ** 2)))
+    assert 3 < errors[0] < errors[1] < errors[2]
+    assert opus(y[:0], sr, 16).shape == (0,)
+
+
+def test_opus_narrows_the_band_itself_at_low_bitrates():
+    y = white(16_000)
+    assert band_db(opus(y, 16_000, 8), y, 16_000, 4400, 7500) < -30  # narrowband mode
+    assert band_db(opus(y, 16_000, 24), y, 16_000, 4400, 7500) > -6  # wideband
+    with pytest.raises(ValueError, match="6-256"):
+        opus(y, 16_000, 4)
 
 
 def voiced(sr: int = 16_000, seconds: float = 1.0) -> np.ndarray:
@@ -212,7 +237,7 @@ def test_add_noise_leaves_silence_alone_and_rejects_bad_snr():
     "spec",
     ["clean", "none", "telephone", "noise:20", "noise:10", "noise:-5", "pink:10", "brown:10"]
     + ["line:30", "telephone+line:20", "gsm", "noise:20+gsm", "g721", "voip", "voip+line:30"]
-    + ["rate:8000", "rate:11025", "noise:20+rate:12000"],
+    + ["rate:8000", "rate:11025", "noise:20+rate:12000", "opus:12", "telephone+opus:16"],
 )
 def test_parse_degradation_is_deterministic(spec):
     f = parse_degradation(spec)
@@ -238,7 +263,7 @@ def test_parse_degradation_chains_left_to_right():
     "spec",
     ["", "noise", "noise:", "noise:x", "noise:inf", "reverb", "telephone:3", "+", "clean+"]
     + ["speed", "speed:0", "speed:-1", "speed:x", "gain", "gain:nan", "gain:loud", "line:"]
-    + ["voip:1", "rate", "rate:0", "rate:-8000", "rate:x"],
+    + ["voip:1", "rate", "rate:0", "rate:-8000", "rate:x", "opus", "opus:2", "opus:1000"],
 )
 def test_parse_degradation_rejects_bad_specs(spec):
     with pytest.raises(ValueError, match="degradation"):

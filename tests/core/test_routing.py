@@ -20,6 +20,7 @@ from core.training import featurize, train_model
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
 WIDEBAND = ("clean", "noise:10", "pink:10", "brown:10", "speed:1.1", "gain:-20")
 WIDEBAND += ("rate:11025", "rate:12000", "rate:14000")  # 11-16 kHz recordings
+WIDEBAND += ("opus:12", "opus:24")  # Opus keeps the wideband at 12 kbit/s and more
 NARROWBAND = (
     "telephone",
     "noise:20+telephone",
@@ -30,6 +31,7 @@ NARROWBAND = (
     "voip",  # 8 kHz with the whole 0-4 kHz band
     "rate:8000",
     "voip+line:20",
+    "opus:8",  # at 8 kbit/s Opus itself codes narrowband (up to 4 kHz)
 )
 
 
