@@ -83,7 +83,7 @@ def voip(y: np.ndarray, sr: int, *, rng: np.random.Generator | None = None) -> n
 
 #: Sample rates an Opus stream can carry; other signals are coded at 48 kHz.
 OPUS_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)
-#: libsndfile sets the Opus bitrate from its compression level: 256 kbit/s at 0, 6 at 1.
+#: libsndfile sets the Opus bitrate from its compression level: about 256 kbit/s at 0, 6 at 1.
 _OPUS_KBPS_RANGE = (6.0, 256.0)
 
 
@@ -374,12 +374,12 @@ def parse_degradation(spec: str) -> Degradation:
     ``gsm`` (a mobile call: GSM 06.10) and ``g721`` (G.721 ADPCM), each 300-3400 Hz at 8 kHz,
     and ``voip`` (G.711 mu-law at 8 kHz, the whole band up to 4 kHz); ``rate:<hz>`` (recorded
     at a lower sample rate, e.g. ``rate:11025``); ``opus:<kbps>`` (a VoIP call through the
-    Opus codec, e.g. ``opus:16``); ``noise:<snr_db>`` (white, e.g.
-    ``noise:20``), ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>``
-    (1/f^2), ``line:<snr_db>`` (white noise below 4 kHz, as a phone line adds it),
-    ``speed:<factor>`` (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined
-    with ``+`` and applied left to right (``noise:20+telephone`` = a noisy room heard over the
-    phone, ``telephone+line:30`` = a call with line noise). Case and spaces around names do not
+    Opus codec, e.g. ``opus:16``); ``noise:<snr_db>`` (white, e.g. ``noise:20``),
+    ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>`` (1/f^2),
+    ``line:<snr_db>`` (white noise below 4 kHz, as a phone line adds it), ``speed:<factor>``
+    (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined with ``+`` and
+    applied left to right (``noise:20+telephone`` = a noisy room heard over the phone,
+    ``telephone+line:30`` = a call with line noise). Case and spaces around names do not
     matter.
 
     Raises:
