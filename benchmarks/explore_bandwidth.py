@@ -16,6 +16,8 @@ way ``aer evaluate`` does, at a fifth of the cost:
 
 Recipes (``--recipes``): ``ship`` is the aer8 2026.11.25-4 copy list (models/aer8.md); ``bw`` and
 ``bw2`` add the bandwidth copies ``BANDWIDTH`` or ``BANDWIDTH2`` (``bw2`` is aer8 2026.12.01-1);
+``bw2-opus`` adds four copies through the Opus codec (``OPUS``: at other bitrates than the
+tests', and after an 8 kHz phone line or VoIP leg, as when a phone caller joins a video call);
 ``ship-nofloor`` is ``ship`` with the telephone model blind to the columns a phone line leaves
 at emo's spectral floor (the means and standard deviations of the mel bands above 4.2 kHz: on
 telephone rows the stds move by 0.02 dB, which the scaler blows up to unit variance).
@@ -27,6 +29,7 @@ feature cache (``--cache-dir``; missing ones are extracted).
     python benchmarks/explore_bandwidth.py --recipes ship bw --jobs 2
     python benchmarks/explore_bandwidth.py --recipes bw bw2 --jobs 2
     python benchmarks/explore_bandwidth.py --recipes ship ship-nofloor --jobs 2
+    python benchmarks/explore_bandwidth.py --recipes bw2 bw2-opus --jobs 2
 """
 
 from __future__ import annotations
@@ -59,7 +62,10 @@ BANDWIDTH2 = (
     "voip,speed:0.9+voip,speed:1.1+voip,noise:15+voip,pink:15+voip,voip+line:30,"
     "rate:10000,rate:11025,rate:12000"
 ).split(",")
+#: Opus copies at bitrates the tests do not use (tests: 8, 12, 24 and 16 after a phone line)
+OPUS = "opus:10,opus:16,telephone+opus:12,voip+opus:16".split(",")
 RECIPES = {"ship": SHIP, "bw": SHIP + BANDWIDTH, "bw2": SHIP + BANDWIDTH2, "ship-nofloor": SHIP}
+RECIPES["bw2-opus"] = SHIP + BANDWIDTH2 + OPUS
 #: emo columns the telephone model does not see, per recipe: top-band means and stds
 FLOOR_COLUMNS = np.r_[33:40, 72:80]
 NARROW_DROPS = {"ship-nofloor": FLOOR_COLUMNS}
@@ -67,6 +73,7 @@ TESTS = (
     None, "telephone", "gsm", "telephone+line:20", "noise:20+telephone",
     "voip", "voip+line:20", "noise:20+voip", "rate:8000",
     "rate:9000", "rate:10000", "rate:11025", "rate:12000", "rate:14000", "noise:20", "pink:20",
+    "opus:8", "opus:12", "opus:24", "telephone+opus:16", "rate:8000+opus:12",
 )  # fmt: skip
 
 
