@@ -64,8 +64,13 @@ BANDWIDTH2 = (
 ).split(",")
 #: Opus copies at bitrates the tests do not use (tests: 8, 12, 24 and 16 after a phone line)
 OPUS = "opus:10,opus:16,telephone+opus:12,voip+opus:16".split(",")
-RECIPES = {"ship": SHIP, "bw": SHIP + BANDWIDTH, "bw2": SHIP + BANDWIDTH2, "ship-nofloor": SHIP}
-RECIPES["bw2-opus"] = SHIP + BANDWIDTH2 + OPUS
+RECIPES = {
+    "ship": SHIP,
+    "bw": SHIP + BANDWIDTH,
+    "bw2": SHIP + BANDWIDTH2,
+    "bw2-opus": SHIP + BANDWIDTH2 + OPUS,
+    "ship-nofloor": SHIP,
+}
 #: emo columns the telephone model does not see, per recipe: top-band means and stds
 FLOOR_COLUMNS = np.r_[33:40, 72:80]
 NARROW_DROPS = {"ship-nofloor": FLOOR_COLUMNS}

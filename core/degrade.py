@@ -96,16 +96,13 @@ def opus(y: np.ndarray, sr: int, kbps: float) -> np.ndarray:
     Raises:
         ValueError: ``kbps`` is outside 6-256 kbit/s.
     """
-    low, high = _OPUS_KBPS_RANGE
-    if not low <= kbps <= high:
-        raise ValueError(f"the Opus bitrate must be {low:g}-{high:g} kbit/s, got {kbps}")
+    level = _opus_level(kbps)
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         return y.copy()
     rate = sr if sr in OPUS_RATES else 48_000
     coded = y if rate == sr else soxr.resample(y, sr, rate, quality="HQ")
     encoded = io.BytesIO()
-    level = (high - kbps) / (high - low)
     with sf.SoundFile(
         encoded, "w", rate, 1, format="OGG", subtype="OPUS", compression_level=level
     ) as f:
@@ -115,6 +112,14 @@ def opus(y: np.ndarray, sr: int, kbps: float) -> np.ndarray:
     if rate != sr:
         decoded = soxr.resample(decoded, rate, sr, quality="HQ")
     return _same_length(decoded, y.size)
+
+
+def _opus_level(kbps: float) -> float:
+    """libsndfile's compression level for ``kbps``; ValueError outside the range it can set."""
+    low, high = _OPUS_KBPS_RANGE
+    if not low <= kbps <= high:
+        raise ValueError(f"the Opus bitrate must be {low:g}-{high:g} kbit/s, got {kbps}")
+    return (high - kbps) / (high - low)
 
 
 def lower_rate(y: np.ndarray, sr: int, rate: float) -> np.ndarray:
@@ -351,9 +356,10 @@ def _parse_one(step: str) -> Degradation:
         return lambda y, sr, rng: gain(y, db)
     if name == "opus":
         kbps = _number(step, arg, "opus:<kbit/s>, e.g. opus:16")
-        low, high = _OPUS_KBPS_RANGE
-        if not low <= kbps <= high:
-            raise ValueError(f"bad degradation {step!r}: the bitrate must be {low:g}-{high:g}")
+        try:
+            _opus_level(kbps)  # refuse a bad bitrate now, not at the first clip
+        except ValueError as exc:
+            raise ValueError(f"bad degradation {step!r}: {exc}") from None
         return lambda y, sr, rng: opus(y, sr, kbps)
     if name == "rate":
         rate = _number(step, arg, "rate:<Hz>, e.g. rate:11025")

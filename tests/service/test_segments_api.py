@@ -206,6 +206,8 @@ def test_timeline_labels_match_the_clips_as_often_as_the_model_gets_clips_right(
     right = [default_model.classify_signal(y, sr)[0] == t for y, t in zip(cut, truth, strict=True)]
     per_clip = sum(right) / len(right)
 
+    # README's figures; shown with `pytest -s -k timeline_labels tests/service/test_segments_api.py`
+    print(f"\nsegments agreeing {sum(agree)}/{len(agree)}, clips right {sum(right)}/{len(right)}")
     assert per_clip >= 0.6, f"the model gets only {sum(right)}/{len(right)} call clips right"
     # A clip near a decision boundary may flip either way when VAD trims its edges, and 16 clips
     # are few: allow two standard errors of a 16-clip accuracy (about 3 clips). bench_long.py
