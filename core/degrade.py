@@ -96,7 +96,7 @@ def opus(y: np.ndarray, sr: int, kbps: float) -> np.ndarray:
     Raises:
         ValueError: ``kbps`` is outside 6-256 kbit/s.
     """
-    level = _opus_level(kbps)
+    level = opus_compression_level(kbps)
     y = np.asarray(y, dtype=np.float32)
     if y.size == 0:
         return y.copy()
@@ -114,8 +114,12 @@ def opus(y: np.ndarray, sr: int, kbps: float) -> np.ndarray:
     return _same_length(decoded, y.size)
 
 
-def _opus_level(kbps: float) -> float:
-    """libsndfile's compression level for ``kbps``; ValueError outside the range it can set."""
+def opus_compression_level(kbps: float) -> float:
+    """libsndfile's ``compression_level`` for an Opus file at about ``kbps`` kbit/s.
+
+    Raises:
+        ValueError: ``kbps`` is outside the 6-256 kbit/s that libsndfile can set.
+    """
     low, high = _OPUS_KBPS_RANGE
     if not low <= kbps <= high:
         raise ValueError(f"the Opus bitrate must be {low:g}-{high:g} kbit/s, got {kbps}")
@@ -357,7 +361,7 @@ def _parse_one(step: str) -> Degradation:
     if name == "opus":
         kbps = _number(step, arg, "opus:<kbit/s>, e.g. opus:16")
         try:
-            _opus_level(kbps)  # refuse a bad bitrate now, not at the first clip
+            opus_compression_level(kbps)  # refuse a bad bitrate now, not at the first clip
         except ValueError as exc:
             raise ValueError(f"bad degradation {step!r}: {exc}") from None
         return lambda y, sr, rng: opus(y, sr, kbps)
