@@ -8,6 +8,7 @@ import soundfile as sf
 import soxr
 
 from core.datasets import parse_ravdess_name
+from core.degrade import opus_compression_level, parse_degradation
 from core.predict import FilePrediction, predict_file, predict_files
 from core.registry import DEFAULT_MODELS_DIR, ModelRegistry
 
@@ -68,6 +69,26 @@ def test_default_model_on_fixture_clips_recorded_at_lower_rates(default_model, t
         assert p.ok and p.sample_rate == rate
         correct += p.label == parse_ravdess_name(clip).emotion
     assert correct >= 12, f"only {correct}/16 fixture clips right at {rate} Hz {subtype}"
+
+
+@pytest.mark.parametrize(("before", "kbps"), [("telephone", 16), ("rate:8000", 12)])
+def test_default_model_on_narrowband_calls_through_opus(default_model, tmp_path, before, kbps):
+    """Narrowband audio carried on through an Opus leg (a phone caller in a video call, an 8 kHz
+    recording sent over WebRTC), stored as a softphone stores it: Ogg Opus at 48 kHz. The codec
+    adds noise above 4 kHz, which put the 2026.12.01-1 model, never trained on Opus, on its
+    router's edge: it got 10 of 16 here in both cases; 2026.12.02-1, with Opus copies, 15 and 16."""
+    narrowband = parse_degradation(before)
+    correct = 0
+    for clip in CLIPS:
+        y, sr = sf.read(clip, dtype="float32")
+        call = soxr.resample(narrowband(y, sr, np.random.default_rng(0)), sr, 48_000)
+        path = tmp_path / f"{clip.stem}.ogg"
+        sf.write(path, np.clip(call, -1.0, 1.0), 48_000, format="OGG", subtype="OPUS",
+                 compression_level=opus_compression_level(kbps))  # fmt: skip
+        p = predict_file(default_model, path)
+        assert p.ok and p.sample_rate == 48_000, p.error
+        correct += p.label == parse_ravdess_name(clip).emotion
+    assert correct >= 12, f"only {correct}/16 fixture clips right: {before} + Opus {kbps} kbit/s"
 
 
 def test_seed4_model_on_its_classes(registry):
