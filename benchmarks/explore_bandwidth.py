@@ -17,7 +17,8 @@ way ``aer evaluate`` does, at a fifth of the cost:
 Recipes (``--recipes``): ``ship`` is the aer8 2026.11.25-4 copy list (models/aer8.md); ``bw`` and
 ``bw2`` add the bandwidth copies ``BANDWIDTH`` or ``BANDWIDTH2`` (``bw2`` is aer8 2026.12.01-1);
 ``bw2-opus`` adds four copies through the Opus codec (``OPUS``: at other bitrates than the
-tests', and after an 8 kHz phone line or VoIP leg, as when a phone caller joins a video call);
+tests', and after an 8 kHz phone line or VoIP leg, as when a phone caller joins a video call;
+``bw2-opus`` is aer8 2026.12.02-1);
 ``ship-nofloor`` is ``ship`` with the telephone model blind to the columns a phone line leaves
 at emo's spectral floor (the means and standard deviations of the mel bands above 4.2 kHz: on
 telephone rows the stds move by 0.02 dB, which the scaler blows up to unit variance).
