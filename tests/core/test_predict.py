@@ -51,6 +51,18 @@ def test_default_model_on_fixture_clips(default_model):
         assert (p.sample_rate, p.channels) == (16000, 1) and 2.0 < p.duration_s < 6.0
 
 
+def _clips_right_when_stored(model, store, rate: int) -> int:
+    """How many fixture clips ``model`` gets right when ``store(y, sr, clip)`` writes each one
+    to a file (and returns its path) that must read back at ``rate`` Hz."""
+    correct = 0
+    for clip in CLIPS:
+        y, sr = sf.read(clip, dtype="float32")
+        p = predict_file(model, store(y, sr, clip))
+        assert p.ok and p.sample_rate == rate, p.error
+        correct += p.label == parse_ravdess_name(clip).emotion
+    return correct
+
+
 @pytest.mark.parametrize(
     ("rate", "subtype"),
     [(8_000, "ULAW"), (8_000, "PCM_16"), (11_025, "PCM_16"), (12_000, "PCM_16")],
@@ -60,14 +72,13 @@ def test_default_model_on_fixture_clips_recorded_at_lower_rates(default_model, t
     """The same clips stored as other recorders store them: 8 kHz mu-law or PCM with the whole
     0-4 kHz band (VoIP, call-centre recorders), 11.025 or 12 kHz. The 2026.11.25-4 model, which
     had seen only the 300-3400 Hz phone band and 16 kHz audio, got 5-8 of 16 here."""
-    correct = 0
-    for clip in CLIPS:
-        y, sr = sf.read(clip, dtype="float32")
+
+    def store(y, sr, clip):
         path = tmp_path / f"{clip.stem}-{rate}.wav"
         sf.write(path, soxr.resample(y, sr, rate), rate, subtype=subtype)
-        p = predict_file(default_model, path)
-        assert p.ok and p.sample_rate == rate
-        correct += p.label == parse_ravdess_name(clip).emotion
+        return path
+
+    correct = _clips_right_when_stored(default_model, store, rate)
     assert correct >= 12, f"only {correct}/16 fixture clips right at {rate} Hz {subtype}"
 
 
@@ -78,16 +89,15 @@ def test_default_model_on_narrowband_calls_through_opus(default_model, tmp_path,
     adds noise above 4 kHz, which put the 2026.12.01-1 model, never trained on Opus, on its
     router's edge: it got 10 of 16 here in both cases; 2026.12.02-1, with Opus copies, 15 and 16."""
     narrowband = parse_degradation(before)
-    correct = 0
-    for clip in CLIPS:
-        y, sr = sf.read(clip, dtype="float32")
+
+    def store(y, sr, clip):
         call = soxr.resample(narrowband(y, sr, np.random.default_rng(0)), sr, 48_000)
         path = tmp_path / f"{clip.stem}.ogg"
         sf.write(path, np.clip(call, -1.0, 1.0), 48_000, format="OGG", subtype="OPUS",
                  compression_level=opus_compression_level(kbps))  # fmt: skip
-        p = predict_file(default_model, path)
-        assert p.ok and p.sample_rate == 48_000, p.error
-        correct += p.label == parse_ravdess_name(clip).emotion
+        return path
+
+    correct = _clips_right_when_stored(default_model, store, 48_000)
     assert correct >= 12, f"only {correct}/16 fixture clips right: {before} + Opus {kbps} kbit/s"
 
 
