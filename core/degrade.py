@@ -1,6 +1,6 @@
 """Channel degradations and augmentations: the telephone band with G.711 mu-law, GSM 06.10 or
-G.721, an 8 kHz VoIP recording, an Opus call, a lower recording rate, additive white, pink,
-brown or phone-line noise, speed perturbation, gain.
+G.721, an 8 kHz VoIP recording, an Opus call, packet loss, a lower recording rate, additive
+white, pink, brown or phone-line noise, speed perturbation, gain.
 
 Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
 comes only from the ``rng`` argument, so the same seed gives the same output.
@@ -124,6 +124,44 @@ def opus_compression_level(kbps: float) -> float:
     if not low <= kbps <= high:
         raise ValueError(f"the Opus bitrate must be {low:g}-{high:g} kbit/s, got {kbps}")
     return (high - kbps) / (high - low)
+
+
+PACKET_S = 0.02  # 20 ms: the packet length of G.711 and Opus calls
+#: Concealment gain for the 1st, 2nd, 3rd consecutive lost packet; silence after that.
+_CONCEAL_GAINS = (1.0, 0.5, 0.25)
+
+
+def packet_loss(
+    y: np.ndarray, sr: int, percent: float, *, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Simulate a VoIP call that loses ``percent`` % of its 20 ms packets, each lost
+    independently, concealed as a basic receiver does (G.711 Appendix I in spirit, without
+    its pitch-synchronous smoothing): a lost packet repeats the last one received, fading by
+    6 dB per further loss in a row, and a fourth loss in a row is silence. Harsher than
+    Opus's own concealment. Returns float32 [shape=(n,)], the length of ``y``.
+
+    Raises:
+        ValueError: ``percent`` is outside 0-100.
+    """
+    if not 0.0 <= percent <= 100.0:
+        raise ValueError(f"the packet loss must be 0-100 %, got {percent}")
+    rng = rng if rng is not None else np.random.default_rng()
+    out = np.array(y, dtype=np.float32)
+    size = max(1, round(PACKET_S * sr))
+    n_packets = -(-out.size // size)
+    lost = rng.random(n_packets) < percent / 100.0
+    last = np.zeros(size, dtype=np.float32)
+    run = 0
+    for i in range(n_packets):
+        packet = out[i * size : (i + 1) * size]
+        if not lost[i]:
+            last[: packet.size] = packet
+            run = 0
+            continue
+        run += 1
+        fade = _CONCEAL_GAINS[run - 1] if run <= len(_CONCEAL_GAINS) else 0.0
+        packet[:] = fade * last[: packet.size]
+    return out
 
 
 def lower_rate(y: np.ndarray, sr: int, rate: float) -> np.ndarray:
@@ -365,6 +403,11 @@ def _parse_one(step: str) -> Degradation:
         except ValueError as exc:
             raise ValueError(f"bad degradation {step!r}: {exc}") from None
         return lambda y, sr, rng: opus(y, sr, kbps)
+    if name == "loss":
+        percent = _number(step, arg, "loss:<percent of packets>, e.g. loss:5")
+        if not 0 <= percent <= 100:
+            raise ValueError(f"bad degradation {step!r}: the packet loss must be 0-100 %")
+        return lambda y, sr, rng: packet_loss(y, sr, percent, rng=rng)
     if name == "rate":
         rate = _number(step, arg, "rate:<Hz>, e.g. rate:11025")
         if rate <= 0:
@@ -373,7 +416,7 @@ def _parse_one(step: str) -> Degradation:
     raise ValueError(
         f"unknown degradation {step!r}: use clean, none, telephone, gsm, g721, voip, "
         "noise:<SNR dB>, pink:<SNR dB>, brown:<SNR dB>, line:<SNR dB>, speed:<factor>, gain:<dB>, "
-        "rate:<Hz>, opus:<kbit/s>, or several joined with '+'"
+        "rate:<Hz>, opus:<kbit/s>, loss:<percent>, or several joined with '+'"
     )
 
 
@@ -384,7 +427,8 @@ def parse_degradation(spec: str) -> Degradation:
     ``gsm`` (a mobile call: GSM 06.10) and ``g721`` (G.721 ADPCM), each 300-3400 Hz at 8 kHz,
     and ``voip`` (G.711 mu-law at 8 kHz, the whole band up to 4 kHz); ``rate:<hz>`` (recorded
     at a lower sample rate, e.g. ``rate:11025``); ``opus:<kbps>`` (a VoIP call through the
-    Opus codec, e.g. ``opus:16``); ``noise:<snr_db>`` (white, e.g. ``noise:20``),
+    Opus codec, e.g. ``opus:16``); ``loss:<percent>`` (packets lost on a VoIP call and
+    concealed by repetition, e.g. ``voip+loss:5``); ``noise:<snr_db>`` (white, e.g. ``noise:20``),
     ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>`` (1/f^2),
     ``line:<snr_db>`` (white noise below 4 kHz, as a phone line adds it), ``speed:<factor>``
     (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined with ``+`` and

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from core.degrade import (
+    PACKET_S,
     PHONE_SR,
     active_power,
     add_line_noise,
@@ -13,6 +14,7 @@ from core.degrade import (
     mulaw_decode,
     mulaw_encode,
     opus,
+    packet_loss,
     parse_degradation,
     speed,
     telephone,
@@ -120,6 +122,35 @@ def test_opus_loses_more_at_lower_bitrates_and_keeps_time_alignment(sr):
         errors.append(10 * np.log10(np.sum(y**2) / np.sum((out - y) ** 2)))
     assert 3 < errors[0] < errors[1] < errors[2]
     assert opus(y[:0], sr, 16).shape == (0,)
+
+
+@pytest.mark.parametrize("percent", [5.0, 20.0, 60.0])
+def test_packet_loss_repeats_the_last_packet_then_fades_to_silence(percent):
+    sr = 8_000
+    y = white(sr, 20.0)  # 1000 packets of 20 ms, none equal to another
+    out = packet_loss(y, sr, percent, rng=np.random.default_rng(1))
+    assert out.shape == y.shape and out.dtype == np.float32
+    size = int(PACKET_S * sr)
+    packets, received = out.reshape(-1, size), y.reshape(-1, size)
+    lost = np.any(packets != received, axis=1)
+    assert abs(lost.mean() * 100 - percent) < 4  # binomial spread over 1000 packets: ~1.5
+    last, run = np.zeros(size, dtype=np.float32), 0
+    for i in range(len(packets)):
+        if not lost[i]:
+            last, run = received[i], 0
+            continue
+        run += 1
+        gain = {1: 1.0, 2: 0.5, 3: 0.25}.get(run, 0.0)
+        np.testing.assert_array_equal(packets[i], gain * last)
+
+
+def test_packet_loss_edges():
+    y = white(16_000, 1.05)  # not a whole number of packets
+    np.testing.assert_array_equal(packet_loss(y, 16_000, 0.0, rng=np.random.default_rng(0)), y)
+    assert not packet_loss(y, 16_000, 100.0, rng=np.random.default_rng(0)).any()
+    assert packet_loss(np.zeros(0), 16_000, 50.0).size == 0
+    with pytest.raises(ValueError, match="0-100"):
+        packet_loss(y, 16_000, 150.0)
 
 
 def test_opus_narrows_the_band_itself_at_low_bitrates():
@@ -236,7 +267,8 @@ def test_add_noise_leaves_silence_alone_and_rejects_bad_snr():
     "spec",
     ["clean", "none", "telephone", "noise:20", "noise:10", "noise:-5", "pink:10", "brown:10"]
     + ["line:30", "telephone+line:20", "gsm", "noise:20+gsm", "g721", "voip", "voip+line:30"]
-    + ["rate:8000", "rate:11025", "noise:20+rate:12000", "opus:12", "telephone+opus:16"],
+    + ["rate:8000", "rate:11025", "noise:20+rate:12000", "opus:12", "telephone+opus:16"]
+    + ["loss:10", "voip+loss:5", "opus:16+loss:20"],
 )
 def test_parse_degradation_is_deterministic(spec):
     f = parse_degradation(spec)
@@ -262,7 +294,8 @@ def test_parse_degradation_chains_left_to_right():
     "spec",
     ["", "noise", "noise:", "noise:x", "noise:inf", "reverb", "telephone:3", "+", "clean+"]
     + ["speed", "speed:0", "speed:-1", "speed:x", "gain", "gain:nan", "gain:loud", "line:"]
-    + ["voip:1", "rate", "rate:0", "rate:-8000", "rate:x", "opus", "opus:2", "opus:1000"],
+    + ["voip:1", "rate", "rate:0", "rate:-8000", "rate:x", "opus", "opus:2", "opus:1000"]
+    + ["loss", "loss:x", "loss:-1", "loss:101"],
 )
 def test_parse_degradation_rejects_bad_specs(spec):
     with pytest.raises(ValueError, match="degradation"):
