@@ -129,6 +129,7 @@ def opus_compression_level(kbps: float) -> float:
 PACKET_S = 0.02  # 20 ms: the packet length of G.711 and Opus calls
 #: Concealment gain for the 1st, 2nd, 3rd consecutive lost packet; silence after that.
 _CONCEAL_GAINS = (1.0, 0.5, 0.25)
+EDGE_S = 0.0025  # raised-cosine fade on each side of a concealed packet's edges
 
 
 def packet_loss(
@@ -136,9 +137,12 @@ def packet_loss(
 ) -> np.ndarray:
     """Simulate a VoIP call that loses ``percent`` % of its 20 ms packets, each lost
     independently, concealed as a basic receiver does (G.711 Appendix I in spirit, without
-    its pitch-synchronous smoothing): a lost packet repeats the last one received, fading by
-    6 dB per further loss in a row, and a fourth loss in a row is silence. Harsher than
-    Opus's own concealment. Returns float32 [shape=(n,)], the length of ``y``.
+    its pitch-synchronous overlap-add): a lost packet repeats the last one received, fading
+    by 6 dB per further loss in a row, and a fourth loss in a row is silence. Each edge of a
+    concealed packet fades out and in over ``EDGE_S`` on either side, so the seams do not
+    click: a click would spread energy over the whole band, above the 4 kHz of a narrowband
+    call. Harsher than Opus's own concealment. Returns float32 [shape=(n,)], the length of
+    ``y``.
 
     Raises:
         ValueError: ``percent`` is outside 0-100.
@@ -161,7 +165,20 @@ def packet_loss(
         run += 1
         fade = _CONCEAL_GAINS[run - 1] if run <= len(_CONCEAL_GAINS) else 0.0
         packet[:] = fade * last[: packet.size]
-    return out
+    return _fade_seams(out, size, lost, min(size // 2, round(EDGE_S * sr)))
+
+
+def _fade_seams(x: np.ndarray, size: int, lost: np.ndarray, edge: int) -> np.ndarray:
+    """``x`` faded to zero and back (``edge`` samples each side) at every packet seam next to a
+    lost packet."""
+    if edge < 1:
+        return x
+    ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(edge) + 0.5) / edge)).astype(np.float32)
+    seams = np.flatnonzero(lost[1:] | lost[:-1]) + 1
+    for b in seams * size:
+        x[b - edge : b] *= ramp[::-1][: x[b - edge : b].size]
+        x[b : b + edge] *= ramp[: x[b : b + edge].size]
+    return x
 
 
 def lower_rate(y: np.ndarray, sr: int, rate: float) -> np.ndarray:
