@@ -149,12 +149,19 @@ WB_TESTS = ["clean", "gain:-12", "noise:20", "noise:10", "pink:20", "pink:10", "
 NB_TESTS = ["telephone", "noise:20+telephone", "pink:20+telephone"]
 TESTS = WB_TESTS + NB_TESTS
 #: conditions only routed (never scored): training copies, and noise added after the line
+#: other bandwidths and Opus calls (aer8 2026.12.01-1 and 2026.12.02-1: explore_bandwidth.py)
+BANDWIDTHS = ["voip", "rate:8000", "rate:9000", "rate:10000", "rate:11025", "rate:12000",
+              "rate:14000", "opus:8", "opus:12", "opus:24", "telephone+opus:16",
+              "rate:8000+opus:12"]  # fmt: skip
 ROUTE_ONLY = [*SPEEDS, "noise:15", "noise:30", "pink:15", "pink:30", *TEL9[1:],
-              *CALLABLES, "telephone+noise:20"]  # fmt: skip
-NARROW = set(NB_TESTS) | set(TEL9) | set(CALLABLES)  # where the right route is narrowband
+              *CALLABLES, "telephone+noise:20", *BANDWIDTHS]  # fmt: skip
+#: where the right route is narrowband (Opus at 8 kbit/s: the encoder narrows the band itself)
+NARROW = set(NB_TESTS) | set(TEL9) | set(CALLABLES) | {"voip", "rate:8000", "rate:9000", "opus:8"}
 #: no right answer: narrowband speech under wideband noise added after the line (not a codec
-#: chain a real call produces; the rule sees steady, loud top bands and sends it wideband)
-EITHER = {"telephone+noise:20"}
+#: chain a real call produces; the rule sees steady, loud top bands and sends it wideband),
+#: a 10 kHz recording (nothing above 5 kHz: the rule's edge, both models trained on such
+#: copies), and narrowband audio carried on through a wideband Opus leg (codec noise above 4 kHz)
+EITHER = {"telephone+noise:20", "rate:10000", "telephone+opus:16", "rate:8000+opus:12"}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,168 @@
+"""Does a different telephone-side classifier close the telephone gap? (research script)
+
+The aer8 router (preset ``emo-band-mlp5-temp``) sends narrowband rows to its telephone model.
+Every change of *training copies* tried so far left telephone UAR at 0.57-0.58 against 0.62 on
+clean audio (models/aer8.md, "What was tried"). This script keeps the shipped copies
+(``explore_bandwidth.RECIPES["bw2-opus"]``) and the wideband model fixed and swaps only the
+telephone model's classifier, scored as ``explore_bandwidth.py`` scores (6 speaker folds,
+``emo-mlp5`` per side: the temperature never moves the argmax):
+
+    mlp5       the shipped vote: 5 MLPs (256,), alpha 1.0
+    h512       5 MLPs (512,), alpha 1.0: more capacity for 1.6x the rows the wideband side has
+    h256x2     5 MLPs (256, 256), alpha 1.0
+    a0.3       5 MLPs (256,), alpha 0.3: less weight decay
+    hgb        HistGradientBoostingClassifier (another model family, for the votes below)
+    A+B        soft vote (mean probability) of variants A and B, e.g. mlp5+hgb
+
+Prints per-condition UAR for the test audio that the router sends (partly) to the telephone
+model and for calls that lose packets (``loss:<percent>``, never in training), the per-fold
+paired difference against ``mlp5``, and the loss (per-fold clean UAR, from the wideband model,
+minus telephone UAR). Features come from the cache
+(``--cache-dir``; missing ones are extracted).
+
+    python benchmarks/explore_telephone_side.py --variants mlp5 h512 hgb mlp5+hgb --jobs 2
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from joblib import Parallel, delayed  # noqa: E402
+from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+from sklearn.neural_network import MLPClassifier  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from explore_bandwidth import RECIPES  # noqa: E402
+
+from core.datasets import read_dataset  # noqa: E402
+from core.evaluation import splits  # noqa: E402
+from core.features import get_feature_set  # noqa: E402
+from core.features.emo import narrowband_rows  # noqa: E402
+from core.training import featurize, fit_pipeline  # noqa: E402
+
+TESTS = (
+    "telephone", "gsm", "g721", "telephone+line:20", "noise:20+telephone", "voip",
+    "rate:8000", "opus:8", "telephone+opus:16", "rate:8000+opus:12",
+    # packet loss (never in training), concealed by repetition: core.degrade.packet_loss
+    "voip+loss:5", "voip+loss:15", "opus:16+loss:5", "opus:16+loss:15",
+)  # fmt: skip
+
+
+def _vote(hidden: tuple[int, ...], alpha: float) -> Pipeline:
+    members = [
+        (f"m{i}", MLPClassifier(hidden_layer_sizes=hidden, alpha=alpha, max_iter=600,
+                                random_state=42 + i))
+        for i in range(5)
+    ]  # fmt: skip
+    return Pipeline(
+        [("scaler", StandardScaler()), ("clf", VotingClassifier(members, voting="soft"))]
+    )
+
+
+BUILDERS = {
+    "mlp5": lambda: _vote((256,), 1.0),
+    "h512": lambda: _vote((512,), 1.0),
+    "h256x2": lambda: _vote((256, 256), 1.0),
+    "a0.3": lambda: _vote((256,), 0.3),
+    "hgb": lambda: HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1,
+                                                  random_state=42),
+}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data/ravdess")
+    parser.add_argument("--variants", nargs="+", default=["mlp5", "h512", "hgb", "mlp5+hgb"])
+    parser.add_argument("--cache-dir", default="/tmp/aer-cache")
+    parser.add_argument("--fold-seed", type=int)
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+    if args.variants[0] != "mlp5":
+        args.variants.insert(0, "mlp5")
+    bases = sorted({b for v in args.variants for b in v.split("+")})
+    unknown = set(bases) - set(BUILDERS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(BUILDERS)}")
+    fs = get_feature_set("emo", 2)
+    dataset = read_dataset(args.data)
+    copies = RECIPES["bw2-opus"]
+    tables = {None: featurize(dataset, fs, cache_dir=args.cache_dir, n_jobs=args.jobs)}
+    for spec in sorted(set(copies) | set(TESTS)):
+        tables[spec] = featurize(dataset, fs, cache_dir=args.cache_dir, n_jobs=args.jobs,
+                                 progress=False, transform=spec)  # fmt: skip
+    rows = {spec: t.X for spec, t in tables.items()}
+    labels = tables[None].labels
+    folds = list(splits(tables[None], "speaker", fold_seed=args.fold_seed))
+    runs = Parallel(n_jobs=args.jobs)(
+        delayed(score_fold)(rows, labels, copies, train, test, bases) for train, test in folds
+    )
+    print(f"{fs.id}, copies bw2-opus, 6 speaker folds (fold seed {args.fold_seed}); UAR mean "
+          "over folds, d = per-fold paired difference against mlp5")  # fmt: skip
+    for name, seconds in sorted({k: sum(r["seconds"][k] for r in runs) for k in bases}.items()):
+        print(f"  fit time {name}: {seconds / len(runs):.0f} s per fold")
+    uar = {v: {c: np.array([run_uar(r, v, c) for r in runs]) for c in TESTS}
+           for v in args.variants}  # fmt: skip
+    clean = np.array([r["clean"] for r in runs])
+    print(f"clean (wideband model): {clean.mean():.3f}")
+    print(f"{'test audio':<22}{'to tel.':>8}" + "".join(f"{v:>22}" for v in args.variants))
+    for cond in TESTS:
+        cells = []
+        for v in args.variants:
+            d = uar[v][cond] - uar["mlp5"][cond]
+            cells.append(f"{uar[v][cond].mean():.3f}" + (f" d {d.mean():+.3f}±{d.std():.3f}"
+                                                         if v != "mlp5" else ""))  # fmt: skip
+        routed = narrowband_rows(rows[cond]).mean()
+        print(f"{cond:<22}{routed:>8.2f}" + "".join(f"{c:>22}" for c in cells))
+    loss = "".join(f"{(clean - uar[v]['telephone']).mean() * 100:>21.1f} " for v in args.variants)
+    print(f"{'loss (points)':<30}" + loss)
+
+
+def score_fold(rows: dict, labels: np.ndarray, copies: list[str], train, test, bases) -> dict:
+    """Fit the wideband model and each telephone-side variant on one fold; test probabilities."""
+    X = np.vstack([rows[None][train]] + [rows[spec][train] for spec in copies])
+    y = np.tile(labels[train], 1 + len(copies)).astype(str)
+    narrow = narrowband_rows(X)
+    wide = fit_pipeline("emo-mlp5", X[~narrow], y[~narrow])[0]
+    out = {"clean": balanced_accuracy_score(labels[test], wide.predict(rows[None][test])),
+           "seconds": {}, "routes": {}, "wide": {}, "narrow": {}}  # fmt: skip
+    for cond in TESTS:
+        out["routes"][cond] = narrowband_rows(rows[cond][test])
+        out["wide"][cond] = wide.predict(rows[cond][test])
+    for name in bases:
+        model = BUILDERS[name]()
+        start = time.perf_counter()
+        with threadpool_limits(limits=1):
+            model.fit(X[narrow], y[narrow])
+        out["seconds"][name] = time.perf_counter() - start
+        classes = model.classes_
+        out["narrow"][name] = {c: (classes, model.predict_proba(rows[c][test])) for c in TESTS}
+    out["labels"] = labels[test]
+    return out
+
+
+def run_uar(run: dict, variant: str, cond: str) -> float:
+    """UAR of one fold under ``cond`` with the telephone side ``variant`` (``A+B``: mean proba)."""
+    parts = [run["narrow"][b][cond] for b in variant.split("+")]
+    classes = parts[0][0]
+    proba = np.mean([p for _, p in parts], axis=0)
+    pred = np.where(run["routes"][cond], classes[proba.argmax(axis=1)], run["wide"][cond])
+    return balanced_accuracy_score(run["labels"], pred)
+
+
+if __name__ == "__main__":
+    main()
