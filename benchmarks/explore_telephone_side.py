@@ -12,6 +12,12 @@ telephone model's classifier, scored as ``explore_bandwidth.py`` scores (6 speak
     h256x2     5 MLPs (256, 256), alpha 1.0
     a0.3       5 MLPs (256,), alpha 0.3: less weight decay
     hgb        HistGradientBoostingClassifier (another model family, for the votes below)
+    kd<L>      the shipped vote trained on soft targets (knowledge distillation with the clean
+               clip as privileged information): L x the label + (1 - L) x what a wideband
+               teacher says of the *clean* clip the copy came from. The teacher is an
+               ``emo-mlp5`` wideband model from inner speaker folds, so it never saw the clip's
+               speaker; the soft targets are trained as weighted label copies of each row
+               (cross-entropy against the mixture). E.g. kd0.5
     A+B        soft vote (mean probability) of variants A and B, e.g. mlp5+hgb
 
 Prints per-condition UAR for the test audio that the router sends (partly) to the telephone
@@ -39,6 +45,7 @@ import numpy as np  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+from sklearn.model_selection import GroupKFold  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -82,6 +89,12 @@ BUILDERS = {
     "hgb": lambda: HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1,
                                                   random_state=42),
 }  # fmt: skip
+KD_MIN_SHARE = 0.05  # soft-target classes below this share are dropped (fewer label copies)
+TEACHER_FOLDS = 4
+
+
+def _is_kd(name: str) -> bool:
+    return name.startswith("kd")
 
 
 def main() -> None:
@@ -95,7 +108,7 @@ def main() -> None:
     if args.variants[0] != "mlp5":
         args.variants.insert(0, "mlp5")
     bases = sorted({b for v in args.variants for b in v.split("+")})
-    unknown = set(bases) - set(BUILDERS)
+    unknown = {b for b in bases if not _is_kd(b)} - set(BUILDERS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(BUILDERS)}")
     fs = get_feature_set("emo", 2)
@@ -108,8 +121,10 @@ def main() -> None:
     rows = {spec: t.X for spec, t in tables.items()}
     labels = tables[None].labels
     folds = list(splits(tables[None], "speaker", fold_seed=args.fold_seed))
+    speakers = tables[None].speakers
     runs = Parallel(n_jobs=args.jobs)(
-        delayed(score_fold)(rows, labels, copies, train, test, bases) for train, test in folds
+        delayed(score_fold)(rows, labels, speakers, copies, train, test, bases)
+        for train, test in folds
     )
     print(f"{fs.id}, copies bw2-opus, 6 speaker folds (fold seed {args.fold_seed}); UAR mean "
           "over folds, d = per-fold paired difference against mlp5")  # fmt: skip
@@ -119,6 +134,9 @@ def main() -> None:
            for v in args.variants}  # fmt: skip
     clean = np.array([r["clean"] for r in runs])
     print(f"clean (wideband model): {clean.mean():.3f}")
+    if any(_is_kd(b) for b in bases):
+        teacher = np.array([r["teacher_uar"] for r in runs])
+        print(f"kd teacher, inner folds, on the clean training clips: UAR {teacher.mean():.3f}")
     print(f"{'test audio':<22}{'to tel.':>8}" + "".join(f"{v:>22}" for v in args.variants))
     for cond in TESTS:
         cells = []
@@ -132,11 +150,15 @@ def main() -> None:
     print(f"{'loss (points)':<30}" + loss)
 
 
-def score_fold(rows: dict, labels: np.ndarray, copies: list[str], train, test, bases) -> dict:
+def score_fold(
+    rows: dict, labels: np.ndarray, speakers: np.ndarray, copies: list[str], train, test, bases
+) -> dict:
     """Fit the wideband model and each telephone-side variant on one fold; test probabilities."""
     X = np.vstack([rows[None][train]] + [rows[spec][train] for spec in copies])
     y = np.tile(labels[train], 1 + len(copies)).astype(str)
     narrow = narrowband_rows(X)
+    if any(_is_kd(b) for b in bases):
+        teacher, teacher_uar = teacher_proba(X, y, narrow, speakers[train], len(train))
     wide = fit_pipeline("emo-mlp5", X[~narrow], y[~narrow])[0]
     out = {"clean": balanced_accuracy_score(labels[test], wide.predict(rows[None][test])),
            "seconds": {}, "routes": {}, "wide": {}, "narrow": {}}  # fmt: skip
@@ -144,15 +166,58 @@ def score_fold(rows: dict, labels: np.ndarray, copies: list[str], train, test, b
         out["routes"][cond] = narrowband_rows(rows[cond][test])
         out["wide"][cond] = wide.predict(rows[cond][test])
     for name in bases:
-        model = BUILDERS[name]()
+        model = BUILDERS["mlp5" if _is_kd(name) else name]()
+        fit_X, fit_y, weights = X[narrow], y[narrow], {}
+        if _is_kd(name):
+            clip = np.flatnonzero(narrow) % len(train)  # rows are stacked copy by copy
+            fit_X, fit_y, w = soft_target_rows(fit_X, fit_y, teacher[clip], float(name[2:]))
+            weights = {"scaler__sample_weight": w, "clf__sample_weight": w}
         start = time.perf_counter()
         with threadpool_limits(limits=1):
-            model.fit(X[narrow], y[narrow])
+            model.fit(fit_X, fit_y, **weights)
         out["seconds"][name] = time.perf_counter() - start
         classes = model.classes_
         out["narrow"][name] = {c: (classes, model.predict_proba(rows[c][test])) for c in TESTS}
     out["labels"] = labels[test]
+    if any(_is_kd(b) for b in bases):
+        out["teacher_uar"] = teacher_uar
     return out
+
+
+def teacher_proba(
+    X: np.ndarray, y: np.ndarray, narrow: np.ndarray, speakers: np.ndarray, n_clips: int
+) -> tuple[np.ndarray, float]:
+    """Wideband teacher probabilities (n_clips, classes) for the clean training clips (the
+    first ``n_clips`` rows of ``X``), each from a model of inner folds that never saw the
+    clip's speaker, and their UAR."""
+    row_speaker = np.tile(speakers, len(X) // n_clips)
+    proba = None
+    for inner_train, held in GroupKFold(TEACHER_FOLDS).split(np.zeros(n_clips), groups=speakers):
+        fit_rows = ~narrow & np.isin(row_speaker, speakers[inner_train])
+        with threadpool_limits(limits=1):
+            model = fit_pipeline("emo-mlp5", X[fit_rows], y[fit_rows])[0]
+        part = model.predict_proba(X[held])
+        if proba is None:
+            proba, classes = np.zeros((n_clips, part.shape[1])), model.classes_
+        proba[held] = part
+    uar = balanced_accuracy_score(y[:n_clips], classes[proba.argmax(axis=1)])
+    return proba, uar
+
+
+def soft_target_rows(
+    X: np.ndarray, y: np.ndarray, teacher: np.ndarray, share: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, labels and weights whose weighted cross-entropy is the cross-entropy against
+    ``share`` x one-hot(y) + (1 - share) x ``teacher``: one weighted copy of a row per class
+    above ``KD_MIN_SHARE``, each row's weights in proportion to its target."""
+    classes = np.unique(y)
+    target = (1 - share) * teacher
+    target[np.arange(len(y)), np.searchsorted(classes, y)] += share
+    target[target < KD_MIN_SHARE] = 0.0
+    target /= target.sum(axis=1, keepdims=True)
+    row, k = np.nonzero(target)
+    # mean weight 1: MLP batches divide the weight decay by their weight sum, as with labels
+    return X[row], classes[k], target[row, k] * (len(row) / len(y))
 
 
 def run_uar(run: dict, variant: str, cond: str) -> float:
