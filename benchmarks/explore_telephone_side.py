@@ -43,12 +43,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
-from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier  # noqa: E402
+from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
-from sklearn.neural_network import MLPClassifier  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,6 +58,7 @@ from core.datasets import read_dataset  # noqa: E402
 from core.evaluation import splits  # noqa: E402
 from core.features import get_feature_set  # noqa: E402
 from core.features.emo import narrowband_rows  # noqa: E402
+from core.presets import build_pipeline  # noqa: E402
 from core.training import featurize, fit_pipeline  # noqa: E402
 
 TESTS = (
@@ -70,22 +69,20 @@ TESTS = (
 )  # fmt: skip
 
 
-def _vote(hidden: tuple[int, ...], alpha: float) -> Pipeline:
-    members = [
-        (f"m{i}", MLPClassifier(hidden_layer_sizes=hidden, alpha=alpha, max_iter=600,
-                                random_state=42 + i))
-        for i in range(5)
-    ]  # fmt: skip
-    return Pipeline(
-        [("scaler", StandardScaler()), ("clf", VotingClassifier(members, voting="soft"))]
+def _vote(**member_params) -> Pipeline:
+    """The ``emo-mlp5`` pipeline with ``member_params`` set on each of its 5 MLPs."""
+    pipeline = build_pipeline("emo-mlp5")
+    members = pipeline.named_steps["clf"].estimators
+    return pipeline.set_params(
+        **{f"clf__{name}__{key}": v for name, _ in members for key, v in member_params.items()}
     )
 
 
 BUILDERS = {
-    "mlp5": lambda: _vote((256,), 1.0),
-    "h512": lambda: _vote((512,), 1.0),
-    "h256x2": lambda: _vote((256, 256), 1.0),
-    "a0.3": lambda: _vote((256,), 0.3),
+    "mlp5": lambda: build_pipeline("emo-mlp5"),
+    "h512": lambda: _vote(hidden_layer_sizes=(512,)),
+    "h256x2": lambda: _vote(hidden_layer_sizes=(256, 256)),
+    "a0.3": lambda: _vote(alpha=0.3),
     "hgb": lambda: HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1,
                                                   random_state=42),
 }  # fmt: skip
@@ -134,7 +131,7 @@ def main() -> None:
            for v in args.variants}  # fmt: skip
     clean = np.array([r["clean"] for r in runs])
     print(f"clean (wideband model): {clean.mean():.3f}")
-    if any(_is_kd(b) for b in bases):
+    if "teacher_uar" in runs[0]:
         teacher = np.array([r["teacher_uar"] for r in runs])
         print(f"kd teacher, inner folds, on the clean training clips: UAR {teacher.mean():.3f}")
     print(f"{'test audio':<22}{'to tel.':>8}" + "".join(f"{v:>22}" for v in args.variants))
@@ -157,11 +154,13 @@ def score_fold(
     X = np.vstack([rows[None][train]] + [rows[spec][train] for spec in copies])
     y = np.tile(labels[train], 1 + len(copies)).astype(str)
     narrow = narrowband_rows(X)
-    if any(_is_kd(b) for b in bases):
-        teacher, teacher_uar = teacher_proba(X, y, narrow, speakers[train], len(train))
+    out: dict = {}
+    distil = any(_is_kd(b) for b in bases)
+    if distil:
+        teacher, out["teacher_uar"] = teacher_proba(X, y, narrow, speakers[train], len(train))
     wide = fit_pipeline("emo-mlp5", X[~narrow], y[~narrow])[0]
-    out = {"clean": balanced_accuracy_score(labels[test], wide.predict(rows[None][test])),
-           "seconds": {}, "routes": {}, "wide": {}, "narrow": {}}  # fmt: skip
+    out.update(clean=balanced_accuracy_score(labels[test], wide.predict(rows[None][test])),
+               seconds={}, routes={}, wide={}, narrow={})  # fmt: skip
     for cond in TESTS:
         out["routes"][cond] = narrowband_rows(rows[cond][test])
         out["wide"][cond] = wide.predict(rows[cond][test])
@@ -179,8 +178,6 @@ def score_fold(
         classes = model.classes_
         out["narrow"][name] = {c: (classes, model.predict_proba(rows[c][test])) for c in TESTS}
     out["labels"] = labels[test]
-    if any(_is_kd(b) for b in bases):
-        out["teacher_uar"] = teacher_uar
     return out
 
 
