@@ -207,11 +207,18 @@ def _splitter(cv, groups):
     return StratifiedKFold(n_splits=cv, shuffle=True, random_state=0)
 
 
-def _out_of_fold(estimator, X, y, groups, cv) -> tuple[np.ndarray, np.ndarray]:
-    """(out-of-fold probabilities (n, k), y as indices of the sorted classes)."""
+def _out_of_fold(estimator, X, y, groups, cv, fit_params=None) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold probabilities (n, k), y as indices of the sorted classes); per-row
+    ``fit_params`` are split with the rows."""
     y = np.asarray(y)
     oof = cross_val_predict(
-        clone(estimator), X, y, groups=groups, cv=_splitter(cv, groups), method="predict_proba"
+        clone(estimator),
+        X,
+        y,
+        groups=groups,
+        cv=_splitter(cv, groups),
+        method="predict_proba",
+        params=fit_params,
     )
     return oof, np.searchsorted(np.unique(y), y)  # columns follow the sorted classes
 
@@ -254,13 +261,17 @@ class _OutOfFoldCalibrated(ClassifierMixin, BaseEstimator):
     Subclasses set ``_fit_map(oof, y_idx)`` (learned attributes) and ``_map(proba)``.
     """
 
-    def fit(self, X, y, groups=None):
-        """Fit on X (n, d) and y (n,); ``groups`` (n,) are the speakers for the inner folds."""
+    def fit(self, X, y, groups=None, **fit_params):
+        """Fit on X (n, d) and y (n,); ``groups`` (n,) are the speakers for the inner folds.
+
+        ``fit_params`` go to the estimator's ``fit`` (per-row arrays, e.g. ``soft_targets``,
+        split with the inner folds); the map is always learned against the labels ``y``.
+        """
         if self._needs_oof():
-            self._fit_map(*_out_of_fold(self.estimator, X, y, groups, self.cv))
+            self._fit_map(*_out_of_fold(self.estimator, X, y, groups, self.cv, fit_params))
         else:
             self._fit_map(None, None)
-        self.estimator_ = clone(self.estimator).fit(X, y)
+        self.estimator_ = clone(self.estimator).fit(X, y, **fit_params)
         self.classes_ = self.estimator_.classes_
         if hasattr(self.estimator_, "n_features_in_"):
             self.n_features_in_ = self.estimator_.n_features_in_

@@ -335,12 +335,18 @@ def _workers(n_jobs: int | None) -> int:
 def _run_fold(k, train, test, table, extra, tests, labels, preset, random_state) -> dict:
     """Fit one fold (with augmented copies of its training rows) and score every test audio."""
     X_train, y_train, g_train = table.X[train], table.labels[train], table.speakers[train]
+    sources = np.arange(len(train))  # each copy's clean row, for distilling presets
+    position = np.full(len(table.labels), -1)
+    position[train] = sources
     for rows, has_row, _ in extra:
         idx = train[has_row[train]]
         X_train = np.vstack([X_train, rows[idx]])
         y_train = np.concatenate([y_train, table.labels[idx]])
         g_train = np.concatenate([g_train, table.speakers[idx]])
-    pipeline, _ = fit_pipeline(preset, X_train, y_train, groups=g_train, random_state=random_state)
+        sources = np.concatenate([sources, position[idx]])
+    pipeline, _ = fit_pipeline(
+        preset, X_train, y_train, groups=g_train, sources=sources, random_state=random_state
+    )
     clf = pipeline.named_steps["clf"]
     # a fold may lack a class (tiny data sets): its column stays 0
     columns = np.array([labels.index(c) for c in clf.classes_])

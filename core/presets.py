@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from core.calibration import SigmoidCalibratedClassifier, TemperatureScaledClassifier
+from core.distillation import SoftTargetClassifier
 from core.routing import BandwidthRouter
 
 #: Default seed for every preset, so training is reproducible.
@@ -82,6 +83,21 @@ def _mlp5_temp(random_state: int) -> Pipeline:
     return _scaled(TemperatureScaledClassifier(_mlp5(random_state), cv=4))
 
 
+def _kd_mlp5_temp(random_state: int) -> Pipeline:
+    # The vote learns 0.8 x label + 0.2 x the teacher; the temperature is fitted on labels.
+    vote = SoftTargetClassifier(_mlp5(random_state), label_share=0.8)
+    return _scaled(TemperatureScaledClassifier(vote, cv=4))
+
+
+def _band_kd(random_state: int) -> Pipeline:
+    router = BandwidthRouter(
+        _mlp5_temp(random_state),
+        _kd_mlp5_temp(random_state),
+        teacher=_scaled(_mlp5(random_state)),
+    )
+    return Pipeline([("clf", router)])
+
+
 _ALL = (
     Preset(
         "seed-300",
@@ -129,6 +145,19 @@ _ALL = (
         lambda rs: Pipeline([("clf", BandwidthRouter(_mlp5_temp(rs), _mlp5_temp(rs)))]),
         trusted_types=(
             "core.calibration.TemperatureScaledClassifier",
+            "core.routing.BandwidthRouter",
+        ),
+        feature_set="emo",
+    ),
+    Preset(
+        "emo-band-kd-mlp5-temp",
+        "emo-band-mlp5-temp whose telephone model is distilled: each telephone-band copy "
+        "learns 0.8 x its label + 0.2 x what an emo-mlp5 wideband teacher of other speakers "
+        "(4 inner speaker folds) says of the clean clip it came from",
+        _band_kd,
+        trusted_types=(
+            "core.calibration.TemperatureScaledClassifier",
+            "core.distillation.SoftTargetClassifier",
             "core.routing.BandwidthRouter",
         ),
         feature_set="emo",

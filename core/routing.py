@@ -6,6 +6,10 @@ keeps them apart: each feature row goes to the model for its bandwidth, which
 :func:`core.features.emo.narrowband_rows` reads off the ``emo`` vector itself (no second pass
 over the audio). Training splits its rows by the same rule, so telephone copies in the
 training set (``--augment telephone``, ``speed:0.9+telephone``...) train the telephone model.
+
+With a ``teacher``, the telephone model is also distilled from the wideband audio: each
+telephone copy learns, besides its label, what a wideband teacher (fitted on other speakers)
+hears in the clean clip the copy came from (:mod:`core.distillation`).
 """
 
 from __future__ import annotations
@@ -15,16 +19,16 @@ import inspect
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
+from core.distillation import teacher_probabilities
 from core.features.emo import narrowband_rows
 
 
-def group_fit_params(pipeline, groups) -> dict:
-    """``fit`` keywords passing ``groups`` to a pipeline's ``clf`` step, if its ``fit`` takes
-    them (calibrated presets group their inner folds by speaker); else none."""
-    clf = pipeline.named_steps["clf"]
-    if groups is None or "groups" not in inspect.signature(clf.fit).parameters:
-        return {}
-    return {"clf__groups": groups}
+def clf_fit_params(pipeline, **params) -> dict:
+    """``fit`` keywords passing each of ``params`` that is not None to a pipeline's ``clf``
+    step, if its ``fit`` takes it (e.g. ``groups``: calibrated presets group their inner folds
+    by speaker; ``sources``: a distilling router finds each copy's clean clip)."""
+    accepted = inspect.signature(pipeline.named_steps["clf"].fit).parameters
+    return {f"clf__{k}": v for k, v in params.items() if v is not None and k in accepted}
 
 
 class BandwidthRouter(ClassifierMixin, BaseEstimator):
@@ -32,19 +36,33 @@ class BandwidthRouter(ClassifierMixin, BaseEstimator):
 
     Args:
         wide: unfitted pipeline (final step ``clf``) for wideband rows.
-        narrow: unfitted pipeline for narrowband rows.
+        narrow: unfitted pipeline for narrowband rows; with a ``teacher``, its ``clf`` step's
+            ``fit`` must take ``soft_targets`` (e.g. a :class:`~core.distillation.
+            SoftTargetClassifier` inside the calibration wrapper).
+        teacher: None, or an unfitted pipeline for the wideband rows whose out-of-fold
+            probabilities of each clean clip become the soft targets of the narrowband rows
+            made from it. Not kept after fitting.
+        teacher_folds: speaker folds of the teacher.
     """
 
-    def __init__(self, wide, narrow) -> None:
+    def __init__(self, wide, narrow, teacher=None, teacher_folds: int = 4) -> None:
         self.wide = wide
         self.narrow = narrow
+        self.teacher = teacher
+        self.teacher_folds = teacher_folds
 
-    def fit(self, X, y, groups=None) -> BandwidthRouter:
+    def fit(self, X, y, groups=None, sources=None) -> BandwidthRouter:
         """Fit ``wide`` on the wideband rows and ``narrow`` on the narrowband rows.
 
+        Args:
+            groups: speaker of each row (n,), for the inner folds.
+            sources: for distillation, the index of the row holding the clean recording each
+                row was made from (n,): its own index for clean rows, -1 where unknown (that
+                row learns from its label alone).
+
         Raises:
-            ValueError: the rows are all of one bandwidth, or the two sides know different
-                classes.
+            ValueError: the rows are all of one bandwidth, the two sides know different
+                classes, or there is a teacher but no ``sources``.
         """
         X, y = np.asarray(X), np.asarray(y)
         is_narrow = narrowband_rows(X)
@@ -54,11 +72,19 @@ class BandwidthRouter(ClassifierMixin, BaseEstimator):
                 f"every training row is {kind}: a bandwidth router needs both kinds "
                 "(add telephone copies, e.g. --augment telephone)"
             )
+        soft = None
+        if self.teacher is not None:
+            if sources is None:
+                raise ValueError("a router with a teacher needs the sources of its rows")
+            soft = self._soft_targets(X, y, is_narrow, groups, np.asarray(sources))
         fitted = []
-        for template, rows in ((self.wide, ~is_narrow), (self.narrow, is_narrow)):
+        for template, rows, extra in (
+            (self.wide, ~is_narrow, {}),
+            (self.narrow, is_narrow, {"soft_targets": soft}),
+        ):
             model = clone(template)
             part = None if groups is None else np.asarray(groups)[rows]
-            model.fit(X[rows], y[rows], **group_fit_params(model, part))
+            model.fit(X[rows], y[rows], **clf_fit_params(model, groups=part, **extra))
             fitted.append(model)
         self.wide_, self.narrow_ = fitted
         if list(self.wide_.classes_) != list(self.narrow_.classes_):
@@ -68,6 +94,28 @@ class BandwidthRouter(ClassifierMixin, BaseEstimator):
             )
         self.classes_ = self.wide_.classes_
         return self
+
+    def _soft_targets(self, X, y, is_narrow, groups, sources) -> np.ndarray:
+        """Teacher probabilities (n narrowband rows, classes) of each narrowband row's clean
+        wideband clip; one-hot labels for rows without one."""
+        n = len(y)
+        clean = np.flatnonzero((sources == np.arange(n)) & ~is_narrow)
+        # speakers when known, else each clip is its own group (its copies carry its index)
+        row_groups = np.asarray(groups) if groups is not None else sources
+        proba = teacher_probabilities(
+            self.teacher, X, y, row_groups, ~is_narrow, clean, self.teacher_folds
+        )
+        classes = np.unique(y[is_narrow])
+        if list(classes) != list(np.unique(y)):
+            raise ValueError("the narrowband training rows lack some classes")
+        by_row = np.full(n, -1)
+        by_row[clean] = np.arange(len(clean))
+        src = sources[is_narrow]
+        teacher_row = np.where(src >= 0, by_row[np.clip(src, 0, n - 1)], -1)
+        soft = np.eye(len(classes))[np.searchsorted(classes, y[is_narrow])]
+        has = teacher_row >= 0
+        soft[has] = proba[teacher_row[has]]
+        return soft
 
     def routes(self, X) -> np.ndarray:
         """True for each row that goes to the narrowband model [shape=(n,)]."""

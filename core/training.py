@@ -18,7 +18,7 @@ from core.errors import DatasetError, FeatureSetError
 from core.features import FeatureSet, get_feature_set
 from core.model import EmotionModel
 from core.presets import RANDOM_STATE, build_pipeline, get_preset
-from core.routing import BandwidthRouter, group_fit_params
+from core.routing import BandwidthRouter, clf_fit_params
 
 
 @dataclass
@@ -67,16 +67,27 @@ def _speakers_or_none(groups) -> np.ndarray | None:
     return np.asarray(groups, dtype=str)
 
 
-def fit_pipeline(preset: str, X: np.ndarray, y, *, groups=None, random_state: int = RANDOM_STATE):
+def fit_pipeline(
+    preset: str,
+    X: np.ndarray,
+    y,
+    *,
+    groups=None,
+    sources=None,
+    random_state: int = RANDOM_STATE,
+):
     """Fit a fresh ``preset`` pipeline; returns (pipeline, info) with convergence facts.
 
     Args:
         groups: speaker of each row (n,); passed to the ``clf`` step when its ``fit`` takes
             ``groups`` (calibrated presets: inner folds grouped by speaker). Augmented copies
             of a clip must carry its speaker.
+        sources: index of the row of the clean recording each row was made from (n,; its own
+            index for clean rows, -1 if unknown: see :func:`source_rows`); passed when the
+            ``clf`` step's ``fit`` takes ``sources`` (distilling presets).
     """
     pipeline = build_pipeline(preset, random_state)
-    fit_params = group_fit_params(pipeline, _speakers_or_none(groups))
+    fit_params = clf_fit_params(pipeline, groups=_speakers_or_none(groups), sources=sources)
     # One BLAS thread: these matrices are small, and threads made MLP fits ~8x slower here.
     with (
         threadpool_limits(limits=1, user_api="blas"),
@@ -101,11 +112,19 @@ def fit_pipeline(preset: str, X: np.ndarray, y, *, groups=None, random_state: in
     return pipeline, info
 
 
+def source_rows(paths: list, n_clean: int) -> np.ndarray:
+    """For rows stacked as ``n_clean`` clean recordings then augmented copies, the index of
+    each row's clean row, found by its file path (-1 for a copy whose clean file failed)."""
+    clean = {path: i for i, path in enumerate(paths[:n_clean])}
+    return np.array([clean.get(path, -1) for path in paths], dtype=int)
+
+
 def _members(clf) -> list:
     """The fitted estimators inside ``clf``: unwraps routers, calibration wrappers and votes."""
     if isinstance(clf, BandwidthRouter):
         return [m for p in clf.fitted_pipelines() for m in _members(p.named_steps["clf"])]
-    clf = getattr(clf, "estimator_", clf)
+    while hasattr(clf, "estimator_"):  # calibration and soft-target wrappers, nested
+        clf = clf.estimator_
     return list(getattr(clf, "estimators_", [clf]))
 
 
@@ -178,14 +197,18 @@ def train_model(
     labels = tuple(c for c in dataset.classes if c in set(table.labels))
     if len(labels) < 2:
         raise DatasetError(f"need at least two classes with readable files, got {labels}")
-    X, y, groups = table.X, table.labels, table.speakers
+    X, y, groups, paths = table.X, table.labels, table.speakers, list(table.paths)
     for spec in augment:
         extra = featurize(
             dataset, fs, cache_dir=cache_dir, n_jobs=n_jobs, progress=progress, transform=spec
         )
         X, y = np.vstack([X, extra.X]), np.concatenate([y, extra.labels])
         groups = np.concatenate([groups, extra.speakers])
-    pipeline, fit_info = fit_pipeline(preset, X, y, groups=groups, random_state=random_state)
+        paths += extra.paths
+    sources = source_rows(paths, len(table.paths))
+    pipeline, fit_info = fit_pipeline(
+        preset, X, y, groups=groups, sources=sources, random_state=random_state
+    )
     slim(pipeline)
     counts = Counter(table.labels)
     speakers = sorted({s for s in table.speakers if s})
