@@ -7,17 +7,18 @@ clean audio (models/aer8.md, "What was tried"). This script keeps the shipped co
 telephone model's classifier, scored as ``explore_bandwidth.py`` scores (6 speaker folds,
 ``emo-mlp5`` per side: the temperature never moves the argmax):
 
-    mlp5       the shipped vote: 5 MLPs (256,), alpha 1.0
+    mlp5       the vote of emo-band-mlp5-temp: 5 MLPs (256,), alpha 1.0
     h512       5 MLPs (512,), alpha 1.0: more capacity for 1.6x the rows the wideband side has
     h256x2     5 MLPs (256, 256), alpha 1.0
     a0.3       5 MLPs (256,), alpha 0.3: less weight decay
     hgb        HistGradientBoostingClassifier (another model family, for the votes below)
-    kd<L>      the shipped vote trained on soft targets (knowledge distillation with the clean
+    kd<L>      the mlp5 vote trained on soft targets (knowledge distillation with the clean
                clip as privileged information): L x the label + (1 - L) x what a wideband
                teacher says of the *clean* clip the copy came from. The teacher is an
                ``emo-mlp5`` wideband model from inner speaker folds, so it never saw the clip's
                speaker; the soft targets are trained as weighted label copies of each row
-               (cross-entropy against the mixture). E.g. kd0.5
+               (cross-entropy against the mixture), by ``core.distillation`` as the preset
+               ``emo-band-kd-mlp5-temp`` (kd0.8 with temperature scaling) does. E.g. kd0.5
     A+B        soft vote (mean probability) of variants A and B, e.g. mlp5+hgb
 
 Prints per-condition UAR for the test audio that the router sends (partly) to the telephone
@@ -45,7 +46,6 @@ import numpy as np  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
-from sklearn.model_selection import GroupKFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explore_bandwidth import RECIPES  # noqa: E402
 
 from core.datasets import read_dataset  # noqa: E402
+from core.distillation import soft_target_rows, teacher_probabilities  # noqa: E402
 from core.evaluation import splits  # noqa: E402
 from core.features import get_feature_set  # noqa: E402
 from core.features.emo import narrowband_rows  # noqa: E402
@@ -169,7 +170,9 @@ def score_fold(
         fit_X, fit_y, weights = X[narrow], y[narrow], {}
         if _is_kd(name):
             clip = np.flatnonzero(narrow) % len(train)  # rows are stacked copy by copy
-            fit_X, fit_y, w = soft_target_rows(fit_X, fit_y, teacher[clip], float(name[2:]))
+            fit_X, fit_y, w = soft_target_rows(
+                fit_X, fit_y, teacher[clip], float(name[2:]), KD_MIN_SHARE
+            )
             weights = {"scaler__sample_weight": w, "clf__sample_weight": w}
         start = time.perf_counter()
         with threadpool_limits(limits=1):
@@ -188,33 +191,12 @@ def teacher_proba(
     first ``n_clips`` rows of ``X``), each from a model of inner folds that never saw the
     clip's speaker, and their UAR."""
     row_speaker = np.tile(speakers, len(X) // n_clips)
-    proba = None
-    for inner_train, held in GroupKFold(TEACHER_FOLDS).split(np.zeros(n_clips), groups=speakers):
-        fit_rows = ~narrow & np.isin(row_speaker, speakers[inner_train])
-        with threadpool_limits(limits=1):
-            model = fit_pipeline("emo-mlp5", X[fit_rows], y[fit_rows])[0]
-        part = model.predict_proba(X[held])
-        if proba is None:
-            proba, classes = np.zeros((n_clips, part.shape[1])), model.classes_
-        proba[held] = part
-    uar = balanced_accuracy_score(y[:n_clips], classes[proba.argmax(axis=1)])
+    clean = np.arange(n_clips)
+    teacher = build_pipeline("emo-mlp5")
+    with threadpool_limits(limits=1):
+        proba = teacher_probabilities(teacher, X, y, row_speaker, ~narrow, clean, TEACHER_FOLDS)
+    uar = balanced_accuracy_score(y[:n_clips], np.unique(y)[proba.argmax(axis=1)])
     return proba, uar
-
-
-def soft_target_rows(
-    X: np.ndarray, y: np.ndarray, teacher: np.ndarray, share: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, labels and weights whose weighted cross-entropy is the cross-entropy against
-    ``share`` x one-hot(y) + (1 - share) x ``teacher``: one weighted copy of a row per class
-    above ``KD_MIN_SHARE``, each row's weights in proportion to its target."""
-    classes = np.unique(y)
-    target = (1 - share) * teacher
-    target[np.arange(len(y)), np.searchsorted(classes, y)] += share
-    target[target < KD_MIN_SHARE] = 0.0
-    target /= target.sum(axis=1, keepdims=True)
-    row, k = np.nonzero(target)
-    # mean weight 1: MLP batches divide the weight decay by their weight sum, as with labels
-    return X[row], classes[k], target[row, k] * (len(row) / len(y))
 
 
 def run_uar(run: dict, variant: str, cond: str) -> float:
