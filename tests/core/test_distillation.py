@@ -9,13 +9,12 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from core.artifacts import load_model, save_model
 from core.calibration import TemperatureScaledClassifier
 from core.datasets import read_dataset
 from core.distillation import SoftTargetClassifier, soft_target_rows, teacher_probabilities
 from core.features import get_feature_set
 from core.routing import BandwidthRouter
-from core.training import featurize, source_rows, train_model
+from core.training import featurize, source_rows
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
 CLASSES = np.array(["a", "b", "c"])
@@ -149,18 +148,3 @@ def mixed_rows(tmp_path_factory):
     clean, tel = featurize(ds, fs, **kw), featurize(ds, fs, transform="telephone", **kw)
     X = np.vstack([clean.X, tel.X])
     return X, np.concatenate([clean.labels, tel.labels]), np.tile(clean.speakers, 2)
-
-
-def test_distilled_preset_trains_saves_and_loads(tmp_path):
-    ds = read_dataset(FIXTURES)
-    model = train_model(
-        ds, name="kd", preset="emo-band-kd-mlp5-temp", augment=["telephone"],
-        cache_dir=tmp_path, n_jobs=1, progress=False,
-    )  # fmt: skip
-    narrow = model.pipeline.named_steps["clf"].narrow_.named_steps["clf"]
-    assert isinstance(narrow.estimator_, SoftTargetClassifier) and narrow.temperature_ > 0
-    vote = narrow.estimator_.estimator_
-    assert not any(hasattr(m, "_optimizer") for m in vote.estimators_)  # slimmed
-    loaded = load_model(save_model(model, tmp_path / "out"))
-    X = featurize(ds, loaded.feature_set, cache_dir=tmp_path, n_jobs=1, progress=False).X
-    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

@@ -12,6 +12,7 @@ from core.artifacts import load_model, save_model
 from core.audio import load
 from core.datasets import read_dataset
 from core.degrade import parse_degradation
+from core.distillation import SoftTargetClassifier
 from core.features import get_feature_set
 from core.features.emo import narrowband_rows
 from core.routing import BandwidthRouter
@@ -92,10 +93,11 @@ def test_router_refuses_training_rows_of_one_bandwidth(mixed):
         router.fit(X[n:], y[n:])
 
 
-def test_routed_preset_trains_saves_and_loads(tmp_path):
+@pytest.mark.parametrize("preset", ["emo-band-mlp5-temp", "emo-band-kd-mlp5-temp"])
+def test_routed_preset_trains_saves_and_loads(tmp_path, preset):
     ds = read_dataset(FIXTURES)
     model = train_model(
-        ds, name="routed", preset="emo-band-mlp5-temp", augment=["telephone"],
+        ds, name="routed", preset=preset, augment=["telephone"],
         cache_dir=tmp_path, n_jobs=1, progress=False,
     )  # fmt: skip
     router = model.pipeline.named_steps["clf"]
@@ -103,7 +105,11 @@ def test_routed_preset_trains_saves_and_loads(tmp_path):
     for pipeline in router.fitted_pipelines():  # both sides calibrated, both slimmed
         calibrated = pipeline.named_steps["clf"]
         assert calibrated.temperature_ > 0
-        assert not any(hasattr(m, "_optimizer") for m in calibrated.estimator_.estimators_)
+        vote = calibrated.estimator_
+        distilled = isinstance(vote, SoftTargetClassifier)
+        assert distilled == (preset == "emo-band-kd-mlp5-temp" and pipeline is router.narrow_)
+        vote = vote.estimator_ if distilled else vote
+        assert not any(hasattr(m, "_optimizer") for m in vote.estimators_)
     loaded = load_model(save_model(model, tmp_path / "out"))
     X = featurize(ds, loaded.feature_set, cache_dir=tmp_path, n_jobs=1, progress=False).X
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
