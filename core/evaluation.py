@@ -332,18 +332,25 @@ def _workers(n_jobs: int | None) -> int:
     return (os.cpu_count() or 1) if not n_jobs or n_jobs <= 0 else n_jobs
 
 
-def _run_fold(k, train, test, table, extra, tests, labels, preset, random_state) -> dict:
-    """Fit one fold (with augmented copies of its training rows) and score every test audio."""
-    X_train, y_train, g_train = table.X[train], table.labels[train], table.speakers[train]
-    sources = np.arange(len(train))  # each copy's clean row, for distilling presets
+def training_rows(table: FeatureTable, extra: list, train: np.ndarray):
+    """(X, y, speakers, sources) of a fold: the ``train`` rows of ``table``, then each copy of
+    them in ``extra`` (``_aligned`` tables); ``sources`` holds each row's clean row."""
+    X, y, groups = table.X[train], table.labels[train], table.speakers[train]
+    sources = np.arange(len(train))
     position = np.full(len(table.labels), -1)
     position[train] = sources
     for rows, has_row, _ in extra:
         idx = train[has_row[train]]
-        X_train = np.vstack([X_train, rows[idx]])
-        y_train = np.concatenate([y_train, table.labels[idx]])
-        g_train = np.concatenate([g_train, table.speakers[idx]])
+        X = np.vstack([X, rows[idx]])
+        y = np.concatenate([y, table.labels[idx]])
+        groups = np.concatenate([groups, table.speakers[idx]])
         sources = np.concatenate([sources, position[idx]])
+    return X, y, groups, sources
+
+
+def _run_fold(k, train, test, table, extra, tests, labels, preset, random_state) -> dict:
+    """Fit one fold (with augmented copies of its training rows) and score every test audio."""
+    X_train, y_train, g_train, sources = training_rows(table, extra, train)
     pipeline, _ = fit_pipeline(
         preset, X_train, y_train, groups=g_train, sources=sources, random_state=random_state
     )

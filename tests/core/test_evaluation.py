@@ -9,10 +9,10 @@ from core.artifacts import load_model, save_model
 from core.calibration import SigmoidCalibratedClassifier
 from core.datasets import read_dataset
 from core.errors import FeatureSetError
-from core.evaluation import COVERAGE_THRESHOLDS, evaluate
+from core.evaluation import COVERAGE_THRESHOLDS, evaluate, training_rows
 from core.model import EmotionModel
 from core.presets import get_preset
-from core.training import fit_pipeline, resolve_feature_set, train_model
+from core.training import FeatureTable, fit_pipeline, resolve_feature_set, train_model
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
 
@@ -108,3 +108,17 @@ def test_trained_model_keeps_augmented_copies_with_their_speaker(tmp_path):
     assert model.metadata["training"]["augment"] == ["speed:1.1"]
     mlp = model.pipeline.named_steps["clf"]
     assert not hasattr(mlp, "_optimizer") and not hasattr(mlp, "_best_coefs")  # slimmed
+
+
+def test_fold_training_rows_point_each_copy_at_its_clean_row():
+    n = 6
+    table = FeatureTable(
+        X=np.arange(n, dtype=float)[:, None], labels=np.array(list("aabbcc")),
+        speakers=np.array(list("xyxyxy")), paths=[f"{i}.wav" for i in range(n)], failed=[],
+    )  # fmt: skip
+    copy = (table.X + 100, np.array([True, True, False, True, True, True]), [])  # clip 2 failed
+    train = np.array([1, 2, 4, 5])
+    X, y, groups, sources = training_rows(table, [copy, copy], train)
+    assert sources.tolist() == [0, 1, 2, 3] + [0, 2, 3] * 2
+    np.testing.assert_array_equal(X[4:, 0] - 100, X[sources[4:], 0])  # the copy of its clip
+    assert y.tolist() == list("abcc") + list("acc") * 2 and groups[4:].tolist() == list("yxy") * 2
