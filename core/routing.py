@@ -108,13 +108,11 @@ class BandwidthRouter(ClassifierMixin, BaseEstimator):
         classes = np.unique(y[is_narrow])
         if list(classes) != list(np.unique(y)):
             raise ValueError("the narrowband training rows lack some classes")
-        by_row = np.full(n, -1)
-        by_row[clean] = np.arange(len(clean))
-        src = sources[is_narrow]
-        teacher_row = np.where(src >= 0, by_row[np.clip(src, 0, n - 1)], -1)
+        teacher_row = np.full(n + 1, -1)  # row -> its row of proba; index -1 (unknown) too
+        teacher_row[clean] = np.arange(len(clean))
+        of_narrow = teacher_row[sources[is_narrow]]
         soft = np.eye(len(classes))[np.searchsorted(classes, y[is_narrow])]
-        has = teacher_row >= 0
-        soft[has] = proba[teacher_row[has]]
+        soft[of_narrow >= 0] = proba[of_narrow[of_narrow >= 0]]
         return soft
 
     def routes(self, X) -> np.ndarray:
