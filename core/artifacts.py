@@ -19,6 +19,9 @@ import numpy as np
 import sklearn
 import skops
 import skops.io as sio
+import soundfile
+import soxr
+from threadpoolctl import threadpool_info
 
 from core.errors import FeatureSetError, ModelIntegrityError, ModelMismatchError, ModelNotFoundError
 from core.features import get_feature_set
@@ -50,13 +53,28 @@ def trusted_types() -> frozenset[str]:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions recorded in (and checked against) artifact metadata."""
+    """Versions recorded in artifact metadata (scikit-learn's is checked on loading).
+
+    Besides the Python packages: the libsndfile and soxr that decode, code and resample the
+    training copies, and the BLAS kernels that fitted the model. A retrain on another machine
+    can differ by a point of UAR when these differ (another CPU picks other BLAS kernels).
+    """
+    blas = sorted(
+        {
+            f"{lib['internal_api']} {lib['version']} ({lib.get('architecture', '?')})"
+            for lib in threadpool_info()
+            if lib["user_api"] == "blas"
+        }
+    )
     return {
         "python": platform.python_version(),
         "scikit-learn": sklearn.__version__,
         "numpy": np.__version__,
         "librosa": librosa.__version__,
         "skops": skops.__version__,
+        "libsndfile": soundfile.__libsndfile_version__,
+        "soxr": soxr.__version__,
+        "blas": ", ".join(blas) or "none found",
     }
 
 

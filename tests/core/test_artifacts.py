@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skops.io as sio
+import soundfile
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
@@ -52,7 +53,10 @@ def test_round_trip_gives_identical_probabilities(trained, saved):
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     meta = loaded.metadata
     assert meta["training"]["n_files"] == 16 and meta["training"]["n_speakers"] == 8
-    assert set(meta["libraries"]) >= {"scikit-learn", "numpy", "librosa", "skops"}
+    assert set(meta["libraries"]) >= {"scikit-learn", "numpy", "librosa", "skops", "soxr"}
+    # what codes the training copies and what fitted the model, to trace a retrain's drift
+    assert meta["libraries"]["libsndfile"] == soundfile.__libsndfile_version__
+    assert meta["libraries"]["blas"] != "none found"  # numpy has loaded its BLAS
     assert len(meta["skops_sha256"]) == 64 and meta["created"]
 
 
