@@ -76,6 +76,8 @@ def load_model(name: str, features_only: bool):
 
 def score(segments, clips: list[dict], *, with_labels: bool) -> dict:
     """Boundary recall, label agreement, clip coverage and speech precision against the truth."""
+    from core.timeline import most_overlapped
+
     found, agree, covered, on_speech = [], [], 0, 0.0
     for ch in sorted({c["channel"] for c in clips}):
         segs = [s for s in segments if s.channel == ch]
@@ -89,12 +91,18 @@ def score(segments, clips: list[dict], *, with_labels: bool) -> dict:
         t_starts = np.array([c["start_s"] for c in truth])
         t_ends = np.array([c["end_s"] for c in truth])
         for s in segs:
-            overlap = np.clip(
-                np.minimum(t_ends, s.end_s) - np.maximum(t_starts, s.start_s), 0, None
-            )
-            on_speech += overlap.sum()
-            if with_labels and overlap.max() > 0:
-                agree.append(s.label == truth[int(overlap.argmax())]["label"])
+            overlap = np.minimum(t_ends, s.end_s) - np.maximum(t_starts, s.start_s)
+            on_speech += overlap.clip(0, None).sum()
+    if with_labels:
+        sources = most_overlapped(
+            [(s.channel, s.start_s, s.end_s) for s in segments],
+            [(c["channel"], c["start_s"], c["end_s"]) for c in clips],
+        )
+        agree = [
+            s.label == clips[i]["label"]
+            for s, i in zip(segments, sources, strict=True)
+            if i is not None
+        ]
     seg_time = sum(s.end_s - s.start_s for s in segments)
     return {
         "boundaries_within_0.3s": float(np.mean(found)),

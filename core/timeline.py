@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 #: Labels whose probabilities add up to a segment's negativity score.
 NEGATIVE_LABELS = ("angry", "fearful", "sad", "disgust")
 
@@ -74,3 +76,22 @@ def summarize(segments: Sequence[Any], duration_s: float, labels: Sequence[str])
             "score": negativity(worst.probabilities),
         },
     }
+
+
+def most_overlapped(
+    spans: Sequence[tuple[int, float, float]], reference: Sequence[tuple[int, float, float]]
+) -> list[int | None]:
+    """For each ``(channel, start_s, end_s)`` of ``spans``, the index of the ``reference`` span
+    of the same channel it overlaps most (ties: the first), None where it overlaps none.
+
+    Scores a timeline against known speech, e.g. segments against the clips a test call was
+    built from: a segment's label should be the label of the clip it came from.
+    """
+    ref = np.asarray(reference, dtype=np.float64).reshape(-1, 3)
+    found: list[int | None] = []
+    for channel, start, end in spans:
+        overlap = np.minimum(ref[:, 2], end) - np.maximum(ref[:, 1], start)
+        overlap[ref[:, 0] != channel] = 0.0
+        best = int(overlap.argmax()) if len(ref) else 0
+        found.append(best if len(ref) and overlap[best] > 0 else None)
+    return found

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.timeline import NEGATIVE_LABELS, negativity, summarize
+from core.timeline import NEGATIVE_LABELS, most_overlapped, negativity, summarize
 
 LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 
@@ -83,3 +83,17 @@ def test_negativity_sums_the_negative_labels():
     assert negativity(probs) == pytest.approx(0.75)
     assert negativity({"happy": 1.0}) == 0.0
     assert set(NEGATIVE_LABELS) <= set(LABELS)
+
+
+def test_most_overlapped_matches_on_the_same_channel_only():
+    clips = [(0, 0.0, 3.0), (1, 2.0, 6.0), (0, 5.0, 9.0)]
+    spans = [
+        (0, 0.5, 2.5),  # inside clip 0
+        (0, 2.0, 6.0),  # 1 s of clip 0, 1 s of clip 2 (tie: the first), clip 1 is channel 1
+        (1, 2.5, 8.0),  # clip 1 only: clip 2 overlaps more but is on channel 0
+        (0, 3.5, 4.5),  # a gap on channel 0, though clip 1 covers it on channel 1
+        (2, 0.0, 9.0),  # a channel without clips
+    ]
+    assert most_overlapped(spans, clips) == [0, 0, 1, None, None]
+    assert most_overlapped(spans[:1], []) == [None]
+    assert most_overlapped([], clips) == []

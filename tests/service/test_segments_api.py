@@ -22,6 +22,7 @@ from api.config import ConfigError, load_settings
 from api.db import get_engine, session_scope
 from api.tables import Segment
 from core.datasets import parse_ravdess_name
+from core.timeline import most_overlapped
 from tests.service.test_timeline_worker import CALL_SR, CLIPS, SLACK_S, TURNS, write_call
 
 TERMINAL = {"succeeded", "completed_with_errors", "failed", "cancelled"}
@@ -192,13 +193,10 @@ def test_timeline_labels_match_the_clips_as_often_as_the_model_gets_clips_right(
     segments, _ = all_segments(client, call["links"]["segments"])
     truth = [parse_ravdess_name(CLIPS[clip]).emotion for _, clip in TURNS]
 
-    agree = []
-    for seg in segments:
-        overlap = [
-            min(b, seg["end_s"]) - max(a, seg["start_s"]) if ch == seg["channel"] else 0.0
-            for ch, a, b in turns
-        ]
-        agree.append(seg["label"] == truth[overlap.index(max(overlap))])
+    sources = most_overlapped([(s["channel"], s["start_s"], s["end_s"]) for s in segments], turns)
+    agree = [
+        i is not None and seg["label"] == truth[i] for seg, i in zip(segments, sources, strict=True)
+    ]
     agreement = sum(agree) / len(agree)
 
     audio, sr = sf.read(call_job["path"], dtype="float32", always_2d=True)
