@@ -223,8 +223,8 @@ def _echo_headline(summary: dict) -> None:
 @click.option(
     "--degrade",
     callback=_check_specs,
-    help="Degrade TEST audio only, e.g. telephone, gsm, g721, voip, rate:11025, opus:16, noise:10, "
-    "noise:20+telephone.",
+    help="Degrade TEST audio only, e.g. telephone, gsm, g721, voip, rate:11025, opus:16, amr:12.2, "
+    "noise:10, noise:20+telephone.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def evaluate_cmd(data, manifest, preset, feature_set, classes, augment, cache_dir, no_cache,

@@ -1,6 +1,6 @@
-"""Channel degradations and augmentations: the telephone band with G.711 mu-law, GSM 06.10 or
-G.721, an 8 kHz VoIP recording, an Opus call, packet loss, a lower recording rate, additive
-white, pink, brown or phone-line noise, speed perturbation, gain.
+"""Channel degradations and augmentations: the telephone band with G.711 mu-law, GSM 06.10,
+AMR-NB or G.721, an 8 kHz VoIP recording, an Opus call, packet loss, a lower recording rate,
+additive white, pink, brown or phone-line noise, speed perturbation, gain.
 
 Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
 comes only from the ``rng`` argument, so the same seed gives the same output.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from fractions import Fraction
 
 import numpy as np
 import soundfile as sf
@@ -124,6 +125,63 @@ def opus_compression_level(kbps: float) -> float:
     if not low <= kbps <= high:
         raise ValueError(f"the Opus bitrate must be {low:g}-{high:g} kbit/s, got {kbps}")
     return (high - kbps) / (high - low)
+
+
+#: The eight AMR-NB modes in kbit/s (3GPP TS 26.071); 12.2 is GSM's enhanced full rate.
+AMR_MODES_KBPS = (4.75, 5.15, 5.9, 6.7, 7.4, 7.95, 10.2, 12.2)
+_AMR_DELAY = 40  # samples at 8 kHz: the encoder's 5 ms look-ahead, removed after decoding
+
+
+def amr(y: np.ndarray, sr: int, kbps: float) -> np.ndarray:
+    """Simulate a mobile call through AMR-NB, the 3G/4G voice codec: 300-3400 Hz, 8 kHz, one of
+    :data:`AMR_MODES_KBPS` (OpenCORE's encoder and FFmpeg's decoder, through PyAV), back to
+    ``sr``. Returns float32 [shape=(n,)], the length of ``y``.
+
+    Raises:
+        ValueError: ``kbps`` is not an AMR-NB mode.
+        ImportError: PyAV is not installed (``pip install aer[amr]``).
+    """
+    bit_rate = amr_bit_rate(kbps)
+    return _phone_channel(y, sr, lambda narrow: _amr_codec(narrow, bit_rate))
+
+
+def amr_bit_rate(kbps: float) -> int:
+    """The encoder's bit rate (bit/s) of the AMR-NB mode ``kbps``.
+
+    Raises:
+        ValueError: ``kbps`` is not one of :data:`AMR_MODES_KBPS`.
+    """
+    if not any(abs(kbps - mode) < 1e-6 for mode in AMR_MODES_KBPS):
+        modes = ", ".join(f"{m:g}" for m in AMR_MODES_KBPS)
+        raise ValueError(f"an AMR-NB mode must be one of {modes} kbit/s, got {kbps:g}")
+    return round(kbps * 1000)
+
+
+def _amr_codec(narrow: np.ndarray, bit_rate: int) -> np.ndarray:
+    """``narrow`` (8 kHz) encoded to AMR-NB frames in memory and decoded again."""
+    try:
+        import av  # optional: only this degradation needs FFmpeg
+    except ImportError as exc:
+        raise ImportError("the amr degradation needs PyAV: pip install 'aer[amr]'") from exc
+    encoder = av.CodecContext.create("libopencore_amrnb", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = PHONE_SR, "mono", "s16"
+    encoder.bit_rate, encoder.time_base = bit_rate, Fraction(1, PHONE_SR)
+    encoder.open()
+    decoder = av.CodecContext.create("amrnb", "r")
+    decoder.sample_rate, decoder.layout = PHONE_SR, "mono"
+    size = encoder.frame_size  # 160 samples: 20 ms
+    pcm = np.round(np.clip(narrow, -1.0, 1.0) * 32767).astype(np.int16)
+    pcm = np.pad(pcm, (0, -(pcm.size + _AMR_DELAY) % size + _AMR_DELAY))
+    decoded = []
+    for start in range(0, pcm.size + size, size):  # one step more: None flushes the encoder
+        frame = None
+        if start < pcm.size:
+            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + size], layout="mono")
+            frame.sample_rate, frame.pts = PHONE_SR, start
+        for packet in encoder.encode(frame):
+            decoded += [f.to_ndarray().reshape(-1) for f in decoder.decode(packet)]
+    line = np.concatenate(decoded).astype(np.float32)
+    return _same_length(line[_AMR_DELAY:], narrow.size)
 
 
 PACKET_S = 0.02  # 20 ms: the packet length of G.711 and Opus calls
@@ -420,6 +478,13 @@ def _parse_one(step: str) -> Degradation:
         except ValueError as exc:
             raise ValueError(f"bad degradation {step!r}: {exc}") from None
         return lambda y, sr, rng: opus(y, sr, kbps)
+    if name == "amr":
+        kbps = _number(step, arg, "amr:<kbit/s>, e.g. amr:12.2")
+        try:
+            amr_bit_rate(kbps)
+        except ValueError as exc:
+            raise ValueError(f"bad degradation {step!r}: {exc}") from None
+        return lambda y, sr, rng: amr(y, sr, kbps)
     if name == "loss":
         percent = _number(step, arg, "loss:<percent of packets>, e.g. loss:5")
         if not 0 <= percent <= 100:
@@ -433,7 +498,7 @@ def _parse_one(step: str) -> Degradation:
     raise ValueError(
         f"unknown degradation {step!r}: use clean, none, telephone, gsm, g721, voip, "
         "noise:<SNR dB>, pink:<SNR dB>, brown:<SNR dB>, line:<SNR dB>, speed:<factor>, gain:<dB>, "
-        "rate:<Hz>, opus:<kbit/s>, loss:<percent>, or several joined with '+'"
+        "rate:<Hz>, opus:<kbit/s>, amr:<kbit/s>, loss:<percent>, or several joined with '+'"
     )
 
 
@@ -444,7 +509,8 @@ def parse_degradation(spec: str) -> Degradation:
     ``gsm`` (a mobile call: GSM 06.10) and ``g721`` (G.721 ADPCM), each 300-3400 Hz at 8 kHz,
     and ``voip`` (G.711 mu-law at 8 kHz, the whole band up to 4 kHz); ``rate:<hz>`` (recorded
     at a lower sample rate, e.g. ``rate:11025``); ``opus:<kbps>`` (a VoIP call through the
-    Opus codec, e.g. ``opus:16``); ``loss:<percent>`` (packets lost on a VoIP call and
+    Opus codec, e.g. ``opus:16``); ``amr:<kbps>`` (a mobile call through AMR-NB at one of its
+    modes, e.g. ``amr:12.2``; needs PyAV); ``loss:<percent>`` (packets lost on a VoIP call and
     concealed by repetition, e.g. ``voip+loss:5``); ``noise:<snr_db>`` (white, e.g. ``noise:20``),
     ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>`` (1/f^2),
     ``line:<snr_db>`` (white noise below 4 kHz, as a phone line adds it), ``speed:<factor>``

@@ -8,6 +8,7 @@ from core.degrade import (
     active_power,
     add_line_noise,
     add_noise,
+    amr,
     g721,
     gain,
     gsm,
@@ -197,6 +198,25 @@ def test_codec_channels_are_phone_band_codecs_lossier_than_mulaw(codec, worst_db
     assert codec(y[:0], 16_000).shape == (0,)
 
 
+def test_amr_is_a_phone_band_codec_lossier_at_lower_modes_and_time_aligned():
+    y = voiced()
+    line = telephone(y, 16_000)
+    errors = []
+    for kbps in (4.75, 7.95, 12.2):
+        out = amr(y, 16_000, kbps)
+        assert out.shape == y.shape and out.dtype == np.float32
+        np.testing.assert_array_equal(out, amr(y, 16_000, kbps))  # deterministic
+        assert psd_db(out, 16_000, 4100, 7500) < psd_db(out, 16_000, 300, 3400) - 40  # 8 kHz
+        lag = np.correlate(out[:8000], line[:8000], "full").argmax() - 7999
+        assert abs(lag) <= 1  # the encoder's 5 ms look-ahead is removed
+        errors.append(10 * np.log10(np.sum(line**2) / np.sum((out - line) ** 2)))
+    # a CELP codec keeps the spectrum, not the waveform: 6-8 dB here (GSM 06.10: 14)
+    assert 3 < errors[0] < errors[1] < errors[2] < 12
+    assert amr(y[:0], 16_000, 12.2).shape == (0,)
+    with pytest.raises(ValueError, match="4.75, 5.15"):
+        amr(y, 16_000, 13)
+
+
 def test_mulaw_round_trip_error_is_small():
     x = np.linspace(-1, 1, 20_001)
     codes = mulaw_encode(x)
@@ -284,7 +304,7 @@ def test_add_noise_leaves_silence_alone_and_rejects_bad_snr():
     ["clean", "none", "telephone", "noise:20", "noise:10", "noise:-5", "pink:10", "brown:10"]
     + ["line:30", "telephone+line:20", "gsm", "noise:20+gsm", "g721", "voip", "voip+line:30"]
     + ["rate:8000", "rate:11025", "noise:20+rate:12000", "opus:12", "telephone+opus:16"]
-    + ["loss:10", "voip+loss:5", "opus:16+loss:20"],
+    + ["loss:10", "voip+loss:5", "opus:16+loss:20", "amr:12.2", "noise:20+amr:4.75"],
 )
 def test_parse_degradation_is_deterministic(spec):
     f = parse_degradation(spec)
@@ -311,7 +331,7 @@ def test_parse_degradation_chains_left_to_right():
     ["", "noise", "noise:", "noise:x", "noise:inf", "reverb", "telephone:3", "+", "clean+"]
     + ["speed", "speed:0", "speed:-1", "speed:x", "gain", "gain:nan", "gain:loud", "line:"]
     + ["voip:1", "rate", "rate:0", "rate:-8000", "rate:x", "opus", "opus:2", "opus:1000"]
-    + ["loss", "loss:x", "loss:-1", "loss:101"],
+    + ["loss", "loss:x", "loss:-1", "loss:101", "amr", "amr:13", "amr:x"],
 )
 def test_parse_degradation_rejects_bad_specs(spec):
     with pytest.raises(ValueError, match="degradation"):
