@@ -80,11 +80,13 @@ class BandwidthRouter(ClassifierMixin, BaseEstimator):
         fitted = []
         for template, rows, extra in (
             (self.wide, ~is_narrow, {}),
-            (self.narrow, is_narrow, {"soft_targets": soft}),
+            # passed as is, not through clf_fit_params: a calibration wrapper takes it in its
+            # **fit_params, and a narrow model that cannot take it must fail, not ignore it
+            (self.narrow, is_narrow, {} if soft is None else {"clf__soft_targets": soft}),
         ):
             model = clone(template)
             part = None if groups is None else np.asarray(groups)[rows]
-            model.fit(X[rows], y[rows], **clf_fit_params(model, groups=part, **extra))
+            model.fit(X[rows], y[rows], **clf_fit_params(model, groups=part), **extra)
             fitted.append(model)
         self.wide_, self.narrow_ = fitted
         if list(self.wide_.classes_) != list(self.narrow_.classes_):

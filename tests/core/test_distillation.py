@@ -138,6 +138,29 @@ def test_router_distils_each_copy_from_its_own_clean_clip(mixed_rows):
         router.fit(X, y, speakers)
 
 
+def test_router_distils_through_the_temperature_wrapper_as_the_preset_nests_it(mixed_rows):
+    """emo-band-kd-mlp5-temp puts the soft-target vote inside a temperature wrapper, whose fit
+    takes the soft targets in its **fit_params: they must reach the vote (once they did not,
+    and the distilled preset trained on labels alone)."""
+    X, y, speakers = mixed_rows
+    n = len(X) // 2
+    sources = np.tile(np.arange(n), 2)
+
+    def router(share: float) -> BandwidthRouter:
+        vote = SoftTargetClassifier(LogisticRegression(max_iter=500), label_share=share)
+        side = Pipeline(
+            [("scaler", StandardScaler()), ("clf", TemperatureScaledClassifier(vote, cv=2))]
+        )
+        return BandwidthRouter(_lr(), side, teacher=_lr())
+
+    distilled = router(0.5).fit(X, y, speakers, sources)
+    hard = router(1.0).fit(X, y, speakers, sources)
+    assert not np.allclose(distilled.predict_proba(X[n:]), hard.predict_proba(X[n:]))
+    plain_side = BandwidthRouter(_lr(), _lr(), teacher=_lr())
+    with pytest.raises(TypeError, match="soft_targets"):  # a side that cannot learn from them
+        plain_side.fit(X, y, speakers, sources)
+
+
 @pytest.fixture(scope="module")
 def mixed_rows(tmp_path_factory):
     """emo rows of the fixture clips, clean then telephone copies: (X, y, speakers)."""
