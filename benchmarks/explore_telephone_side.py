@@ -22,9 +22,9 @@ telephone model's classifier, scored as ``explore_bandwidth.py`` scores (6 speak
     A+B        soft vote (mean probability) of variants A and B, e.g. mlp5+hgb
 
 Prints per-condition UAR for the test audio that the router sends (partly) to the telephone
-model and for calls that lose packets (``loss:<percent>``, never in training), the per-fold
-paired difference against ``mlp5``, and the loss (per-fold clean UAR, from the wideband model,
-minus telephone UAR). Features come from the cache
+model, for calls that lose packets (``loss:<percent>``) and for AMR-NB mobile calls (``amr``;
+neither in training), the per-fold paired difference against ``mlp5``, and the loss (per-fold
+clean UAR, from the wideband model, minus telephone UAR). Features come from the cache
 (``--cache-dir``; missing ones are extracted).
 
     python benchmarks/explore_telephone_side.py --variants mlp5 h512 hgb mlp5+hgb --jobs 2
@@ -67,6 +67,8 @@ TESTS = (
     "rate:8000", "opus:8", "telephone+opus:16", "rate:8000+opus:12",
     # packet loss (never in training), concealed by repetition: core.degrade.packet_loss
     "voip+loss:5", "voip+loss:15", "opus:16+loss:5", "opus:16+loss:15",
+    # AMR-NB, the 3G/4G mobile codec (never in training): its highest and lowest modes
+    "amr:12.2", "amr:4.75", "noise:20+amr:12.2",
 )  # fmt: skip
 
 
