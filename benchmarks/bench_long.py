@@ -78,7 +78,7 @@ def score(segments, clips: list[dict], *, with_labels: bool) -> dict:
     """Boundary recall, label agreement, clip coverage and speech precision against the truth."""
     from core.timeline import most_overlapped
 
-    found, agree, covered, on_speech = [], [], 0, 0.0
+    found, covered, on_speech = [], 0, 0.0
     for ch in sorted({c["channel"] for c in clips}):
         segs = [s for s in segments if s.channel == ch]
         truth = [c for c in clips if c["channel"] == ch]
@@ -93,6 +93,7 @@ def score(segments, clips: list[dict], *, with_labels: bool) -> dict:
         for s in segs:
             overlap = np.minimum(t_ends, s.end_s) - np.maximum(t_starts, s.start_s)
             on_speech += overlap.clip(0, None).sum()
+    agree = []
     if with_labels:
         sources = most_overlapped(
             [(s.channel, s.start_s, s.end_s) for s in segments],

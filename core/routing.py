@@ -26,7 +26,9 @@ from core.features.emo import narrowband_rows
 def clf_fit_params(pipeline, **params) -> dict:
     """``fit`` keywords passing each of ``params`` that is not None to a pipeline's ``clf``
     step, if its ``fit`` takes it (e.g. ``groups``: calibrated presets group their inner folds
-    by speaker; ``sources``: a distilling router finds each copy's clean clip)."""
+    by speaker; ``sources``: a distilling router finds each copy's clean clip). Only keywords
+    the signature names count: a ``**fit_params`` catch-all does not, so a keyword that must
+    arrive (the router's soft targets) is passed directly, where a ``fit`` that lacks it fails."""
     accepted = inspect.signature(pipeline.named_steps["clf"].fit).parameters
     return {f"clf__{k}": v for k, v in params.items() if v is not None and k in accepted}
 

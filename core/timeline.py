@@ -88,10 +88,12 @@ def most_overlapped(
     built from: a segment's label should be the label of the clip it came from.
     """
     ref = np.asarray(reference, dtype=np.float64).reshape(-1, 3)
+    if not len(ref):
+        return [None] * len(spans)
     found: list[int | None] = []
     for channel, start, end in spans:
         overlap = np.minimum(ref[:, 2], end) - np.maximum(ref[:, 1], start)
         overlap[ref[:, 0] != channel] = 0.0
-        best = int(overlap.argmax()) if len(ref) else 0
-        found.append(best if len(ref) and overlap[best] > 0 else None)
+        best = int(overlap.argmax())
+        found.append(best if overlap[best] > 0 else None)
     return found
