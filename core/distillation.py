@@ -29,6 +29,7 @@ def teacher_probabilities(
     fit_rows: np.ndarray,
     clean_rows: np.ndarray,
     n_splits: int = 4,
+    view_of: np.ndarray | None = None,
 ) -> np.ndarray:
     """Out-of-fold teacher probabilities (len(clean_rows), classes) of the rows ``clean_rows``.
 
@@ -36,23 +37,34 @@ def teacher_probabilities(
     for each, a clone of ``teacher`` is fitted on the rows in ``fit_rows`` (boolean, n) whose
     group is outside the fold and predicts the fold. Columns follow ``np.unique(y)``.
 
+    ``view_of`` (n,), optional: for each row, the position in ``clean_rows`` of the clip it is
+    a view of (-1: none), e.g. a clean row and its wideband copies. A clip's probabilities are
+    then the teacher's mean over all its views, each predicted by the fold's teacher (copies
+    must share their clip's group), instead of its clean row's alone.
+
     Raises:
-        ValueError: the clean rows hold fewer than 2 groups.
+        ValueError: the clean rows hold fewer than 2 groups, or a clip has no view.
     """
     classes = np.unique(y)
     groups = row_groups[clean_rows]
     n_splits = min(n_splits, len(np.unique(groups)))
     if n_splits < 2:
         raise ValueError("distillation needs clean rows of at least 2 speakers")
+    if view_of is None:
+        view_of = np.full(len(X), -1)
+        view_of[clean_rows] = np.arange(len(clean_rows))
+    elif np.setdiff1d(np.arange(len(clean_rows)), view_of).size:
+        raise ValueError("every clean row needs at least one view (itself)")
     proba = np.zeros((len(clean_rows), len(classes)))
     for inner, held in GroupKFold(n_splits).split(clean_rows, groups=groups):
         rows = fit_rows & np.isin(row_groups, groups[inner])
         model = clone(teacher).fit(X[rows], y[rows])
+        views = np.flatnonzero(np.isin(view_of, held))
+        view_proba = np.zeros((len(views), len(classes)))
         # a class no inner speaker has (tiny data sets) keeps probability 0
-        proba[np.ix_(held, np.searchsorted(classes, model.classes_))] = model.predict_proba(
-            X[clean_rows[held]]
-        )
-    return proba
+        view_proba[:, np.searchsorted(classes, model.classes_)] = model.predict_proba(X[views])
+        np.add.at(proba, view_of[views], view_proba)
+    return proba / proba.sum(axis=1, keepdims=True)
 
 
 class SoftTargetClassifier(ClassifierMixin, BaseEstimator):

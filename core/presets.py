@@ -89,14 +89,21 @@ def _kd_mlp5_temp(random_state: int) -> Pipeline:
     return _scaled(TemperatureScaledClassifier(vote, cv=4))
 
 
-def _band_kd(random_state: int) -> Pipeline:
+def _band_kd(random_state: int, teacher_views: bool = False) -> Pipeline:
     router = BandwidthRouter(
         _mlp5_temp(random_state),
         _kd_mlp5_temp(random_state),
         teacher=_scaled(_mlp5(random_state)),
+        teacher_views=teacher_views,
     )
     return Pipeline([("clf", router)])
 
+
+_KD_TYPES = (
+    "core.calibration.TemperatureScaledClassifier",
+    "core.distillation.SoftTargetClassifier",
+    "core.routing.BandwidthRouter",
+)
 
 _ALL = (
     Preset(
@@ -155,11 +162,15 @@ _ALL = (
         "learns 0.8 x its label + 0.2 x what an emo-mlp5 wideband teacher of other speakers "
         "(4 inner speaker folds) says of the clean clip it came from",
         _band_kd,
-        trusted_types=(
-            "core.calibration.TemperatureScaledClassifier",
-            "core.distillation.SoftTargetClassifier",
-            "core.routing.BandwidthRouter",
-        ),
+        trusted_types=_KD_TYPES,
+        feature_set="emo",
+    ),
+    Preset(
+        "emo-band-kdv-mlp5-temp",
+        "emo-band-kd-mlp5-temp whose teacher reads every wideband view of a clip (the clean "
+        "clip and its speed, noise and other wideband copies): the soft target is the mean",
+        lambda rs: _band_kd(rs, teacher_views=True),
+        trusted_types=_KD_TYPES,
         feature_set="emo",
     ),
 )

@@ -45,13 +45,19 @@ class BandwidthRouter(ClassifierMixin, BaseEstimator):
             probabilities of each clean clip become the soft targets of the narrowband rows
             made from it. Not kept after fitting.
         teacher_folds: speaker folds of the teacher.
+        teacher_views: False: the teacher reads each clean clip; True: the mean of what it
+            reads in the clip and in each wideband copy of it (speed, noise...), a steadier
+            target than one reading.
     """
 
-    def __init__(self, wide, narrow, teacher=None, teacher_folds: int = 4) -> None:
+    def __init__(
+        self, wide, narrow, teacher=None, teacher_folds: int = 4, teacher_views: bool = False
+    ) -> None:
         self.wide = wide
         self.narrow = narrow
         self.teacher = teacher
         self.teacher_folds = teacher_folds
+        self.teacher_views = teacher_views
 
     def fit(self, X, y, groups=None, sources=None) -> BandwidthRouter:
         """Fit ``wide`` on the wideband rows and ``narrow`` on the narrowband rows.
@@ -101,19 +107,23 @@ class BandwidthRouter(ClassifierMixin, BaseEstimator):
 
     def _soft_targets(self, X, y, is_narrow, groups, sources) -> np.ndarray:
         """Teacher probabilities (n narrowband rows, classes) of each narrowband row's clean
-        wideband clip; one-hot labels for rows without one."""
+        wideband clip (with ``teacher_views``, of the clip and its wideband copies); one-hot
+        labels for rows without one."""
         n = len(y)
         clean = np.flatnonzero((sources == np.arange(n)) & ~is_narrow)
         # speakers when known, else each clip is its own group (its copies carry its index)
         row_groups = np.asarray(groups) if groups is not None else sources
+        teacher_row = np.full(n + 1, -1)  # row -> its row of proba; index -1 (unknown) too
+        teacher_row[clean] = np.arange(len(clean))
+        view_of = None
+        if self.teacher_views:
+            view_of = np.where(is_narrow, -1, teacher_row[sources])
         proba = teacher_probabilities(
-            self.teacher, X, y, row_groups, ~is_narrow, clean, self.teacher_folds
+            self.teacher, X, y, row_groups, ~is_narrow, clean, self.teacher_folds, view_of
         )
         classes = np.unique(y[is_narrow])
         if list(classes) != list(np.unique(y)):
             raise ValueError("the narrowband training rows lack some classes")
-        teacher_row = np.full(n + 1, -1)  # row -> its row of proba; index -1 (unknown) too
-        teacher_row[clean] = np.arange(len(clean))
         of_narrow = teacher_row[sources[is_narrow]]
         soft = np.eye(len(classes))[np.searchsorted(classes, y[is_narrow])]
         soft[of_narrow >= 0] = proba[of_narrow[of_narrow >= 0]]

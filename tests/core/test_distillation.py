@@ -101,6 +101,23 @@ def test_the_teacher_never_saw_the_speaker_of_the_clip_it_scores():
         teacher_probabilities(KNeighborsClassifier(1), X, y, np.zeros(n), everything, np.arange(n))
 
 
+def test_the_teacher_can_read_every_view_of_a_clip():
+    rng = np.random.default_rng(4)
+    n = 48
+    X, y = rng.normal(size=(2 * n, 3)), np.tile(rng.choice(CLASSES, size=n), 2)
+    speakers = np.tile(np.arange(n) % 6, 2)  # rows n.. are a copy of each clip
+    fit = np.ones(2 * n, dtype=bool)
+    on_clean = teacher_probabilities(KNeighborsClassifier(1), X, y, speakers, fit, np.arange(n))
+    on_copy = teacher_probabilities(KNeighborsClassifier(1), X, y, speakers, fit, n + np.arange(n))
+    view_of, clips = np.tile(np.arange(n), 2), np.arange(n)
+    both = teacher_probabilities(KNeighborsClassifier(1), X, y, speakers, fit, clips, 4, view_of)
+    np.testing.assert_allclose(both, (on_clean + on_copy) / 2)
+    assert not np.allclose(both, on_clean)
+    view_of[[0, n]] = -1  # clip 0 has no view left
+    with pytest.raises(ValueError, match="at least one view"):
+        teacher_probabilities(KNeighborsClassifier(1), X, y, speakers, fit, clips, 4, view_of)
+
+
 def test_source_rows_find_each_copys_clean_recording():
     paths = ["a", "b", "c", "b", "c", "a", "x"]
     assert source_rows(paths, 3).tolist() == [0, 1, 2, 1, 2, 0, -1]
@@ -136,6 +153,24 @@ def test_router_distils_each_copy_from_its_own_clean_clip(mixed_rows):
     assert not np.allclose(distilled.predict_proba(X[n:]), hard.predict_proba(X[n:]))
     with pytest.raises(ValueError, match="needs the sources"):
         router.fit(X, y, speakers)
+
+
+def test_a_router_with_teacher_views_averages_the_wideband_copies_of_each_clip(mixed_rows):
+    X, y, speakers = mixed_rows
+    n = len(X) // 2
+    wide_copy = X[:n] * (1 + np.random.default_rng(5).normal(scale=0.05, size=X[:n].shape))
+    X, y, speakers = np.vstack([X, wide_copy]), np.tile(y[:n], 3), np.tile(speakers[:n], 3)
+    sources = np.tile(np.arange(n), 3)
+    router = BandwidthRouter(_lr(), _kd_side(), teacher=_lr(), teacher_views=True)
+    is_narrow = router.routes(X)
+    assert is_narrow.tolist() == [False] * n + [True] * n + [False] * n
+    soft = router._soft_targets(X, y, is_narrow, speakers, sources)
+    view_of = np.where(is_narrow, -1, sources)
+    clips = np.arange(n)
+    mean = teacher_probabilities(_lr(), X, y, speakers, ~is_narrow, clips, view_of=view_of)
+    np.testing.assert_allclose(soft, mean)
+    clean = teacher_probabilities(_lr(), X, y, speakers, ~is_narrow, clips)
+    assert not np.allclose(soft, clean)
 
 
 def test_router_distils_through_the_temperature_wrapper_as_the_preset_nests_it(mixed_rows):
