@@ -19,6 +19,9 @@ telephone model's classifier, scored as ``explore_bandwidth.py`` scores (6 speak
                speaker; the soft targets are trained as weighted label copies of each row
                (cross-entropy against the mixture), by ``core.distillation`` as the preset
                ``emo-band-kd-mlp5-temp`` (kd0.8 with temperature scaling) does. E.g. kd0.5
+    kdv<L>     kd<L> with the teacher's mean over every wideband view of the clip (the clean
+               clip and its speed, noise, rate and Opus copies) as the soft target, as
+               ``emo-band-kdv-mlp5-temp`` does. E.g. kdv0.8
     A+B        soft vote (mean probability) of variants A and B, e.g. mlp5+hgb
 
 Prints per-condition UAR for the test audio that the router sends (partly) to the telephone
@@ -97,6 +100,10 @@ def _is_kd(name: str) -> bool:
     return name.startswith("kd")
 
 
+def _label_share(name: str) -> float:
+    return float(name.removeprefix("kdv").removeprefix("kd"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/ravdess")
@@ -134,9 +141,11 @@ def main() -> None:
            for v in args.variants}  # fmt: skip
     clean = np.array([r["clean"] for r in runs])
     print(f"clean (wideband model): {clean.mean():.3f}")
-    if "teacher_uar" in runs[0]:
-        teacher = np.array([r["teacher_uar"] for r in runs])
-        print(f"kd teacher, inner folds, on the clean training clips: UAR {teacher.mean():.3f}")
+    for key, what in (("teacher_uar", "the clean clip"), ("teacher_uar_views", "all views")):
+        if key in runs[0]:
+            teacher = np.array([r[key] for r in runs])
+            print(f"kd teacher ({what}), inner folds, on the clean training clips: "
+                  f"UAR {teacher.mean():.3f}")  # fmt: skip
     print(f"{'test audio':<22}{'to tel.':>8}" + "".join(f"{v:>22}" for v in args.variants))
     for cond in TESTS:
         cells = []
@@ -158,9 +167,11 @@ def score_fold(
     y = np.tile(labels[train], 1 + len(copies)).astype(str)
     narrow = narrowband_rows(X)
     out: dict = {}
-    distil = any(_is_kd(b) for b in bases)
-    if distil:
-        teacher, out["teacher_uar"] = teacher_proba(X, y, narrow, speakers[train], len(train))
+    teachers = {}
+    for views in {b.startswith("kdv") for b in bases if _is_kd(b)}:
+        teachers[views], out[f"teacher_uar{'_views' * views}"] = teacher_proba(
+            X, y, narrow, speakers[train], len(train), views
+        )
     wide = fit_pipeline("emo-mlp5", X[~narrow], y[~narrow])[0]
     out.update(clean=balanced_accuracy_score(labels[test], wide.predict(rows[None][test])),
                seconds={}, routes={}, wide={}, narrow={})  # fmt: skip
@@ -172,8 +183,9 @@ def score_fold(
         fit_X, fit_y, weights = X[narrow], y[narrow], {}
         if _is_kd(name):
             clip = np.flatnonzero(narrow) % len(train)  # rows are stacked copy by copy
+            teacher = teachers[name.startswith("kdv")]
             fit_X, fit_y, w = soft_target_rows(
-                fit_X, fit_y, teacher[clip], float(name[2:]), KD_MIN_SHARE
+                fit_X, fit_y, teacher[clip], _label_share(name), KD_MIN_SHARE
             )
             weights = {"scaler__sample_weight": w, "clf__sample_weight": w}
         start = time.perf_counter()
@@ -187,16 +199,24 @@ def score_fold(
 
 
 def teacher_proba(
-    X: np.ndarray, y: np.ndarray, narrow: np.ndarray, speakers: np.ndarray, n_clips: int
+    X: np.ndarray,
+    y: np.ndarray,
+    narrow: np.ndarray,
+    speakers: np.ndarray,
+    n_clips: int,
+    views: bool = False,
 ) -> tuple[np.ndarray, float]:
     """Wideband teacher probabilities (n_clips, classes) for the clean training clips (the
     first ``n_clips`` rows of ``X``), each from a model of inner folds that never saw the
-    clip's speaker, and their UAR."""
+    clip's speaker, and their UAR. ``views``: the mean over each clip's wideband rows."""
     row_speaker = np.tile(speakers, len(X) // n_clips)
     clean = np.arange(n_clips)
+    view_of = np.where(narrow, -1, np.arange(len(X)) % n_clips) if views else None
     teacher = build_pipeline("emo-mlp5")
     with threadpool_limits(limits=1):
-        proba = teacher_probabilities(teacher, X, y, row_speaker, ~narrow, clean, TEACHER_FOLDS)
+        proba = teacher_probabilities(
+            teacher, X, y, row_speaker, ~narrow, clean, TEACHER_FOLDS, view_of
+        )
     uar = balanced_accuracy_score(y[:n_clips], np.unique(y)[proba.argmax(axis=1)])
     return proba, uar
 
