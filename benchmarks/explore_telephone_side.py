@@ -58,7 +58,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explore_bandwidth import RECIPES  # noqa: E402
 
 from core.datasets import read_dataset  # noqa: E402
-from core.distillation import soft_target_rows, teacher_probabilities  # noqa: E402
+from core.distillation import (  # noqa: E402
+    mean_over_views,
+    soft_target_rows,
+    teacher_view_probabilities,
+)
 from core.evaluation import splits  # noqa: E402
 from core.features import get_feature_set  # noqa: E402
 from core.features.emo import narrowband_rows  # noqa: E402
@@ -141,9 +145,9 @@ def main() -> None:
            for v in args.variants}  # fmt: skip
     clean = np.array([r["clean"] for r in runs])
     print(f"clean (wideband model): {clean.mean():.3f}")
-    for key, what in (("teacher_uar", "the clean clip"), ("teacher_uar_views", "all views")):
-        if key in runs[0]:
-            teacher = np.array([r[key] for r in runs])
+    if "teacher_uar" in runs[0]:
+        for views, what in ((False, "the clean clip"), (True, "the mean over all views")):
+            teacher = np.array([r["teacher_uar"][views] for r in runs])
             print(f"kd teacher ({what}), inner folds, on the clean training clips: "
                   f"UAR {teacher.mean():.3f}")  # fmt: skip
     print(f"{'test audio':<22}{'to tel.':>8}" + "".join(f"{v:>22}" for v in args.variants))
@@ -167,11 +171,8 @@ def score_fold(
     y = np.tile(labels[train], 1 + len(copies)).astype(str)
     narrow = narrowband_rows(X)
     out: dict = {}
-    teachers = {}
-    for views in {b.startswith("kdv") for b in bases if _is_kd(b)}:
-        teachers[views], out[f"teacher_uar{'_views' * views}"] = teacher_proba(
-            X, y, narrow, speakers[train], len(train), views
-        )
+    if any(_is_kd(b) for b in bases):
+        teachers, out["teacher_uar"] = teacher_probas(X, y, narrow, speakers[train], len(train))
     wide = fit_pipeline("emo-mlp5", X[~narrow], y[~narrow])[0]
     out.update(clean=balanced_accuracy_score(labels[test], wide.predict(rows[None][test])),
                seconds={}, routes={}, wide={}, narrow={})  # fmt: skip
@@ -198,27 +199,27 @@ def score_fold(
     return out
 
 
-def teacher_proba(
-    X: np.ndarray,
-    y: np.ndarray,
-    narrow: np.ndarray,
-    speakers: np.ndarray,
-    n_clips: int,
-    views: bool = False,
-) -> tuple[np.ndarray, float]:
+def teacher_probas(
+    X: np.ndarray, y: np.ndarray, narrow: np.ndarray, speakers: np.ndarray, n_clips: int
+) -> tuple[dict, dict]:
     """Wideband teacher probabilities (n_clips, classes) for the clean training clips (the
     first ``n_clips`` rows of ``X``), each from a model of inner folds that never saw the
-    clip's speaker, and their UAR. ``views``: the mean over each clip's wideband rows."""
+    clip's speaker, from one set of teacher fits: ``{False: of the clean clip, True: mean over
+    the clip's wideband rows}``, and the UAR of each."""
     row_speaker = np.tile(speakers, len(X) // n_clips)
     clean = np.arange(n_clips)
-    view_of = np.where(narrow, -1, np.arange(len(X)) % n_clips) if views else None
+    view_of = np.where(narrow, -1, np.arange(len(X)) % n_clips)
+    view_of[clean] = clean  # a clean clip is its own view, as in teacher_probabilities
     teacher = build_pipeline("emo-mlp5")
     with threadpool_limits(limits=1):
-        proba = teacher_probabilities(
-            teacher, X, y, row_speaker, ~narrow, clean, TEACHER_FOLDS, view_of
+        per_row = teacher_view_probabilities(
+            teacher, X, y, row_speaker, ~narrow, clean, view_of, TEACHER_FOLDS
         )
-    uar = balanced_accuracy_score(y[:n_clips], np.unique(y)[proba.argmax(axis=1)])
-    return proba, uar
+    probas = {False: per_row[:n_clips], True: mean_over_views(per_row, view_of, n_clips)}
+    classes = np.unique(y)
+    uars = {views: balanced_accuracy_score(y[:n_clips], classes[p.argmax(axis=1)])
+            for views, p in probas.items()}  # fmt: skip
+    return probas, uars
 
 
 def run_uar(run: dict, variant: str, cond: str) -> float:

@@ -6,7 +6,8 @@ information: available in training, not at prediction time). Two pieces:
 
 * :func:`teacher_probabilities`: out-of-fold probabilities of a teacher for the clean rows,
   each from a teacher fitted on other speakers only (the teacher must not have seen a
-  clip's speaker, or its targets are overconfident).
+  clip's speaker, or its targets are overconfident); optionally the mean over each clip's
+  views (its wideband copies).
 * :class:`SoftTargetClassifier`: fits any classifier that takes ``sample_weight`` on the
   mixture ``label_share * one-hot(label) + (1 - label_share) * teacher``, as weighted label
   copies of each row (the weighted cross-entropy of the copies is the cross-entropy against
@@ -39,32 +40,63 @@ def teacher_probabilities(
 
     ``view_of`` (n,), optional: for each row, the position in ``clean_rows`` of the clip it is
     a view of (-1: none), e.g. a clean row and its wideband copies. A clip's probabilities are
-    then the teacher's mean over all its views, each predicted by the fold's teacher (copies
-    must share their clip's group), instead of its clean row's alone.
+    then the teacher's mean over all its views (:func:`teacher_view_probabilities`), instead
+    of its clean row's alone.
 
     Raises:
         ValueError: the clean rows hold fewer than 2 groups, or a clip has no view.
+    """
+    if view_of is None:
+        view_of = np.full(len(X), -1)
+        view_of[clean_rows] = np.arange(len(clean_rows))
+    elif np.setdiff1d(np.arange(len(clean_rows)), view_of).size:
+        raise ValueError("every clean row needs at least one view (itself)")
+    per_row = teacher_view_probabilities(
+        teacher, X, y, row_groups, fit_rows, clean_rows, view_of, n_splits
+    )
+    return mean_over_views(per_row, view_of, len(clean_rows))
+
+
+def teacher_view_probabilities(
+    teacher,
+    X: np.ndarray,
+    y: np.ndarray,
+    row_groups: np.ndarray,
+    fit_rows: np.ndarray,
+    clean_rows: np.ndarray,
+    view_of: np.ndarray,
+    n_splits: int = 4,
+) -> np.ndarray:
+    """Out-of-fold teacher probabilities (n, classes) of every row that is a view of a clip
+    (``view_of`` >= 0; the other rows get zeros), folds and fits as in
+    :func:`teacher_probabilities`: each row is predicted by the teacher of the fold holding
+    its clip, so copies must share their clip's group.
+
+    Raises:
+        ValueError: the clean rows hold fewer than 2 groups.
     """
     classes = np.unique(y)
     groups = row_groups[clean_rows]
     n_splits = min(n_splits, len(np.unique(groups)))
     if n_splits < 2:
         raise ValueError("distillation needs clean rows of at least 2 speakers")
-    if view_of is None:
-        view_of = np.full(len(X), -1)
-        view_of[clean_rows] = np.arange(len(clean_rows))
-    elif np.setdiff1d(np.arange(len(clean_rows)), view_of).size:
-        raise ValueError("every clean row needs at least one view (itself)")
-    proba = np.zeros((len(clean_rows), len(classes)))
+    per_row = np.zeros((len(X), len(classes)))
     for inner, held in GroupKFold(n_splits).split(clean_rows, groups=groups):
         rows = fit_rows & np.isin(row_groups, groups[inner])
         model = clone(teacher).fit(X[rows], y[rows])
         views = np.flatnonzero(np.isin(view_of, held))
-        view_proba = np.zeros((len(views), len(classes)))
         # a class no inner speaker has (tiny data sets) keeps probability 0
-        view_proba[:, np.searchsorted(classes, model.classes_)] = model.predict_proba(X[views])
-        np.add.at(proba, view_of[views], view_proba)
-    return proba / proba.sum(axis=1, keepdims=True)
+        cols = np.searchsorted(classes, model.classes_)
+        per_row[np.ix_(views, cols)] = model.predict_proba(X[views])
+    return per_row
+
+
+def mean_over_views(per_row: np.ndarray, view_of: np.ndarray, n_clips: int) -> np.ndarray:
+    """Mean (n_clips, classes) of the rows of ``per_row`` that are views of each clip."""
+    views = np.flatnonzero(view_of >= 0)
+    sums = np.zeros((n_clips, per_row.shape[1]))
+    np.add.at(sums, view_of[views], per_row[views])
+    return sums / np.bincount(view_of[views], minlength=n_clips)[:, None]
 
 
 class SoftTargetClassifier(ClassifierMixin, BaseEstimator):
