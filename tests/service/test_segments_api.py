@@ -208,9 +208,13 @@ def test_timeline_labels_match_the_clips_as_often_as_the_model_gets_clips_right(
     print(f"\nsegments agreeing {sum(agree)}/{len(agree)}, clips right {sum(right)}/{len(right)}")
     assert per_clip >= 0.6, f"the model gets only {sum(right)}/{len(right)} call clips right"
     # A clip near a decision boundary may flip either way when VAD trims its edges, and 16 clips
-    # are few: allow two standard errors of a 16-clip accuracy (about 3 clips). bench_long.py
-    # measures the same on its 1- and 2-hour files: there the two agree within 2.2 points.
-    slack = 2 * math.sqrt(per_clip * (1 - per_clip) / len(right))
+    # are few: allow two standard errors of the difference of the two shares (about 4 clips).
+    # The error of the per-clip share alone shrank as the model got better and would fail a
+    # timeline that is 2 clips off. bench_long.py measures the same on its 1- and 2-hour
+    # files: there the two agree within 2.2 points.
+    slack = 2 * math.sqrt(
+        per_clip * (1 - per_clip) / len(right) + agreement * (1 - agreement) / len(agree)
+    )
     assert agreement >= per_clip - slack, (agreement, per_clip, len(segments))
 
 
