@@ -29,4 +29,4 @@ RUN pip install . \
 VOLUME ["/data"]
 USER aer
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "120", "api.app:create_app()"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "120", "api.web.app:create_app()"]

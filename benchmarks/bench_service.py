@@ -64,10 +64,10 @@ import soundfile  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.client import AERClient  # noqa: E402
-from api.config import load_settings  # noqa: E402
-from api.embedded import embedded_stack  # noqa: E402
-from api.jobs import analysis_options  # noqa: E402
+from api.cli.client import AERClient  # noqa: E402
+from api.cli.embedded import embedded_stack  # noqa: E402
+from api.store.jobs import analysis_options  # noqa: E402
+from api.store.settings import load_settings  # noqa: E402
 from core.predict import predict_file  # noqa: E402
 from core.registry import ModelRegistry  # noqa: E402
 from worker.pipeline import analyze  # noqa: E402

@@ -15,6 +15,7 @@ import numpy as np
 from core.audio import SILENCE_PEAK, AudioInfo, iter_blocks, load, probe
 from core.errors import AERError, SilentAudioError, ZeroDurationError
 from core.model import EmotionModel
+from core.options import CHANNEL_MODES, SEGMENTATIONS
 from core.predict import (
     FilePrediction,
     SegmentPrediction,
@@ -24,8 +25,7 @@ from core.predict import (
 from core.segments import Segment, SpeechStream, WindowStream
 from core.timeline import summarize
 
-CHANNEL_MODES = ("mix", "split")
-SEGMENTATIONS = ("vad", "fixed", "none")
+__all__ = ["CHANNEL_MODES", "SEGMENTATIONS", "analyze_file"]
 
 
 class _Channel:

@@ -1,1 +1,1 @@
-"""Alembic migrations of the AER database (applied with ``aer db upgrade`` / ``api.db.upgrade``)."""
+"""Alembic migrations of the AER database (``aer db upgrade`` / ``api.store.db.upgrade``)."""

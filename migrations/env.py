@@ -1,6 +1,6 @@
-"""Alembic environment, configured in code by :func:`api.db.alembic_config` (no alembic.ini).
+"""Alembic environment, configured in code by :func:`api.store.db.alembic_config` (no alembic.ini).
 
-``api.db.upgrade`` passes an open connection in ``config.attributes["connection"]``; the
+``api.store.db.upgrade`` passes an open connection in ``config.attributes["connection"]``; the
 ``sqlalchemy.url`` option is the fallback for running ``alembic`` commands by hand.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from api.db import make_engine
-from api.tables import Base
+from api.store.db import make_engine
+from api.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -127,7 +127,7 @@ def fresh_database(kind: str, folder: Path) -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        from api.db import dispose_engines
+        from api.store.db import dispose_engines
 
         dispose_engines()
         with admin.connect() as conn:
@@ -137,8 +137,8 @@ def fresh_database(kind: str, folder: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module", params=DB_KINDS)
 def database_url(request, tmp_path_factory) -> Iterator[str]:
-    """A fresh database migrated to head with ``api.db.upgrade``, per module and kind."""
-    from api.db import upgrade
+    """A fresh database migrated to head with ``api.store.db.upgrade``, per module and kind."""
+    from api.store.db import upgrade
 
     with fresh_database(request.param, tmp_path_factory.mktemp("db")) as url:
         upgrade(url)
@@ -182,8 +182,8 @@ def settings_env(database_url, redis_server, allowed_root, tmp_path_factory) -> 
 
 @pytest.fixture(scope="module")
 def settings(settings_env):
-    """:class:`api.config.Settings` of the test service (tmp data dir, one allowed root)."""
-    from api.config import load_settings
+    """:class:`api.store.settings.Settings` of the test service (tmp data dir, one allowed root)."""
+    from api.store.settings import load_settings
 
     return load_settings(settings_env)
 
@@ -228,7 +228,7 @@ def celery_worker(settings, settings_env, redis_server, default_model) -> Iterat
     Redis is flushed first, so messages left by earlier modules never reach it. Its log is
     appended to the report of any failing test that uses it.
     """
-    from worker.celery_app import create_celery
+    from api.store.queue import create_celery
 
     flush_redis(redis_server)
     node = f"aer-test-{uuid.uuid4().hex[:8]}@localhost"
@@ -260,7 +260,7 @@ def celery_worker(settings, settings_env, redis_server, default_model) -> Iterat
 
 def chunk_tasks_done(settings, node: str) -> int:
     """How many ``aer.process_chunk`` tasks the worker ``node`` has run so far."""
-    from worker.celery_app import create_celery
+    from api.store.queue import create_celery
 
     control = create_celery(settings)
     try:
@@ -296,9 +296,9 @@ def pytest_runtest_makereport(item, call):
 def wait_for_job(settings) -> Callable[..., object]:
     """``wait_for_job(job_id, timeout=60, states=TERMINAL_JOB_STATES) -> Job``: poll the
     database until the job reaches one of ``states``; fails with the file counts on timeout."""
-    from api.db import session_scope
-    from api.jobs import file_counts
-    from api.tables import Job
+    from api.store.db import session_scope
+    from api.store.jobs import file_counts
+    from api.store.tables import Job
 
     def wait(job_id: str, timeout: float = 60.0, states=TERMINAL_JOB_STATES):
         deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 
-from api.config import Settings
+from api.store.settings import Settings
 from core.artifacts import load_model, read_metadata
 from core.model import EmotionModel
 from core.registry import ModelRegistry

@@ -2,7 +2,8 @@
 
 Each function takes the settings and an ``enqueue(job_id, file_ids)`` callable (the task module
 passes one that sends ``aer.process_chunk``), opens short sessions through ``session_scope`` and
-changes state only through :mod:`api.processing`. Rows are committed before their tasks are sent.
+changes state only through :mod:`api.store.processing`. Rows are committed before their tasks
+are sent.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from api import jobs, processing
-from api.config import Settings
-from api.db import session_scope
-from api.tables import utcnow
+from api.store import jobs, processing
+from api.store.db import session_scope
+from api.store.settings import Settings
+from api.store.tables import utcnow
+from api.store.uploads import remove_stale_parts
 from core.analyze import analyze_file
 from core.errors import ModelError
 from core.model import EmotionModel
 from core.predict import FilePrediction
 from worker.models import get_model
-from worker.sources import Listing, SourceError, list_folder, list_upload, remove_stale_parts
+from worker.sources import Listing, SourceError, list_folder, list_upload
 
 log = logging.getLogger(__name__)
 

@@ -12,23 +12,13 @@ import fnmatch
 import os
 import shutil
 import stat
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from api.store.uploads import ARCHIVES_DIR, STAGING_DIR, is_audio_name
 from core.errors import AERError
 
-#: File name extensions listed as audio (case-insensitive) when no pattern is given.
-AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .mp4 .aac .aif .aiff .aifc .au .snd .caf .w64"
-    " .rf64 .wma .webm .wv .mka".split()
-)
-#: Hidden folders of an upload folder: archives already extracted, extractions in progress.
-ARCHIVES_DIR = ".archives"
-STAGING_DIR = ".staging"
-#: Folder of the uploads folder where the API spools file parts while a request is read.
-INCOMING_DIR = ".incoming"
 _COPY_BLOCK = 1 << 20
 
 
@@ -61,7 +51,7 @@ class Listing:
 def _is_audio(name: str, pattern: str | None) -> bool:
     if pattern:
         return fnmatch.fnmatch(name.lower(), pattern.lower())
-    return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+    return is_audio_name(name)
 
 
 def _skipped(name: str) -> bool:
@@ -219,22 +209,6 @@ def _check_member(archive: str, member: zipfile.ZipInfo) -> None:
             f"archive {archive!r} refused: entry {member.filename!r} would be written outside "
             "its folder"
         )
-
-
-def remove_stale_parts(uploads_dir: Path, *, older_than_s: float) -> int:
-    """Delete spooled upload parts untouched for ``older_than_s`` (left by an API process that
-    died mid-request); returns how many. A live request's parts are younger: they are written
-    as the body arrives and moved or deleted when it ends."""
-    cutoff = time.time() - older_than_s
-    removed = 0
-    for part in (uploads_dir / INCOMING_DIR).glob("part-*"):
-        try:
-            if part.stat().st_mtime < cutoff:
-                part.unlink()
-                removed += 1
-        except FileNotFoundError:  # moved or removed by its request meanwhile
-            pass
-    return removed
 
 
 def _tree_size(folder: Path) -> int:

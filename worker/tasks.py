@@ -10,27 +10,28 @@ import logging
 
 from amqp.exceptions import ChannelError
 
-from api.config import load_settings
+from api.store.queue import CHUNK_QUEUE, CHUNK_TASK, ENUMERATE_TASK, SWEEP_TASK
+from api.store.settings import load_settings
 from worker import pipeline
-from worker.celery_app import CHUNK_QUEUE, app
+from worker.celery_app import app
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name="aer.enumerate_job")
+@app.task(name=ENUMERATE_TASK)
 def enumerate_job(job_id: str) -> None:
     """List a job's files, store them and enqueue their chunks."""
     pipeline.run_enumeration(load_settings(), job_id, enqueue_chunk)
 
 
-@app.task(name="aer.process_chunk")
+@app.task(name=CHUNK_TASK)
 def process_chunk(job_id: str, file_ids: list[int]) -> None:
     """Classify a chunk of a job's files."""
     done = pipeline.run_chunk(load_settings(), job_id, file_ids, enqueue_chunk)
     log.info("job %s: chunk of %s files, %s processed", job_id, len(file_ids), done)
 
 
-@app.task(name="aer.sweep")
+@app.task(name=SWEEP_TASK)
 def sweep() -> dict[str, int]:
     """Re-enqueue lost work and give up on files that keep killing workers."""
     return pipeline.run_sweep(

@@ -1,7 +1,7 @@
 """Fixtures for the Flask app: settings over a real migrated SQLite database, ``app``, ``client``.
 
 The API tests need a real broker (POST /jobs enqueues) but no worker: jobs stay ``queued`` and
-file rows are written through :mod:`api.processing`, exactly as the worker would write them.
+file rows are written through :mod:`api.store.processing`, exactly as the worker would write them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.openapi_check import check_responses
+
 
 @pytest.fixture(scope="module")
 def api_root(tmp_path_factory) -> Path:
@@ -21,9 +23,10 @@ def api_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def api_settings(redis_server, api_root, tmp_path_factory):
-    """Settings for the API tests: SQLite migrated with ``api.db.upgrade``, the session Redis."""
-    from api.config import load_settings
-    from api.db import upgrade
+    """Settings for the API tests: SQLite migrated by ``api.store.db.upgrade``, the session
+    Redis."""
+    from api.store.db import upgrade
+    from api.store.settings import load_settings
     from core.registry import DEFAULT_MODELS_DIR
 
     data_dir = tmp_path_factory.mktemp("api-data").resolve()
@@ -43,9 +46,9 @@ def api_settings(redis_server, api_root, tmp_path_factory):
 @pytest.fixture(scope="module")
 def app(api_settings):
     """The API app over :func:`api_settings`."""
-    from api.app import create_app
+    from api.web.app import create_app
 
-    app = create_app(api_settings)
+    app = check_responses(create_app(api_settings))
     app.config["TESTING"] = True
     return app
 
@@ -59,12 +62,10 @@ def client(app):
 @pytest.fixture
 def make_app(api_settings) -> Callable[..., object]:
     """``make_app(**changes)``: an app over :func:`api_settings` with some fields replaced."""
-    import dataclasses
-
-    from api.app import create_app
+    from api.web.app import create_app
 
     def make(**changes):
-        app = create_app(dataclasses.replace(api_settings, **changes))
+        app = check_responses(create_app(api_settings.model_copy(update=changes)))
         app.config["TESTING"] = True
         return app
 

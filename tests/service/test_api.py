@@ -1,7 +1,7 @@
 """The HTTP API over a real migrated SQLite database and a real Redis (no worker).
 
-Jobs submitted here stay ``queued``; result rows are written with :mod:`api.processing`, the way the
-worker writes them, to test pagination, filters, counts and the CSV export.
+Jobs submitted here stay ``queued``; result rows are written with :mod:`api.store.processing`,
+the way the worker writes them, to test pagination, filters, counts and the CSV export.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pytest
 import redis
 from sqlalchemy import event, func, select
 
-from api import jobs, processing
-from api.db import get_engine, session_scope
-from api.tables import File, Job, utcnow
+from api.store import jobs, processing
+from api.store.db import get_engine, session_scope
+from api.store.tables import File, Job, utcnow
 from core.predict import FilePrediction
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
@@ -186,7 +186,7 @@ def test_plainly_not_audio_is_415(client, api_settings, content, name, accepted)
 
 
 def test_upload_over_the_size_limit_is_413(make_app, api_settings, tmp_path):
-    from api.client import Multipart
+    from api.cli.client import Multipart
 
     client = make_app(max_upload_mb=1).test_client()
     big = tmp_path / "big.wav"
@@ -202,7 +202,7 @@ def test_upload_over_the_size_limit_is_413(make_app, api_settings, tmp_path):
 def test_many_files_in_one_upload_hold_few_descriptors(client, api_settings, tmp_path):
     import resource
 
-    from api.client import Multipart
+    from api.cli.client import Multipart
 
     n = 300
     for i in range(n):
@@ -525,7 +525,7 @@ def test_csv_text_cells_cannot_run_as_formulas(client, seed_job, labels):
 
 
 def test_csv_reads_in_batches(client, seed_job, labels, api_settings, monkeypatch):
-    from api.routes import results
+    from api.web import results
 
     monkeypatch.setattr(results, "CSV_BATCH", 4)
     job_id = seed_job([(f"{i:03d}.wav", labels[0], 0.6) for i in range(10)])
@@ -592,24 +592,3 @@ def test_health_checks_database_and_broker(client, make_app, tmp_path):
     (tmp_path / "no" / "such").write_text("a file where a folder should be")
     body = no_db.test_client().get("/api/v1/healthz").get_json()
     assert not body["checks"]["database"]["ok"] and body["checks"]["broker"]["ok"]
-
-
-def test_openapi_documents_every_route(app, client):
-    doc = client.get("/api/v1/openapi.json").get_json()
-    assert doc["openapi"].startswith("3.1")
-    prefix = doc["servers"][0]["url"]
-    registered: dict[str, set[str]] = {}
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
-        assert rule.rule.startswith(prefix), rule.rule
-        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule.removeprefix(prefix))
-        registered.setdefault(path, set()).update(rule.methods - {"HEAD", "OPTIONS"})
-    documented = {
-        path: {m.upper() for m in item if m != "parameters"} for path, item in doc["paths"].items()
-    }
-    assert documented == registered
-    for path, item in doc["paths"].items():
-        for method, op in item.items():
-            if method != "parameters":
-                assert op["responses"], (path, method)

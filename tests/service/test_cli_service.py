@@ -19,8 +19,8 @@ CLIPS = sorted(FIXTURES.glob("*.flac"))
 
 
 def test_settings_env_rebuilds_the_settings(tmp_path):
-    from api.config import load_settings
-    from api.embedded import settings_env
+    from api.cli.embedded import settings_env
+    from api.store.settings import load_settings
 
     settings = load_settings(
         {
@@ -36,7 +36,7 @@ def test_settings_env_rebuilds_the_settings(tmp_path):
 
 
 def test_db_upgrade_migrates_the_configured_database(tmp_path):
-    from api.db import current_revision, head_revision
+    from api.store.db import current_revision, head_revision
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     env = {"AER_DATA_DIR": str(tmp_path), "AER_DATABASE_URL": url}
@@ -78,9 +78,9 @@ def test_embedded_stack_serves_the_cli_client_and_the_demo(tmp_path, model_label
     API), driven by `aer submit --wait`, `aer status`, `aer export` and the demo's code path."""
     import redis
 
-    from api.client import AERClient, ClientError
-    from api.config import load_settings
-    from api.embedded import embedded_stack
+    from api.cli.client import AERClient, ClientError
+    from api.cli.embedded import embedded_stack
+    from api.store.settings import load_settings
 
     settings = load_settings(
         {"AER_DATA_DIR": str(tmp_path / "data"), "AER_MODELS_DIR": str(models_dir())}

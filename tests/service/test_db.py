@@ -11,8 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from api import jobs, processing
-from api.db import (
+from api.store import jobs, processing
+from api.store.db import (
     current_revision,
     downgrade,
     get_engine,
@@ -21,7 +21,8 @@ from api.db import (
     session_scope,
     upgrade,
 )
-from api.tables import Base, File, Job, utcnow
+from api.store.tables import Base, File, Job, utcnow
+from api.store.uploads import upload_dir
 from core.predict import FilePrediction
 
 
@@ -139,7 +140,7 @@ def test_deleting_a_job_cascades_and_removes_its_uploads(settings, tmp_path):
         folder = _job(session, source=str(folder_src))
         for job in (upload, folder):
             _files(session, job.id, 2)
-    up_dir = jobs.upload_dir(settings, upload.id)
+    up_dir = upload_dir(settings, upload.id)
     up_dir.mkdir(parents=True)
     (up_dir / "a.wav").write_bytes(b"x")
     for job_id in (upload.id, folder.id):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.openapi_check import check_responses
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
 CLIPS = sorted(FIXTURES.glob("*.flac"))
 AUDIO_ERROR_CODES = {"corrupt_audio", "not_audio", "unsupported_codec", "zero_duration"}
@@ -26,10 +28,10 @@ pytestmark = pytest.mark.skipif(len(CLIPS) < 8, reason="fixture clips missing")
 @pytest.fixture(scope="module")
 def client(settings, celery_worker):
     """A test client of the app over the backend's settings, with the worker running."""
-    from api.app import create_app
-    from api.db import get_engine
+    from api.store.db import get_engine
+    from api.web.app import create_app
 
-    app = create_app(settings)
+    app = check_responses(create_app(settings))
     app.config["TESTING"] = True
     yield app.test_client()
     get_engine(settings.database_url).dispose()  # close pooled connections before the drop

@@ -6,7 +6,6 @@ per-file results, both CSV granularities, the ``uncertain`` flag and ``aer expor
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import math
@@ -18,11 +17,12 @@ import soundfile as sf
 from click.testing import CliRunner
 from sqlalchemy import event, select
 
-from api.config import ConfigError, load_settings
-from api.db import get_engine, session_scope
-from api.tables import Segment
+from api.store.db import get_engine, session_scope
+from api.store.settings import ConfigError, load_settings
+from api.store.tables import Segment
 from core.datasets import parse_ravdess_name
 from core.timeline import most_overlapped
+from tests.openapi_check import check_responses
 from tests.service.test_timeline_worker import CALL_SR, CLIPS, SLACK_S, TURNS, write_call
 
 TERMINAL = {"succeeded", "completed_with_errors", "failed", "cancelled"}
@@ -36,9 +36,9 @@ pytestmark = pytest.mark.skipif(len(CLIPS) < len(TURNS), reason="fixture clips m
 @pytest.fixture(scope="module")
 def call_app(settings, celery_worker):
     """The API app over the worker's settings (the worker is running)."""
-    from api.app import create_app
+    from api.web.app import create_app
 
-    app = create_app(settings)
+    app = check_responses(create_app(settings))
     app.config["TESTING"] = True
     yield app
     get_engine(settings.database_url).dispose()  # close pooled connections before the drop
@@ -279,9 +279,9 @@ def test_segment_csv_has_one_row_per_stored_segment(client, call_job, labels, se
 
 
 def test_segment_csv_reads_in_keyset_batches(client, call_job, settings, monkeypatch):
-    from api.routes import segments
+    from api.web import views as segments
 
-    monkeypatch.setattr(segments, "CSV_BATCH", 2)
+    monkeypatch.setattr(segments, "SEGMENT_CSV_BATCH", 2)
     job_id = call_job["job"]["id"]
     statements: list[str] = []
 
@@ -349,7 +349,7 @@ def test_uncertain_flag_follows_the_threshold(client, call_job, settings):
 
 
 def test_uncertain_default_comes_from_settings_then_the_model(call_job, settings, tmp_path):
-    from api.app import create_app
+    from api.web.app import create_app
 
     job = call_job["job"]
     name = job["model"]["name"]
@@ -361,7 +361,7 @@ def test_uncertain_default_comes_from_settings_then_the_model(call_job, settings
     (models / f"{name}.skops").symlink_to(settings.models_dir / f"{name}.skops")
 
     def threshold(**changes) -> float:
-        app = create_app(dataclasses.replace(settings, **changes))
+        app = create_app(settings.model_copy(update=changes))
         url = f"/api/v1/jobs/{job['id']}/results"
         return app.test_client().get(url).get_json()["uncertain_below"]
 
@@ -386,7 +386,7 @@ def test_uncertain_below_setting_is_validated(tmp_path):
 
 
 def test_unknown_job_or_file_is_a_json_404(client, call_job, settings):
-    from api import jobs
+    from api.store import jobs
 
     job_id, call = call_job["job"]["id"], call_job["results"]["call.wav"]
     assert error_of(client.get(f"/api/v1/jobs/nope/files/{call['id']}/segments"), 404)["code"] == (
@@ -433,8 +433,8 @@ def test_bad_queries_are_422(client, call_job, path, query, field):
 
 def test_cli_export_and_client_segments(call_app, client, call_job, tmp_path):
     from api.cli import cli
-    from api.client import AERClient
-    from api.embedded import http_server
+    from api.cli.client import AERClient
+    from api.cli.embedded import http_server
 
     job_id, call = call_job["job"]["id"], call_job["results"]["call.wav"]
     runner = CliRunner()

@@ -18,10 +18,10 @@ import soundfile as sf
 import soxr
 from sqlalchemy import func, select, text, update
 
-from api import jobs, processing
-from api.config import ConfigError, load_settings
-from api.db import session_scope
-from api.tables import File, Segment, utcnow
+from api.store import jobs, processing
+from api.store.db import session_scope
+from api.store.settings import ConfigError, load_settings
+from api.store.tables import File, Segment, utcnow
 from core.analyze import CHANNEL_MODES, SEGMENTATIONS, analyze_file
 from core.predict import predict_file
 from tests.conftest import FIXTURE_CLIPS, chunk_tasks_done

@@ -17,15 +17,16 @@ import soundfile as sf
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select, update
 
-from api import jobs, processing
-from api.db import session_scope
-from api.tables import File, Job, utcnow
+from api.store import jobs, processing
+from api.store.db import session_scope
+from api.store.queue import create_celery
+from api.store.tables import File, Job, utcnow
+from api.store.uploads import INCOMING_DIR, upload_dir
 from core.predict import FilePrediction, SegmentPrediction, predict_file
 from tests.conftest import FIXTURE_CLIPS, chunk_tasks_done
 from worker import pipeline
-from worker.celery_app import app, create_celery
+from worker.celery_app import app
 from worker.sources import (
-    INCOMING_DIR,
     BadArchiveError,
     UnsafeArchiveError,
     extract_zip,
@@ -417,7 +418,7 @@ def test_sweep_restarts_lost_enumeration(settings, celery_worker, allowed_root, 
 
 def test_upload_job_with_zip(settings, celery_worker, wait_for_job):
     job_id = jobs.new_job_id()
-    folder = jobs.upload_dir(settings, job_id)
+    folder = upload_dir(settings, job_id)
     folder.mkdir(parents=True)
     shutil.copy(CLIPS[0], folder / "single.flac")
     with zipfile.ZipFile(folder / "calls.zip", "w") as zf:
@@ -441,7 +442,7 @@ def test_upload_with_path_traversal_fails_that_archive(
     settings, celery_worker, wait_for_job, tmp_path
 ):
     job_id = jobs.new_job_id()
-    folder = jobs.upload_dir(settings, job_id)
+    folder = upload_dir(settings, job_id)
     folder.mkdir(parents=True)
     with zipfile.ZipFile(folder / "evil.zip", "w") as zf:
         zf.write(CLIPS[0], "ok.flac")

@@ -1,19 +1,18 @@
 """How a job's stored results are shown: its model's labels, the ``uncertain`` threshold and
-its channel names, gathered once per request into a :class:`~api.schemas.ResultView`."""
+its channel names, gathered once per request into a :class:`~api.web.serializers.ResultView`;
+and the per-segment CSV lines that use it."""
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
-
-from api import jobs
-from api.routes import db, settings
-from api.routes.system import registry
-from api.schemas import ResultView
-from api.tables import File, Job
+from api.store import jobs, results
+from api.store.tables import Job
+from api.web.context import db, registry, settings
+from api.web.serializers import ResultView, csv_text, segment_csv_header, segment_csv_row
 
 #: Key of a model's metadata that suggests an ``uncertain`` threshold for its results.
 SUGGESTED_KEY = "suggested_uncertain_below"
@@ -38,13 +37,7 @@ def job_labels(job: Job, metadata: dict[str, Any] | None = None) -> list[str]:
     metadata = model_metadata(job.model_name) if metadata is None else metadata
     if metadata.get("labels"):
         return list(metadata["labels"])
-    probs = db().scalar(
-        select(File.probabilities)
-        .where(File.job_id == job.id, File.probabilities.is_not(None))
-        .order_by(File.id)
-        .limit(1)
-    )
-    return list(probs or {})
+    return list(results.first_probabilities(db(), job.id) or {})
 
 
 def suggested_threshold(metadata: dict[str, Any]) -> float | None:
@@ -81,3 +74,22 @@ def job_view(job: Job, uncertain_below: float | None = None) -> ResultView:
         uncertain_below=uncertain_threshold(uncertain_below, metadata),
         channel_name=functools.partial(jobs.channel_name, settings(), channels=channel_mode(job)),
     )
+
+
+#: Segments read per query while streaming the per-segment CSV (memory is bounded by this).
+SEGMENT_CSV_BATCH = 2000
+
+
+def segment_csv_lines(job_id: str, view: ResultView) -> Iterator[str]:
+    """The per-segment CSV of a job, one keyset batch of segments at a time."""
+    yield csv_text([], segment_csv_header(view.labels))
+    session, last = db(), None
+    while True:
+        page = jobs.job_segments(session, job_id, after_id=last, limit=SEGMENT_CSV_BATCH)
+        if not page:
+            session.commit()
+            return
+        text = csv_text(segment_csv_row(rel_path, seg, view) for rel_path, seg in page)
+        last = page[-1][1].id
+        session.commit()  # end the read transaction between batches: writers need not wait
+        yield text

@@ -1,9 +1,5 @@
-"""Request validation and the JSON shapes of the API.
-
-Parsers take plain mappings (``request.args``, a JSON body, form fields) and return frozen
-dataclasses or raise a 422 :class:`~api.errors.APIError` naming the bad field; serializers turn
-database rows into JSON-safe dicts. Nothing here touches the database or the request.
-"""
+"""What responses look like: database rows turned into the JSON shapes of
+:mod:`api.web.schemas` and into CSV lines. Nothing here touches the database or the request."""
 
 from __future__ import annotations
 
@@ -15,13 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from api.errors import APIError
-from api.jobs import CHANNEL_MODES, SEGMENTATIONS, InvalidOptionsError, analysis_options
+from flask import url_for
 
-JOB_STATES = ("queued", "running", "succeeded", "completed_with_errors", "failed", "cancelled")
-FILE_STATES = ("pending", "running", "done", "failed")
-#: Fields of a job submission besides its files or folder.
-OPTION_FIELDS = ("model", "channels", "segmentation")
+from api.store.tables import FileState, Job, JobState
+
 #: Columns of the CSV export that come before the per-class probabilities.
 CSV_HEAD = ("file", "state", "duration_s", "sample_rate", "channels", "label", "confidence")
 #: Columns of the CSV export that come after the per-class probabilities.
@@ -32,193 +25,6 @@ CSV_TIMELINE = ("uncertain", "segment_count", "dominant", "speech_s", "silence_s
 SEGMENT_CSV_HEAD = (
     "file", "file_id", "channel", "channel_name", "start_s", "end_s", "label", "confidence"
 )  # fmt: skip
-#: ``granularity`` of ``GET /jobs/{id}/results.csv``: one row per file or per segment.
-GRANULARITIES = ("file", "segment")
-
-
-def invalid(field: str, message: str) -> APIError:
-    """A 422 error about one request field."""
-    return APIError(f"{field}: {message}", status=422, details={"field": field})
-
-
-def _int(args: Mapping[str, Any], field: str, default: int, lo: int, hi: int) -> int:
-    raw = args.get(field)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise invalid(field, f"must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise invalid(field, f"must be between {lo} and {hi}")
-    return value
-
-
-def _choice(args: Mapping[str, Any], field: str, choices: tuple[str, ...]) -> str | None:
-    raw = args.get(field)
-    if raw is None or raw == "":
-        return None
-    if raw not in choices:
-        raise invalid(field, f"must be one of {', '.join(choices)}")
-    return raw
-
-
-# --- requests -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """Per-job options shared by uploads and folder jobs."""
-
-    model: str | None = None
-    channels: str = CHANNEL_MODES[0]
-    segmentation: str = SEGMENTATIONS[0]
-
-    def as_options(self) -> dict:
-        """The job's ``options`` column."""
-        return {"channels": self.channels, "segmentation": self.segmentation}
-
-
-@dataclass(frozen=True)
-class FolderRequest:
-    """A job over a folder that already lies on the server."""
-
-    folder: str
-    recursive: bool
-    pattern: str | None
-    options: JobOptions
-
-
-def parse_job_options(data: Mapping[str, Any]) -> JobOptions:
-    """``model``, ``channels`` (mix|split) and ``segmentation`` (vad|fixed|none) of a form or
-    JSON body; the analysis options are checked by :func:`api.jobs.analysis_options`."""
-    model = data.get("model")
-    if model is not None and (not isinstance(model, str) or not model.strip()):
-        raise invalid("model", "must be a non-empty string")
-    raw = {name: data.get(name) for name in ("channels", "segmentation")}
-    for name, value in raw.items():
-        if value is not None and not isinstance(value, str):
-            raise invalid(name, "must be a string")
-    try:
-        analysis = analysis_options(raw)
-    except InvalidOptionsError as exc:
-        field = next(name for name in raw if str(exc).startswith(name))
-        raise invalid(field, str(exc).removeprefix(field).strip()) from None
-    return JobOptions(
-        model=model.strip() if model else None,
-        channels=analysis.channels,
-        segmentation=analysis.segmentation,
-    )
-
-
-def parse_folder_request(body: Any) -> FolderRequest:
-    """Validate ``{"folder": ..., "recursive": true, "pattern": "*.wav"}``."""
-    if not isinstance(body, dict):
-        raise APIError("the JSON body must be an object", status=400)
-    unknown = set(body) - {"folder", "recursive", "pattern", *OPTION_FIELDS}
-    if unknown:
-        raise invalid(sorted(unknown)[0], "unknown field")
-    folder = body.get("folder")
-    if not isinstance(folder, str) or not folder.strip():
-        raise invalid("folder", "must be a non-empty string")
-    recursive = body.get("recursive", True)
-    if not isinstance(recursive, bool):
-        raise invalid("recursive", "must be true or false")
-    pattern = body.get("pattern")
-    if pattern is not None:
-        if not isinstance(pattern, str) or not pattern or "/" in pattern or "\\" in pattern:
-            raise invalid("pattern", "must be a file name pattern such as *.wav (no folders)")
-    return FolderRequest(folder.strip(), recursive, pattern, parse_job_options(body))
-
-
-@dataclass(frozen=True)
-class PageQuery:
-    """Page-number pagination."""
-
-    page: int
-    size: int
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.size
-
-
-def parse_job_list(args: Mapping[str, Any]) -> tuple[PageQuery, str | None]:
-    """``page``, ``size`` and ``state`` of ``GET /jobs``."""
-    page = PageQuery(_int(args, "page", 1, 1, 1_000_000), _int(args, "size", 50, 1, 500))
-    return page, _choice(args, "state", JOB_STATES)
-
-
-@dataclass(frozen=True)
-class ResultQuery:
-    """Cursor pagination and filters of ``GET /jobs/{id}/results``."""
-
-    cursor: int | None
-    limit: int
-    label: str | None
-    min_confidence: float | None
-    state: str | None
-    uncertain_below: float | None = None
-
-    def as_args(self, cursor: int) -> dict:
-        """The query string of the page that follows ``cursor``."""
-        args = {"cursor": cursor, "limit": self.limit, "label": self.label}
-        args |= {"min_confidence": self.min_confidence, "state": self.state}
-        args |= {"uncertain_below": self.uncertain_below}
-        return {k: v for k, v in args.items() if v is not None}
-
-
-def _fraction(args: Mapping[str, Any], field: str) -> float | None:
-    raw = args.get(field)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise invalid(field, f"must be a number, got {raw!r}") from None
-    if not 0.0 <= value <= 1.0:  # also refuses nan
-        raise invalid(field, "must be between 0 and 1")
-    return value
-
-
-def parse_result_query(args: Mapping[str, Any]) -> ResultQuery:
-    """``cursor``, ``limit``, ``label``, ``min_confidence``, ``state`` and ``uncertain_below``."""
-    cursor = _int(args, "cursor", 0, 0, 2**62) or None
-    min_conf = _fraction(args, "min_confidence")
-    label = args.get("label") or None
-    state = _choice(args, "state", FILE_STATES)
-    limit = _int(args, "limit", 100, 1, 1000)
-    return ResultQuery(cursor, limit, label, min_conf, state, parse_uncertain_below(args))
-
-
-def parse_uncertain_below(args: Mapping[str, Any]) -> float | None:
-    """``uncertain_below`` (0..1): flag results less confident than this; None when absent."""
-    return _fraction(args, "uncertain_below")
-
-
-def parse_granularity(args: Mapping[str, Any]) -> str:
-    """``granularity`` of the CSV export: ``file`` (default) or ``segment``."""
-    return _choice(args, "granularity", GRANULARITIES) or GRANULARITIES[0]
-
-
-@dataclass(frozen=True)
-class SegmentQuery:
-    """Cursor pagination of ``GET /jobs/{id}/files/{file_id}/segments``."""
-
-    cursor: int | None
-    limit: int
-    uncertain_below: float | None
-
-    def as_args(self, cursor: int) -> dict:
-        """The query string of the page that follows ``cursor``."""
-        args = {"cursor": cursor, "limit": self.limit, "uncertain_below": self.uncertain_below}
-        return {k: v for k, v in args.items() if v is not None}
-
-
-def parse_segment_query(args: Mapping[str, Any]) -> SegmentQuery:
-    """``cursor`` (a segment id), ``limit`` (1..1000, default 200) and ``uncertain_below``."""
-    cursor = _int(args, "cursor", 0, 0, 2**62) or None
-    return SegmentQuery(cursor, _int(args, "limit", 200, 1, 1000), parse_uncertain_below(args))
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -245,17 +51,45 @@ def progress(state: str, counts: Mapping[str, int], started_at, now: datetime) -
     """``percent``, ``files_per_second`` and ``eta_s`` from file counts."""
     total = counts.get("total", 0)
     finished = counts.get("done", 0) + counts.get("failed", 0)
-    terminal = state not in ("queued", "running")
+    terminal = state not in (JobState.QUEUED, JobState.RUNNING)
     percent = 100.0 if terminal and not total else (100.0 * finished / total if total else 0.0)
     rate = eta = None
     elapsed = _seconds_since(started_at, now)
-    if state == "running" and elapsed and finished:
+    if state == JobState.RUNNING and elapsed and finished:
         rate = finished / elapsed
         eta = (total - finished) / rate if total >= finished else None
     return {
         "percent": round(percent, 2),
         "files_per_second": None if rate is None else round(rate, 3),
         "eta_s": None if eta is None or not math.isfinite(eta) else round(eta, 1),
+    }
+
+
+def job_links(job_id: str) -> dict:
+    """Where the job, its results and its CSV export live."""
+    return {
+        "self": url_for("jobs.get_job", job_id=job_id),
+        "results": url_for("results.get_results", job_id=job_id),
+        "csv": url_for("results.export_results", job_id=job_id),
+    }
+
+
+def job_json(job: Job, counts: Mapping[str, int]) -> dict:
+    """The JSON shape of a job with its file counts (:class:`api.web.schemas.Job`)."""
+    counts = {"total": 0, **{s.value: 0 for s in FileState}, **counts}
+    return {
+        "id": job.id,
+        "state": job.state,
+        "source": {"kind": job.source_kind},
+        "options": job.options or {},
+        "model": {"name": job.model_name, "version": job.model_version},
+        "counts": counts,
+        **progress(job.state, counts, job.started_at, now_utc()),
+        "error": job.error,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "links": job_links(job.id),
     }
 
 

@@ -8,7 +8,6 @@ bundled ``redis-server`` on a unix socket in the data directory; the database is
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -21,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from api.config import Settings
+from api.store.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +35,9 @@ class EmbeddedError(RuntimeError):
     """A part of the embedded stack could not start."""
 
 
-def _env_value(name: str, value: object) -> str:
-    if value is None:
-        return ""  # load_settings reads an empty variable as unset
-    if name == "channel_names":
-        return ",".join(f"{index}={label}" for index, label in value)
-    if isinstance(value, tuple):
-        return os.pathsep.join(str(v) for v in value)
-    return str(value)
-
-
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``AER_*`` variables that make :func:`api.config.load_settings` rebuild ``settings``
-    (the worker subprocess is configured this way; a test checks the round trip)."""
-    return {
-        f"AER_{field.name.upper()}": _env_value(field.name, getattr(settings, field.name))
-        for field in dataclasses.fields(settings)
-    }
+    """The ``AER_*`` variables that rebuild ``settings`` in a child process."""
+    return settings.as_env()
 
 
 def redis_ping(url: str, timeout: float = 1.0) -> bool:
@@ -121,7 +106,7 @@ def redis_server(socket_path: Path, *, workdir: Path) -> Iterator[str]:
 
 
 def _worker_ready(settings: Settings, proc: subprocess.Popen, log_path: Path | None) -> None:
-    from worker.celery_app import create_celery
+    from api.store.queue import create_celery
 
     celery = create_celery(settings)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -209,15 +194,15 @@ def embedded_stack(
     Celery worker pool of ``workers`` processes and the API; yield the API's base URL
     (``port=0`` picks a free port). Everything stops when the block exits.
     """
-    from api.app import create_app
-    from api.db import upgrade
+    from api.store.db import upgrade
+    from api.web.app import create_app
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         if settings.broker_url is None:
             socket_path = _socket_path(settings, stack)
             broker = stack.enter_context(redis_server(socket_path, workdir=settings.data_dir))
-            settings = dataclasses.replace(settings, broker_url=broker)
+            settings = settings.model_copy(update={"broker_url": broker})
         upgrade(settings.database_url)
         stack.enter_context(celery_worker(settings, workers=workers, log_path=worker_log))
         yield stack.enter_context(http_server(create_app(settings), host, port))

@@ -18,14 +18,14 @@ from core.cli import cli
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: The clips ``aer demo`` classifies (16 RAVDESS clips, two per emotion).
-DEMO_CLIPS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "ravdess"
+DEMO_CLIPS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "ravdess"
 _url_option = click.option(
     "--url", default=DEFAULT_URL, show_default=True, help="Base URL of the AER server."
 )
 
 
 def _settings():
-    from api.config import load_settings
+    from api.store.settings import load_settings
 
     try:
         return load_settings()
@@ -34,14 +34,14 @@ def _settings():
 
 
 def _client(url: str):
-    from api.client import AERClient
+    from api.cli.client import AERClient
 
     return AERClient(url)
 
 
 def _call(fn, *args, **kwargs):
     """Run a client call, turning its errors into one-line CLI errors."""
-    from api.client import ClientError
+    from api.cli.client import ClientError
 
     try:
         return fn(*args, **kwargs)
@@ -60,7 +60,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database named by AER_DATABASE_URL to the newest schema."""
-    from api.db import upgrade
+    from api.store.db import upgrade
 
     settings = _settings()
     upgrade(settings.database_url)
@@ -97,7 +97,7 @@ def serve(host: str, port: int, workers: int) -> None:
     worker pool and the HTTP API. Stops everything on Ctrl-C or SIGTERM."""
     import logging
 
-    from api.embedded import EmbeddedError, embedded_stack
+    from api.cli.embedded import EmbeddedError, embedded_stack
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = _settings()
@@ -179,11 +179,10 @@ def run_demo(client, files: list[Path], *, quiet: bool = False) -> tuple[dict, l
 def demo(clips: Path, workers: int) -> None:
     """Classify the bundled sample clips end to end through the embedded stack (upload,
     queue, worker, results) in a throwaway data folder, and print a results table."""
-    import dataclasses
     import logging
     import tempfile
 
-    from api.embedded import EmbeddedError, embedded_stack
+    from api.cli.embedded import EmbeddedError, embedded_stack
 
     files = sorted(p for p in clips.iterdir() if p.is_file() and p.suffix.lower() != ".md")
     if not files:
@@ -193,11 +192,12 @@ def demo(clips: Path, workers: int) -> None:
     _stop_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="aer-demo-") as tmp:
         data_dir = Path(tmp)
-        settings = dataclasses.replace(
-            settings,
-            data_dir=data_dir,
-            database_url=f"sqlite:///{data_dir / 'aer.db'}",
-            broker_url=None,
+        settings = settings.model_copy(
+            update={
+                "data_dir": data_dir,
+                "database_url": f"sqlite:///{data_dir / 'aer.db'}",
+                "broker_url": None,
+            }
         )
         click.echo(f"starting the embedded stack ({workers} workers) in {data_dir} ...", err=True)
         try:

@@ -1,4 +1,4 @@
-"""Uploaded files: spooled straight to disk, screened by name and magic bytes, moved into place.
+"""Uploaded files: spooled straight to disk while the request is read, screened, moved into place.
 
 The request class below makes werkzeug write every multipart file part into a temporary file
 inside ``<data_dir>/uploads/.incoming`` while the body is parsed, so saving an upload is a rename
@@ -10,24 +10,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-import unicodedata
 from pathlib import Path
 from typing import IO
 
 from flask import Request, current_app
 from werkzeug.datastructures import FileStorage
 
-from api.errors import APIError
-from worker.sources import AUDIO_EXTENSIONS, INCOMING_DIR  # shared with the worker
-
-ARCHIVE_EXTENSIONS = frozenset({".zip"})
-#: Longest stored file name, in UTF-8 bytes (filesystems allow 255).
-MAX_NAME_BYTES = 200
-
-
-def incoming_dir() -> Path:
-    """Where file parts of the current app's requests are spooled."""
-    return Path(current_app.config["AER_UPLOAD_DIR"]) / INCOMING_DIR
+from api.store.uploads import PART_PREFIX, incoming_dir, safe_name, upload_problem
+from api.web.errors import APIError
 
 
 class DiskPart:
@@ -88,9 +78,9 @@ class UploadRequest(Request):
     ) -> IO[bytes]:
         if filename is None:
             return super()._get_file_stream(total_content_length, content_type, filename)
-        folder = incoming_dir()
+        folder = incoming_dir(Path(current_app.config["AER_UPLOAD_DIR"]))
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=folder, prefix="part-")
+        fd, name = tempfile.mkstemp(dir=folder, prefix=PART_PREFIX)
         os.close(fd)
         part = DiskPart(name)
         self.spooled.append(part)
@@ -109,25 +99,6 @@ def discard_spooled(request: Request) -> None:
         Path(part.name).unlink(missing_ok=True)
 
 
-def sniff(head: bytes) -> str | None:
-    """``"audio"``, ``"zip"`` or ``None`` from the first bytes of a file."""
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "zip"
-    if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
-        return "audio"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "audio"
-    if head[4:8] == b"ftyp" or head[:4] in (b"fLaC", b"OggS", b".snd", b"caff", b"wvpk"):
-        return "audio"
-    if head.startswith(b"ID3") or head.startswith(b"riff"):  # MP3 with tags / Sony Wave64
-        return "audio"
-    if head.startswith(b"\x1a\x45\xdf\xa3") or head.startswith(b"\x30\x26\xb2\x75"):  # mkv/asf
-        return "audio"
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG/ADTS frame sync
-        return "audio"
-    return None
-
-
 def _head(storage: FileStorage, size: int = 16) -> bytes:
     stream = storage.stream
     stream.seek(0)
@@ -139,38 +110,12 @@ def _head(storage: FileStorage, size: int = 16) -> bytes:
 
 
 def check_uploads(files: list[FileStorage]) -> None:
-    """Raise a 415 :class:`APIError` naming the first upload that is plainly not audio or zip.
-
-    A file passes when its extension or its first bytes say audio (the worker decodes it and
-    reports what is wrong, if anything); a ``.zip`` must also start like a zip archive.
-    """
+    """Raise a 415 :class:`APIError` naming the first upload that is plainly not audio or zip
+    (see :func:`api.store.uploads.upload_problem`)."""
     for storage in files:
-        ext = Path(storage.filename or "").suffix.lower()
-        kind = sniff(_head(storage))
-        if ext in ARCHIVE_EXTENSIONS and kind != "zip":
-            raise _not_audio(f"{storage.filename!r} is not a zip archive")
-        if ext not in AUDIO_EXTENSIONS | ARCHIVE_EXTENSIONS and kind is None:
-            raise _not_audio(f"{storage.filename!r} is neither audio nor a zip archive")
-
-
-def _not_audio(message: str) -> APIError:
-    return APIError(message, status=415, code="not_audio")
-
-
-def safe_name(filename: str | None, taken: set[str], index: int) -> str:
-    """A file name safe to create in one folder: the upload's base name (Unicode kept), no
-    folders, no traversal, no hidden or control characters, at most ~200 bytes, unique."""
-    base = unicodedata.normalize("NFC", (filename or "").replace("\\", "/").rsplit("/", 1)[-1])
-    base = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".").strip()
-    stem, ext = os.path.splitext(base)
-    while len((stem + ext).encode()) > MAX_NAME_BYTES and stem:
-        stem = stem[:-1]
-    stem = stem or f"upload-{index}"
-    candidate, n = stem + ext, 1
-    while candidate.casefold() in taken:
-        candidate, n = f"{stem}-{n}{ext}", n + 1
-    taken.add(candidate.casefold())
-    return candidate
+        problem = upload_problem(storage.filename or "", _head(storage))
+        if problem:
+            raise APIError(problem, status=415, code="not_audio")
 
 
 def save_uploads(files: list[FileStorage], folder: Path) -> list[str]:

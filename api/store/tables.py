@@ -7,7 +7,6 @@ module and the newest migration in step (``tests/service/test_db.py`` compares t
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -29,27 +28,26 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from api.store.states import (
+    ACTIVE_JOB_STATES,
+    TERMINAL_JOB_STATES,
+    UNFINISHED_FILE_STATES,
+    FileState,
+    JobState,
+)
 
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    COMPLETED_WITH_ERRORS = "completed_with_errors"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class FileState(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-#: Job states in which work may still happen.
-ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
-#: File states that still need a worker.
-UNFINISHED_FILE_STATES = (FileState.PENDING, FileState.RUNNING)
+__all__ = [
+    "ACTIVE_JOB_STATES",
+    "TERMINAL_JOB_STATES",
+    "UNFINISHED_FILE_STATES",
+    "Base",
+    "File",
+    "FileState",
+    "Job",
+    "JobState",
+    "Segment",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:

@@ -1,13 +1,17 @@
-"""The Flask app factory: ``create_app(settings)`` (``gunicorn "api.app:create_app()"``)."""
+"""The Flask app factory: ``create_app(settings)`` (``gunicorn "api.web.app:create_app()"``)."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from api import routes
-from api.config import Settings, load_settings
-from api.errors import register_error_handlers
-from api.routes.uploads import UploadRequest
+from api.store.settings import Settings, load_settings
+from api.web import context, jobs, models, results, segments, system
+from api.web.errors import register_error_handlers
+from api.web.uploads import UploadRequest
+
+#: Every path of the JSON API starts with this.
+API_PREFIX = "/api/v1"
+BLUEPRINTS = (jobs.bp, results.bp, segments.bp, models.bp, system.bp)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -24,5 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False
     register_error_handlers(app)
-    routes.init_app(app)
+    context.init_app(app)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     return app

@@ -1,8 +1,8 @@
 """The worker's changes of job and file state: list a job's files, claim and release files,
 record results, finish jobs, and sweep up after lost tasks.
 
-The API's side (create, read, cancel, delete) is :mod:`api.jobs`. Each function takes an open
-session and never commits (``api.db.session_scope`` does). State changes are single
+The API's side (create, read, cancel, delete) is :mod:`api.store.jobs`. Each function takes an open
+session and never commits (``api.store.db.session_scope`` does). State changes are single
 ``UPDATE ... WHERE <expected state>`` statements, so they are safe when a task is delivered
 twice or two workers race: the loser simply changes nothing.
 """
@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from api.tables import (
+from api.store.tables import (
     ACTIVE_JOB_STATES,
     UNFINISHED_FILE_STATES,
     File,

@@ -1,8 +1,8 @@
 """JSON errors for the HTTP API: one error class, one place that turns errors into responses.
 
 Every error answer has the shape ``{"error": {"code": "...", "message": "..."}}``. Domain errors
-raised below the API (``api.jobs``, ``core``) are mapped here by their ``status`` attribute (or,
-for the core error tree, by class), so routes never build error responses by hand.
+raised below the API (``api.store``, ``core``) are mapped here by their ``status`` attribute
+(or, for the core error tree, by class), so routes never build error responses by hand.
 """
 
 from __future__ import annotations
@@ -63,6 +63,11 @@ class APIError(Exception):
         self.status = status
         self.code = code or HTTP_CODES.get(status, "error")
         self.details = details
+
+
+def invalid(field: str, message: str) -> APIError:
+    """A 422 error about one request field."""
+    return APIError(f"{field}: {message}", status=422, details={"field": field})
 
 
 def error_response(

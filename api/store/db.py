@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
 import migrations
-from api.config import Settings
+from api.store.settings import Settings
 
 MIGRATIONS_DIR = Path(next(iter(migrations.__path__))).resolve()
 #: How long a SQLite connection waits for another writer before giving up (milliseconds).

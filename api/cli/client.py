@@ -19,8 +19,10 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
+from api.store.states import TERMINAL_JOB_STATES
+
 DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL_STATES = frozenset({"succeeded", "completed_with_errors", "failed", "cancelled"})
+TERMINAL_STATES = frozenset(TERMINAL_JOB_STATES)
 _CHUNK = 1 << 16
 
 

@@ -3,8 +3,8 @@
 The API calls :func:`create_job`, :func:`get_job`, :func:`file_counts`, :func:`cancel_job`,
 :func:`delete_job` and the readers (:func:`file_segments`, :func:`job_segments`,
 :func:`channel_name`). The worker uses :func:`analysis_options` (a job's ``channels`` and
-``segmentation``) and :func:`is_within`; its own state changes live in :mod:`api.processing`.
-Each function takes an open session and never commits (``api.db.session_scope`` does).
+``segmentation``) and :func:`is_within`; its own state changes live in :mod:`api.store.processing`.
+Each function takes an open session and never commits (``api.store.db.session_scope`` does).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from api.config import Settings
-from api.tables import (
+from api.store import uploads
+from api.store.errors import StoreError
+from api.store.settings import Settings
+from api.store.tables import (
     ACTIVE_JOB_STATES,
     File,
     FileState,
@@ -29,40 +31,35 @@ from api.tables import (
     Segment,
     utcnow,
 )
-from core.errors import AERError
+from core.options import CHANNEL_MODES, SEGMENTATIONS
 
 SOURCE_KINDS = ("upload", "folder")
-#: ``options["channels"]``: mix the channels down, or analyse each on its own (the first is
-#: the default). The same values as ``core.analyze.CHANNEL_MODES``.
-CHANNEL_MODES = ("mix", "split")
-#: ``options["segmentation"]``: as ``core.analyze.SEGMENTATIONS`` (the first is the default).
-SEGMENTATIONS = ("vad", "fixed", "none")
 #: Largest page of segments :func:`file_segments` and :func:`job_segments` return.
 MAX_SEGMENT_PAGE = 10_000
 
 
-class JobNotFoundError(AERError, LookupError):
+class JobNotFoundError(StoreError, LookupError):
     """No job has that id."""
 
     code = "job_not_found"
     status = 404
 
 
-class SourceNotAllowedError(AERError, PermissionError):
+class SourceNotAllowedError(StoreError, PermissionError):
     """A folder job names a folder outside ``AER_ALLOWED_ROOTS``."""
 
     code = "source_not_allowed"
     status = 403
 
 
-class SourceNotFoundError(AERError, FileNotFoundError):
+class SourceNotFoundError(StoreError, FileNotFoundError):
     """A folder job names a folder that does not exist (inside an allowed root)."""
 
     code = "source_not_found"
     status = 422
 
 
-class InvalidOptionsError(AERError, ValueError):
+class InvalidOptionsError(StoreError, ValueError):
     """A job option has a value AER does not know."""
 
     code = "invalid_options"
@@ -110,11 +107,6 @@ def channel_name(settings: Settings, index: int, *, channels: str = "split") -> 
 def new_job_id() -> str:
     """A fresh job id (32 hex digits)."""
     return uuid.uuid4().hex
-
-
-def upload_dir(settings: Settings, job_id: str) -> Path:
-    """Where the uploaded files of job ``job_id`` are stored (and deleted with the job)."""
-    return settings.uploads_dir / job_id
 
 
 def check_folder(settings: Settings, folder: str | Path) -> Path:
@@ -181,6 +173,35 @@ def file_counts(session: Session, job_id: str) -> dict[str, int]:
     return counts
 
 
+def list_jobs(
+    session: Session, *, offset: int, limit: int, state: str | None = None
+) -> tuple[list[Job], int]:
+    """One page of jobs, newest first, optionally in one state; returns (jobs, total)."""
+    stmt = select(Job)
+    if state:
+        stmt = stmt.where(Job.state == state)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    order = (Job.created_at.desc(), Job.id.desc())
+    rows = list(session.scalars(stmt.order_by(*order).offset(offset).limit(limit)))
+    return rows, total
+
+
+def counts_by_job(session: Session, job_ids: list[str]) -> dict[str, dict[str, int]]:
+    """File counts per state (and ``total``) for several jobs, in one grouped COUNT."""
+    out: dict[str, dict[str, int]] = {job_id: {"total": 0} for job_id in job_ids}
+    if not job_ids:
+        return out
+    rows = session.execute(
+        select(File.job_id, File.state, func.count())
+        .where(File.job_id.in_(job_ids))
+        .group_by(File.job_id, File.state)
+    )
+    for job_id, state, n in rows:
+        out[job_id][state] = n
+        out[job_id]["total"] += n
+    return out
+
+
 def cancel_job(session: Session, job_id: str) -> Job:
     """Mark the job cancelled if it is still queued or running; returns the job as it is now.
 
@@ -202,7 +223,7 @@ def delete_job(session: Session, settings: Settings, job_id: str) -> None:
     job = cancel_job(session, job_id)
     session.delete(job)
     session.flush()
-    folder = upload_dir(settings, job_id)
+    folder = uploads.upload_dir(settings, job_id)
     if job.source_kind == "upload" and folder.is_relative_to(settings.uploads_dir):
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -1,21 +1,25 @@
-"""The ``/api/v1`` blueprint and the one place a request opens and closes its database session.
+"""What a request handler needs from its app: the settings, the request's database session,
+the Celery producer and the model registry, plus the hooks that close the session and discard
+unused upload parts when a request ends.
 
-Route modules call :func:`db` for the request's session (opened lazily through
-``api.db.session_scope``, committed or rolled back and closed at teardown) and :func:`settings`
-for the app's :class:`~api.config.Settings`.
+The session is opened lazily through :func:`api.store.db.session_scope` and committed (or rolled
+back, on an error answer or an exception) and closed at teardown.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from celery import Celery
-from flask import Blueprint, Flask, Response, current_app, g, request
-from sqlalchemy.orm import Session
+from flask import Flask, Response, current_app, g, request
 
-from api.config import Settings
-from api.db import session_scope
-from api.routes.uploads import discard_spooled
+from api.store.db import session_scope
+from api.store.queue import create_celery
+from api.store.settings import Settings
+from api.web.uploads import discard_spooled
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def settings() -> Settings:
@@ -24,8 +28,15 @@ def settings() -> Settings:
 
 
 def celery() -> Celery:
-    """The app's Celery client, configured from its settings (sends tasks by name only)."""
+    """The app's Celery producer, configured from its settings (sends tasks by name only)."""
     return current_app.extensions["aer.celery"]
+
+
+def registry():
+    """The model registry of the running app (imported late: it pulls in scikit-learn)."""
+    from core.registry import ModelRegistry
+
+    return ModelRegistry(settings().models_dir)
 
 
 def db() -> Session:
@@ -56,14 +67,10 @@ def _discard_uploads(exc: BaseException | None) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register the blueprint and its per-request teardown hooks on ``app``."""
-    from api.routes import jobs, results, segments, system  # noqa: F401  (register on bp)
-    from worker.celery_app import create_celery
-
-    # The producer side: built from the app's settings, so tests and the embedded stack can
-    # point one app at one broker without touching the environment.
-    app.extensions["aer.celery"] = create_celery(settings=app.config["AER_SETTINGS"])
-    app.register_blueprint(bp)
+    """Attach the producer and the per-request teardown hooks to ``app``."""
+    # The producer is built from the app's settings, so tests and the embedded stack can point
+    # one app at one broker without touching the environment.
+    app.extensions["aer.celery"] = create_celery(app.config["AER_SETTINGS"])
     app.after_request(_rollback_on_error)
     app.teardown_appcontext(_close_db)
     app.teardown_request(_discard_uploads)

@@ -1,0 +1,87 @@
+"""The queue contract between the API and the workers: task and queue names, the Celery
+configuration both sides use, and the producer the API sends work with.
+
+Tasks carry ids only. The database, not the queue, records what is done: a message may be lost
+(the sweep re-sends the work) or delivered twice (every state change is conditional).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from api.store.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Task that lists a job's files and enqueues their chunks.
+ENUMERATE_TASK = "aer.enumerate_job"
+#: Task that classifies one chunk of a job's files.
+CHUNK_TASK = "aer.process_chunk"
+#: Periodic task (beat) that re-enqueues work lost with a dead worker.
+SWEEP_TASK = "aer.sweep"
+
+#: Queue of chunk tasks (the bulk of the work).
+CHUNK_QUEUE = "aer.chunks"
+#: Queue of short control tasks (enumeration, sweep), so a long backlog never delays them.
+CONTROL_QUEUE = "aer.control"
+QUEUES = (CHUNK_QUEUE, CONTROL_QUEUE)
+
+
+def celery_config(settings: Settings) -> dict:
+    """The Celery configuration for ``settings`` (JSON only, late acks, no result backend)."""
+    # Redis redelivers an unacknowledged message after visibility_timeout: it must outlast the
+    # longest task, or a chunk still running would be handed to a second worker.
+    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    return {
+        "broker_url": settings.celery_broker_url,
+        "broker_transport_options": transport,
+        "result_backend": None,
+        "result_backend_transport_options": dict(transport),
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
+        "task_queues": tuple(Queue(q, Exchange(q, "direct"), routing_key=q) for q in QUEUES),
+        "task_default_queue": CHUNK_QUEUE,
+        "task_routes": {
+            ENUMERATE_TASK: {"queue": CONTROL_QUEUE},
+            SWEEP_TASK: {"queue": CONTROL_QUEUE},
+        },
+        "beat_schedule": {
+            "aer-sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s},
+        },
+        "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
+        "broker_connection_retry_on_startup": True,
+        "worker_send_task_events": False,
+    }
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery client configured from ``settings``: sends tasks by name, defines none."""
+    celery = Celery("aer", set_as_current=False)
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+def enqueue_enumeration(celery: Celery, job_id: str) -> bool:
+    """Send :data:`ENUMERATE_TASK` for a committed job; False when the broker is down.
+
+    The job stands either way: the sweep enqueues a job that stayed queued (after
+    ``AER_LEASE_S``).
+    """
+    from kombu.exceptions import OperationalError
+
+    try:
+        celery.send_task(ENUMERATE_TASK, args=(job_id,))
+    except OperationalError as exc:
+        log.warning("job %s: broker unavailable (%s); the sweep will enqueue it", job_id, exc)
+        return False
+    return True

@@ -1,0 +1,291 @@
+"""Service settings: the one place AER reads environment variables.
+
+Every variable has the prefix ``AER_`` and is a field of :class:`Settings`, a pydantic-settings
+class that parses and validates it; an empty variable counts as unset. The API, the workers and
+the CLI all receive a :class:`Settings` or call :func:`load_settings`. Nothing is read at
+import time. ``python -m api.store.settings --markdown`` prints the table of ``docs/``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from core.errors import AERError
+
+PREFIX = "AER_"
+#: File name of the embedded Redis socket under the data directory.
+EMBEDDED_REDIS_SOCKET = "redis.sock"
+#: ``AER_CHANNEL_NAMES`` when unset: a stereo call's agent on the left, customer on the right.
+DEFAULT_CHANNEL_NAMES = ((0, "agent"), (1, "customer"))
+#: Longest channel name, and the highest channel index that can be named.
+MAX_CHANNEL_NAME = 64
+MAX_CHANNEL_INDEX = 255
+
+
+class ConfigError(AERError, ValueError):
+    """An ``AER_*`` environment variable has a value AER cannot use."""
+
+    code = "config_error"
+
+
+#: The mapping :func:`load_settings` reads instead of ``os.environ``, while it builds settings.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("aer_environ", default=None)
+
+
+class _MappingSource(EnvSettingsSource):
+    """Environment variables read from a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Variable names are case-insensitive and empty values unset, as in Settings' config.
+        return {name.lower(): value for name, value in self._environ.items() if value}
+
+
+def _default_models_dir() -> Path:
+    from core.registry import DEFAULT_MODELS_DIR  # imported late: it pulls in scikit-learn
+
+    return DEFAULT_MODELS_DIR
+
+
+class Settings(BaseSettings):
+    """Validated service configuration, one field per ``AER_<FIELD>`` variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        Path(".aer"),
+        description="uploads, the SQLite database, the embedded Redis socket, the beat schedule",
+    )
+    database_url: str = Field(
+        "",
+        description="`sqlite:///…` or `postgresql+psycopg://user:pass@host/db`; "
+        "default `sqlite:///<data dir>/aer.db`",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="e.g. `redis://host:6379/0`; unset, `aer serve` starts Redis on "
+        "`<data dir>/redis.sock`",
+    )
+    allowed_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        (), description="`:`-separated folders that folder jobs may read (none: refused)"
+    )
+    models_dir: Path = Field(
+        default_factory=_default_models_dir, description="folder of model artifacts"
+    )
+    default_model: str = Field(
+        "default", description="model of jobs that name none (`default`: `models/default.txt`)"
+    )
+    max_upload_mb: int = Field(512, ge=1, description="largest request body (413 above)")
+    max_extract_mb: int = Field(
+        0, ge=0, description="most bytes the zips of one job may expand to; default 4 × upload"
+    )
+    max_files_per_job: int = Field(10_000, ge=1, description="most files one job may list")
+    max_duration_s: float = Field(
+        600.0, gt=0, description="longer files fail with `too_long`", allow_inf_nan=False
+    )
+    chunk_size: int = Field(16, ge=1, description="files per task")
+    task_time_limit_s: int = Field(
+        1800, ge=1, description="hard limit of one task (the soft limit is 10 % earlier)"
+    )
+    visibility_timeout_s: int = Field(
+        0, ge=0, description="when Redis redelivers an unacknowledged task; default 2 × task limit"
+    )
+    lease_s: int = Field(
+        0,
+        ge=0,
+        description="when the sweep takes back a file or listing a worker lost; "
+        "default task limit + max(60 s, 1/6)",
+    )
+    max_attempts: int = Field(3, ge=1, description="attempts per file before it fails `gave_up`")
+    sweep_interval_s: float = Field(
+        60.0, gt=0, allow_inf_nan=False, description="how often the sweep runs"
+    )
+    channel_names: Annotated[tuple[tuple[int, str], ...], NoDecode] = Field(
+        DEFAULT_CHANNEL_NAMES,
+        description="names of the channels of `split` jobs, e.g. `0=agent,1=customer`",
+    )
+    uncertain_below: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="results less confident than this are flagged `uncertain`; "
+        "unset: the model's `suggested_uncertain_below`, else 0",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment (or the mapping given to :func:`load_settings`)."""
+        environ = _ENVIRON.get()
+        env = env_settings if environ is None else _MappingSource(settings_cls, environ)
+        return init_settings, env
+
+    @field_validator("data_dir", "models_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return Path(value).expanduser().resolve()
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [p for p in value.split(os.pathsep) if p.strip()]
+        return tuple(Path(p).expanduser().resolve() for p in value)
+
+    @field_validator("channel_names", mode="before")
+    @classmethod
+    def _channel_names(cls, value: Any) -> Any:
+        return parse_channel_names(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        # Defaults that depend on other fields; frozen models are filled in once, here.
+        limit = self.task_time_limit_s
+        derived = {
+            "database_url": self.database_url or f"sqlite:///{self.data_dir / 'aer.db'}",
+            "max_extract_mb": self.max_extract_mb or 4 * self.max_upload_mb,
+            "visibility_timeout_s": self.visibility_timeout_s or 2 * limit,
+            "lease_s": self.lease_s or limit + max(60, limit // 6),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+        # A message redelivered while its task still runs would be processed twice; a lease
+        # shorter than the task would let the sweep hand a running file to a second worker.
+        for name in ("visibility_timeout_s", "lease_s"):
+            if getattr(self, name) <= limit:
+                raise ValueError(
+                    f"{PREFIX}{name.upper()} ({getattr(self, name)}) must be longer than "
+                    f"{PREFIX}TASK_TIME_LIMIT_S ({limit})"
+                )
+        return self
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Folder holding one sub-folder of uploaded audio per job."""
+        return self.data_dir / "uploads"
+
+    @property
+    def embedded_redis_socket(self) -> Path:
+        """Unix socket of the embedded Redis (used when no broker URL is configured)."""
+        return self.data_dir / EMBEDDED_REDIS_SOCKET
+
+    @property
+    def celery_broker_url(self) -> str:
+        """The broker URL Celery uses: ``AER_BROKER_URL`` or the embedded Redis socket."""
+        return self.broker_url or f"redis+socket://{self.embedded_redis_socket}"
+
+    @property
+    def task_soft_time_limit_s(self) -> int:
+        """Soft limit: a chunk stops early and re-enqueues its rest before the hard kill."""
+        return max(1, self.task_time_limit_s - max(1, self.task_time_limit_s // 10))
+
+    def as_env(self) -> dict[str, str]:
+        """The ``AER_*`` variables that make :func:`load_settings` rebuild these settings (how
+        the embedded stack configures its worker processes)."""
+        return {f"{PREFIX}{name.upper()}": _env_value(getattr(self, name)) for name in fields()}
+
+
+def fields() -> list[str]:
+    """The setting names, in declaration order (``AER_<NAME>`` each)."""
+    return list(Settings.model_fields)
+
+
+def parse_channel_names(raw: str) -> tuple[tuple[int, str], ...]:
+    """``"0=agent,1=customer"`` as ``((0, "agent"), (1, "customer"))``, sorted by index."""
+    names: dict[int, str] = {}
+    for item in raw.split(","):
+        index, sep, label = (part.strip() for part in item.partition("="))
+        if not sep or not index.isdigit() or not label:
+            raise ValueError(f"must look like '0=agent,1=customer', got {raw!r}")
+        if int(index) > MAX_CHANNEL_INDEX or len(label) > MAX_CHANNEL_NAME:
+            raise ValueError(
+                f"channel indexes go up to {MAX_CHANNEL_INDEX} and names up to "
+                f"{MAX_CHANNEL_NAME} characters, got {item.strip()!r}"
+            )
+        if int(index) in names or label in names.values():
+            raise ValueError(f"names a channel or uses a name twice: {raw!r}")
+        names[int(index)] = label
+    return tuple(sorted(names.items()))
+
+
+def _env_value(value: object) -> str:
+    if value is None:
+        return ""  # an empty variable reads as unset
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return ",".join(f"{index}={label}" for index, label in value)
+    if isinstance(value, tuple):
+        return os.pathsep.join(str(v) for v in value)
+    return str(value)
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    error = exc.errors()[0]
+    if not error["loc"]:  # a check across fields: its message names the variables
+        return ConfigError(str(error["msg"]).removeprefix("Value error, "))
+    name = f"{PREFIX}{str(error['loc'][0]).upper()}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    got = "" if "got" in message else f", got {error['input']!r}"
+    return ConfigError(f"{name}: {message}{got}")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``environ`` (default ``os.environ``).
+
+    Raises:
+        ConfigError: a value is malformed or the time limits contradict each other; the
+            message names the variable.
+    """
+    env = os.environ if environ is None else environ
+    # Surrounding blanks are dropped, so that a blank variable reads as unset.
+    token = _ENVIRON.set({k: v.strip() for k, v in env.items() if k.startswith(PREFIX)})
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+    finally:
+        _ENVIRON.reset(token)
+
+
+def markdown_table() -> str:
+    """The settings as a Markdown table (variable, default, meaning), generated from the class."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "the shipped `models/`"
+        elif field.default in (None, "", 0, ()):
+            default = "unset"
+        else:
+            default = f"`{_env_value(field.default)}`"
+        rows.append(f"| `{PREFIX}{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # python -m api.store.settings --markdown
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m api.store.settings --markdown")
+    sys.stdout.write(markdown_table())

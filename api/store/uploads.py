@@ -1,0 +1,113 @@
+"""The upload folder layout, shared by the API (which writes it) and the workers (which read it).
+
+``<data_dir>/uploads/<job id>/`` holds a job's uploaded files under sanitized unique names;
+``.archives/`` and ``.staging/`` inside it hold extracted zips; ``<data_dir>/uploads/.incoming/``
+holds file parts while a request is being read. Nothing here decodes audio: files are only
+screened by extension and first bytes, so that plainly wrong uploads are refused at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import unicodedata
+from pathlib import Path
+
+from api.store.settings import Settings
+
+#: File name extensions listed as audio (case-insensitive) when no pattern is given.
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .mp4 .aac .aif .aiff .aifc .au .snd .caf .w64"
+    " .rf64 .wma .webm .wv .mka".split()
+)
+ARCHIVE_EXTENSIONS = frozenset({".zip"})
+#: Hidden folders of an upload folder: archives already extracted, extractions in progress.
+ARCHIVES_DIR = ".archives"
+STAGING_DIR = ".staging"
+#: Folder of the uploads folder where the API spools file parts while a request is read.
+INCOMING_DIR = ".incoming"
+#: Prefix of a spooled part's file name.
+PART_PREFIX = "part-"
+#: Longest stored file name, in UTF-8 bytes (filesystems allow 255).
+MAX_NAME_BYTES = 200
+
+
+def upload_dir(settings: Settings, job_id: str) -> Path:
+    """Where the uploaded files of job ``job_id`` are stored (and deleted with the job)."""
+    return settings.uploads_dir / job_id
+
+
+def incoming_dir(uploads_dir: Path) -> Path:
+    """Where file parts are spooled while requests are read."""
+    return uploads_dir / INCOMING_DIR
+
+
+def is_audio_name(name: str) -> bool:
+    """Whether ``name`` has one of :data:`AUDIO_EXTENSIONS`."""
+    return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+
+
+def sniff(head: bytes) -> str | None:
+    """``"audio"``, ``"zip"`` or ``None`` from the first bytes of a file."""
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
+        return "audio"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "audio"
+    if head[4:8] == b"ftyp" or head[:4] in (b"fLaC", b"OggS", b".snd", b"caff", b"wvpk"):
+        return "audio"
+    if head.startswith(b"ID3") or head.startswith(b"riff"):  # MP3 with tags / Sony Wave64
+        return "audio"
+    if head.startswith(b"\x1a\x45\xdf\xa3") or head.startswith(b"\x30\x26\xb2\x75"):  # mkv/asf
+        return "audio"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG/ADTS frame sync
+        return "audio"
+    return None
+
+
+def upload_problem(filename: str, head: bytes) -> str | None:
+    """Why an upload named ``filename`` starting with ``head`` is refused, or None to accept.
+
+    A file passes when its extension or its first bytes say audio (the worker decodes it and
+    reports what is wrong, if anything); a ``.zip`` must also start like a zip archive.
+    """
+    ext = Path(filename).suffix.lower()
+    kind = sniff(head)
+    if ext in ARCHIVE_EXTENSIONS and kind != "zip":
+        return f"{filename!r} is not a zip archive"
+    if ext not in AUDIO_EXTENSIONS | ARCHIVE_EXTENSIONS and kind is None:
+        return f"{filename!r} is neither audio nor a zip archive"
+    return None
+
+
+def safe_name(filename: str | None, taken: set[str], index: int) -> str:
+    """A file name safe to create in one folder: the upload's base name (Unicode kept), no
+    folders, no traversal, no hidden or control characters, at most ~200 bytes, unique."""
+    base = unicodedata.normalize("NFC", (filename or "").replace("\\", "/").rsplit("/", 1)[-1])
+    base = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".").strip()
+    stem, ext = os.path.splitext(base)
+    while len((stem + ext).encode()) > MAX_NAME_BYTES and stem:
+        stem = stem[:-1]
+    stem = stem or f"upload-{index}"
+    candidate, n = stem + ext, 1
+    while candidate.casefold() in taken:
+        candidate, n = f"{stem}-{n}{ext}", n + 1
+    taken.add(candidate.casefold())
+    return candidate
+
+
+def remove_stale_parts(uploads_dir: Path, *, older_than_s: float) -> int:
+    """Delete spooled upload parts untouched for ``older_than_s`` (left by an API process that
+    died mid-request); returns how many. A live request's parts are younger: they are written
+    as the body arrives and moved or deleted when it ends."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for part in incoming_dir(uploads_dir).glob(f"{PART_PREFIX}*"):
+        try:
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+                removed += 1
+        except FileNotFoundError:  # moved or removed by its request meanwhile
+            pass
+    return removed

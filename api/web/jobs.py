@@ -1,0 +1,143 @@
+"""``/jobs``: submit (uploads or a server-side folder), list, inspect and delete jobs.
+
+Submitting only validates, saves the uploaded bytes and inserts the job: the job is committed,
+then its enumeration is enqueued, and the answer is 202. Listing folders, opening zips and
+decoding audio all happen in the worker.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+from flask import Blueprint, Response, request, url_for
+
+from api.store import jobs
+from api.store.queue import enqueue_enumeration
+from api.store.tables import Job
+from api.store.uploads import upload_dir
+from api.web.context import celery, db, registry, settings
+from api.web.errors import APIError, invalid
+from api.web.schemas import FolderJobRequest, JobListQuery, JobOptions, JobPage, UploadForm
+from api.web.schemas import Job as JobModel
+from api.web.serializers import job_json
+from api.web.spec import Response as Responses
+from api.web.spec import endpoint, errors
+from api.web.uploads import check_uploads, save_uploads
+
+bp = Blueprint("jobs", __name__)
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def resolve_model(name: str) -> str:
+    """The registry name of model ``name`` (``"default"`` resolved); 422 when unknown."""
+    if not _MODEL_NAME.fullmatch(name) or name.endswith((".skops", ".json")):
+        raise invalid("model", f"{name!r} is not a model name (see GET /api/v1/models)")
+    from core.errors import ModelNotFoundError
+
+    try:
+        return registry().resolve(name).stem
+    except ModelNotFoundError:
+        message = f"unknown model {name!r} (see GET /api/v1/models)"
+        raise APIError(message, status=422, code="model_not_found") from None
+
+
+def _submit(job_id: str, kind: str, source: str, options: JobOptions, **extra) -> Job:
+    model = resolve_model(options.model or settings().default_model)
+    return jobs.create_job(
+        db(),
+        source_kind=kind,
+        source=source,
+        options={**options.as_options(), **extra},
+        model_name=model,
+        job_id=job_id,
+    )
+
+
+def _from_uploads(job_id: str, form: UploadForm) -> Job:
+    files = [f for f in request.files.getlist("files") if f.filename]
+    if not files:
+        raise invalid("files", "attach at least one audio file or zip archive")
+    check_uploads(files)
+    folder = upload_dir(settings(), job_id)
+    job = _submit(job_id, "upload", str(folder), form)  # validates the model first
+    try:
+        save_uploads(files, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return job
+
+
+def _from_folder(job_id: str, body: FolderJobRequest) -> Job:
+    folder = jobs.check_folder(settings(), body.folder)
+    return _submit(
+        job_id,
+        "folder",
+        str(folder),
+        body.options(),
+        recursive=body.recursive,
+        pattern=body.pattern,
+    )
+
+
+@bp.post("/jobs")
+@endpoint(
+    form=UploadForm,
+    json=FolderJobRequest,
+    resp=Responses(HTTP_202=JobModel, **errors(400, 403, 413, 415, 422)),
+    tags=("jobs",),
+)
+def create_job():
+    """Submit a job: 202 with the queued job and its Location, before any audio is read.
+
+    Uploads (``multipart/form-data``, field ``files``, repeatable: audio files and zips) or a
+    server-side folder (JSON). Listing, extraction and decoding happen in the workers.
+    """
+    job_id = jobs.new_job_id()
+    if request.mimetype == "multipart/form-data":
+        job = _from_uploads(job_id, request.context.form)
+    else:
+        job = _from_folder(job_id, request.context.json)
+    db().commit()  # the worker must find the job when the message arrives
+    enqueue_enumeration(celery(), job.id)
+    location = url_for("jobs.get_job", job_id=job.id, _external=True)
+    return job_json(job, {}), 202, {"Location": location}
+
+
+@bp.get("/jobs")
+@endpoint(query=JobListQuery, resp=Responses(HTTP_200=JobPage, **errors(422)), tags=("jobs",))
+def list_jobs():
+    """Jobs, newest first, one page at a time, optionally in one state."""
+    query: JobListQuery = request.context.query
+    rows, total = jobs.list_jobs(db(), offset=query.offset, limit=query.size, state=query.state)
+    counts = jobs.counts_by_job(db(), [job.id for job in rows])
+    args = {"size": query.size, **({"state": query.state.value} if query.state else {})}
+    more = query.offset + len(rows) < total
+    page = query.page
+    return {
+        "items": [job_json(job, counts[job.id]) for job in rows],
+        "page": page,
+        "size": query.size,
+        "total": total,
+        "links": {
+            "next": url_for("jobs.list_jobs", page=page + 1, **args) if more else None,
+            "prev": url_for("jobs.list_jobs", page=page - 1, **args) if page > 1 else None,
+        },
+    }
+
+
+@bp.get("/jobs/<job_id>")
+@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404)), tags=("jobs",))
+def get_job(job_id: str):
+    """One job with its counts, progress and timings."""
+    job = jobs.get_job(db(), job_id)
+    return job_json(job, jobs.file_counts(db(), job_id))
+
+
+@bp.delete("/jobs/<job_id>")
+@endpoint(resp=Responses("HTTP_204", **errors(404)), tags=("jobs",))
+def delete_job(job_id: str):
+    """Cancel the job's queued work, delete its results and its uploaded audio."""
+    jobs.delete_job(db(), settings(), job_id)
+    return Response(status=204)

@@ -1,0 +1,360 @@
+"""Typed requests and responses of the HTTP API (pydantic).
+
+Request models validate what a client sends (through :mod:`api.web.spec`, which turns a
+validation error into the API's 422 JSON error); response models describe what each endpoint
+answers. Both generate the OpenAPI 3.1 document, so the document cannot drift from the code:
+``tests/service/test_openapi.py`` validates real responses of every endpoint against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from api.store.jobs import CHANNEL_MODES, SEGMENTATIONS
+from api.store.tables import FileState, JobState
+
+ChannelMode = Literal[CHANNEL_MODES]  # type: ignore[valid-type]
+Segmentation = Literal[SEGMENTATIONS]  # type: ignore[valid-type]
+Fraction = float  # documented bounds are set per field
+MAX_CURSOR = 2**62
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Query(_Request):
+    """A query string: an empty value (``?label=``) counts as absent."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_empty(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v not in ("", None)}
+        return data
+
+
+class JobOptions(_Request):
+    """Options of a job, shared by uploads and folder jobs."""
+
+    model: str | None = Field(
+        None, min_length=1, description="registry model name; the server's default when absent"
+    )
+    channels: ChannelMode = Field(
+        CHANNEL_MODES[0], description="mix the channels down, or analyse each on its own"
+    )
+    segmentation: Segmentation = Field(
+        SEGMENTATIONS[0], description="speech segments (vad), fixed 8 s windows, or whole files"
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must be a non-empty string")
+        return value.strip() if value else value
+
+    def as_options(self) -> dict:
+        """The job's ``options`` column."""
+        return {"channels": self.channels, "segmentation": self.segmentation}
+
+
+#: Fields of a job submission besides its files or folder.
+OPTION_FIELDS = tuple(JobOptions.model_fields)
+
+
+class UploadForm(JobOptions):
+    """``multipart/form-data``: audio files and zip archives, plus the job's options."""
+
+    files: list[Any] = Field(
+        default_factory=list,
+        description="audio files and/or .zip archives (repeat the field)",
+        json_schema_extra={"items": {"type": "string", "format": "binary"}},
+    )
+
+
+class FolderJobRequest(JobOptions):
+    """A job over a folder that already lies on the server (inside ``AER_ALLOWED_ROOTS``)."""
+
+    folder: str = Field(..., min_length=1, description="absolute path on the server")
+    recursive: StrictBool = True
+    pattern: str | None = Field(None, description="file name pattern such as *.wav (no folders)")
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a non-empty string")
+        return value.strip()
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value or "\\" in value):
+            raise ValueError("must be a file name pattern such as *.wav (no folders)")
+        return value
+
+    def options(self) -> JobOptions:
+        """The job options of this request."""
+        return JobOptions(model=self.model, channels=self.channels, segmentation=self.segmentation)
+
+
+class JobListQuery(_Query):
+    """``GET /jobs``: page-number pagination, optionally one state."""
+
+    page: int = Field(1, ge=1, le=1_000_000)
+    size: int = Field(50, ge=1, le=500)
+    state: JobState | None = None
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
+
+
+class UncertainQuery(_Query):
+    uncertain_below: float | None = Field(
+        None, ge=0.0, le=1.0, description="flag results less confident than this"
+    )
+
+
+class ResultQuery(UncertainQuery):
+    """``GET /jobs/{id}/results``: cursor pagination (file id) and filters."""
+
+    cursor: int | None = Field(None, ge=0, le=MAX_CURSOR)
+    limit: int = Field(100, ge=1, le=1000)
+    label: str | None = None
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    state: FileState | None = None
+
+    def as_args(self, cursor: int) -> dict:
+        """The query string of the page that follows ``cursor``."""
+        args = self.model_dump(exclude_none=True, mode="json") | {"cursor": cursor}
+        return args
+
+
+class SegmentQuery(UncertainQuery):
+    """``GET /jobs/{id}/files/{file_id}/segments``: cursor pagination (segment id)."""
+
+    cursor: int | None = Field(None, ge=0, le=MAX_CURSOR)
+    limit: int = Field(200, ge=1, le=1000)
+
+    def as_args(self, cursor: int) -> dict:
+        """The query string of the page that follows ``cursor``."""
+        return self.model_dump(exclude_none=True, mode="json") | {"cursor": cursor}
+
+
+class ExportQuery(UncertainQuery):
+    """``GET /jobs/{id}/results.csv``: one row per file (default) or per segment."""
+
+    granularity: Literal["file", "segment"] = "file"
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Response):
+    code: str = Field(..., description="stable machine-readable code")
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorResponse(_Response):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+class JobSource(_Response):
+    kind: Literal["upload", "folder"]
+
+
+class JobModel(_Response):
+    name: str
+    version: str | None
+
+
+class JobCounts(_Response):
+    total: int
+    pending: int
+    running: int
+    done: int
+    failed: int
+
+
+class JobLinks(_Response):
+    self: str
+    results: str
+    csv: str
+
+
+class Job(_Response):
+    """A job with its file counts, progress and timings."""
+
+    id: str
+    state: JobState
+    source: JobSource
+    options: dict[str, Any]
+    model: JobModel
+    counts: JobCounts
+    percent: float
+    files_per_second: float | None
+    eta_s: float | None
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    links: JobLinks
+
+
+class PageLinks(_Response):
+    next: str | None
+    prev: str | None
+
+
+class JobPage(_Response):
+    items: list[Job]
+    page: int
+    size: int
+    total: int
+    links: PageLinks
+
+
+class MostNegative(_Response):
+    channel: int
+    channel_name: str
+    start_s: float
+    end_s: float
+    label: str
+    score: float
+
+
+class ChannelSummary(_Response):
+    dominant: str | None
+    shares: dict[str, float]
+    speech_s: float | None
+    silence_s: float | None
+    duration_s: float | None
+    n_segments: int | None
+    most_negative: MostNegative | None
+
+
+class NamedChannelSummary(ChannelSummary):
+    channel: int
+    channel_name: str
+
+
+class Summary(ChannelSummary):
+    """A file's timeline summary; ``channels`` for split-channel jobs."""
+
+    channels: list[NamedChannelSummary] | None = None
+
+
+class ResultLinks(_Response):
+    segments: str | None = None
+
+
+class Result(_Response):
+    """One file's result (label and probabilities None when it failed or is not done)."""
+
+    id: int
+    file: str
+    state: FileState
+    duration_s: float | None
+    sample_rate: int | None
+    channels: int | None
+    label: str | None
+    confidence: float | None
+    uncertain: bool | None
+    probabilities: dict[str, float]
+    attempts: int
+    error: str | None
+    error_code: str | None
+    processed_at: str | None
+    model_version: str | None
+    segment_count: int | None
+    summary: Summary | None
+    links: ResultLinks
+
+
+class NextLink(_Response):
+    next: str | None
+
+
+class ResultPage(_Response):
+    job_id: str
+    job_state: JobState
+    labels: list[str]
+    uncertain_below: float
+    items: list[Result]
+    next_cursor: str | None
+    links: NextLink
+
+
+class SegmentItem(_Response):
+    id: int
+    channel: int
+    channel_name: str
+    start_s: float
+    end_s: float
+    label: str
+    confidence: float
+    uncertain: bool
+    probabilities: dict[str, float]
+
+
+class SegmentLinks(_Response):
+    results: str
+    next: str | None
+
+
+class SegmentPage(_Response):
+    job_id: str
+    file_id: int
+    file: str
+    state: FileState
+    segment_count: int | None
+    labels: list[str]
+    uncertain_below: float
+    items: list[SegmentItem]
+    next_cursor: str | None
+    links: SegmentLinks
+
+
+class ModelInfo(_Response):
+    """A model of the registry (no server paths); ``error`` when its files cannot be read."""
+
+    name: str
+    version: str | None = None
+    labels: list[str] | None = None
+    feature_set: str | None = None
+    preset: str | None = None
+    metrics: dict[str, Any] | None = None
+    created: str | None = None
+    default: bool
+    error: str | None = None
+
+
+class ModelList(_Response):
+    items: list[ModelInfo]
+    default: str
+
+
+class HealthCheck(_Response):
+    ok: bool
+    error: str | None = None
+
+
+class Health(_Response):
+    """``ok`` when the database and the broker answer; ``unavailable`` names the part."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, HealthCheck]
+    error: ErrorDetail | None = None
