@@ -132,3 +132,10 @@ def test_only_config_reads_the_environment():
     for path in mine:
         text = path.read_text()
         assert "os.environ" not in text and "getenv" not in text, path
+
+
+def test_configuration_doc_is_generated_from_the_class():
+    """docs/configuration.md holds the table the settings class generates, current."""
+    from api.store.settings import markdown_table
+
+    assert markdown_table() in (REPO / "docs" / "configuration.md").read_text()
