@@ -7,6 +7,7 @@ is a one-line edit or :meth:`ModelRegistry.set_default`, and never touches an ar
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from core.artifacts import artifact_paths, load_model, read_metadata
@@ -20,13 +21,21 @@ DEFAULT_FILE = "default.txt"
 
 
 class ModelRegistry:
-    """Models in ``folder``, looked up by name, ``"default"`` or a path to an artifact."""
+    """Models in ``folder`` (then in each ``extra`` folder, e.g. custom models trained by a
+    service), looked up by name, ``"default"`` or a path to an artifact. A name found in two
+    folders is the first folder's."""
 
-    def __init__(self, folder: str | Path = DEFAULT_MODELS_DIR) -> None:
+    def __init__(self, folder: str | Path = DEFAULT_MODELS_DIR, *, extra: Iterable = ()) -> None:
         self.folder = Path(folder)
+        self.extra = tuple(Path(f) for f in extra)
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.folder)!r})"
+
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """The folders searched, in order."""
+        return (self.folder, *self.extra)
 
     def default_name(self) -> str | None:
         """Name of the default model, or None when ``default.txt`` is missing or empty."""
@@ -47,11 +56,13 @@ class ModelRegistry:
         Models whose metadata cannot be read are listed with an ``error`` instead.
         """
         default = self.default_name()
-        out = []
-        for json_path in sorted(self.folder.glob("*.json")):
+        out, seen = [], set()
+        paths = [p for folder in self.folders for p in sorted(folder.glob("*.json"))]
+        for json_path in paths:
             skops_path, _ = artifact_paths(json_path)
-            if not skops_path.is_file():
+            if not skops_path.is_file() or json_path.stem in seen:
                 continue
+            seen.add(json_path.stem)
             entry = {"name": json_path.stem, "path": str(skops_path)}
             try:
                 meta = read_metadata(json_path)
@@ -88,11 +99,12 @@ class ModelRegistry:
             if skops_path.is_file():
                 return skops_path
             raise ModelNotFoundError(f"model file not found: {skops_path}")
-        skops_path, _ = artifact_paths(self.folder / name)
-        if not skops_path.is_file():
-            known = ", ".join(e["name"] for e in self.list()) or "none"
-            raise ModelNotFoundError(f"no model {name!r} in {self.folder} (known: {known})")
-        return skops_path
+        for folder in self.folders:
+            skops_path, _ = artifact_paths(folder / name)
+            if skops_path.is_file():
+                return skops_path
+        known = ", ".join(e["name"] for e in self.list()) or "none"
+        raise ModelNotFoundError(f"no model {name!r} (known: {known})")
 
     def load(self, name: str = "default") -> EmotionModel:
         """Resolve and load (with all integrity checks) a model."""

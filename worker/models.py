@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 
+from api.store.models import registry
 from api.store.settings import Settings
 from core.artifacts import load_model, read_metadata
 from core.model import EmotionModel
-from core.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,12 @@ _loaded: OrderedDict[tuple[str, str], EmotionModel] = OrderedDict()
 
 
 def get_model(settings: Settings, name: str) -> EmotionModel:
-    """The model ``name`` of ``settings.models_dir``, loaded on first use in this process.
+    """The model ``name`` of the service's registry, loaded on first use in this process.
 
     Raises:
         ModelError: the model does not exist or cannot be loaded.
     """
-    path = ModelRegistry(settings.models_dir).resolve(name)
+    path = registry(settings).resolve(name)
     meta = read_metadata(path)
     key = (str(path), str(meta.get("version")))
     model = _loaded.get(key)

@@ -10,9 +10,9 @@ import logging
 
 from amqp.exceptions import ChannelError
 
-from api.store.queue import CHUNK_QUEUE, CHUNK_TASK, ENUMERATE_TASK, SWEEP_TASK
+from api.store.queue import CHUNK_QUEUE, CHUNK_TASK, ENUMERATE_TASK, SWEEP_TASK, TRAIN_TASK
 from api.store.settings import load_settings
-from worker import pipeline
+from worker import pipeline, training
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,12 @@ def process_chunk(job_id: str, file_ids: list[int]) -> None:
     """Classify a chunk of a job's files."""
     done = pipeline.run_chunk(load_settings(), job_id, file_ids, enqueue_chunk)
     log.info("job %s: chunk of %s files, %s processed", job_id, len(file_ids), done)
+
+
+@app.task(name=TRAIN_TASK)
+def train_model(training_id: str) -> None:
+    """Train a custom model from people's labels."""
+    training.run_training(load_settings(), training_id)
 
 
 @app.task(name=SWEEP_TASK)

@@ -124,6 +124,16 @@ def check_folder(settings: Settings, folder: str | Path) -> Path:
     return real
 
 
+def check_file(settings: Settings, path: str | Path) -> Path:
+    """The resolved ``path`` if it is a file inside an allowed root (as :func:`check_folder`)."""
+    real = Path(path).expanduser().resolve()
+    if not is_within(real, settings.allowed_roots):
+        raise SourceNotAllowedError(f"{str(path)!r} is not inside an allowed root")
+    if not real.is_file():
+        raise SourceNotFoundError(f"{str(path)!r} does not exist or is not a file")
+    return real
+
+
 def is_within(path: Path, roots: Iterable[Path]) -> bool:
     """Whether the resolved ``path`` lies inside one of ``roots``."""
     return any(path == root or path.is_relative_to(root) for root in roots)

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 ENUMERATE_TASK = "aer.enumerate_job"
 #: Task that classifies one chunk of a job's files.
 CHUNK_TASK = "aer.process_chunk"
+#: Task that trains a custom model from people's labels.
+TRAIN_TASK = "aer.train_model"
 #: Periodic task (beat) that re-enqueues work lost with a dead worker.
 SWEEP_TASK = "aer.sweep"
 
@@ -83,5 +85,17 @@ def enqueue_enumeration(celery: Celery, job_id: str) -> bool:
         celery.send_task(ENUMERATE_TASK, args=(job_id,))
     except OperationalError as exc:
         log.warning("job %s: broker unavailable (%s); the sweep will enqueue it", job_id, exc)
+        return False
+    return True
+
+
+def enqueue_training(celery: Celery, training_id: str) -> bool:
+    """Send :data:`TRAIN_TASK` for a committed training; False when the broker is down."""
+    from kombu.exceptions import OperationalError
+
+    try:
+        celery.send_task(TRAIN_TASK, args=(training_id,))
+    except OperationalError as exc:
+        log.warning("training %s: broker unavailable (%s)", training_id, exc)
         return False
     return True

@@ -33,6 +33,7 @@ CSV_COLUMNS = (
     File.model_version,
     File.segment_count,
     File.summary,
+    File.corrected_label,
 )
 
 

@@ -91,6 +91,16 @@ class Settings(BaseSettings):
     models_dir: Path = Field(
         default_factory=_default_models_dir, description="folder of model artifacts"
     )
+    custom_models_dir: Path | None = Field(
+        None,
+        description="where custom models trained through the service are written (every "
+        "worker must read it); default `<data dir>/models`",
+    )
+    ravdess_dir: Path | None = Field(
+        None,
+        description="a RAVDESS folder that custom trainings may add to the user's clips "
+        "(`add_ravdess`; off by default); unset: the switch is refused",
+    )
     default_model: str = Field(
         "default", description="model of jobs that name none (`default`: `models/default.txt`)"
     )
@@ -145,10 +155,10 @@ class Settings(BaseSettings):
         env = env_settings if environ is None else _MappingSource(settings_cls, environ)
         return init_settings, env
 
-    @field_validator("data_dir", "models_dir")
+    @field_validator("data_dir", "models_dir", "custom_models_dir", "ravdess_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return Path(value).expanduser().resolve()
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else Path(value).expanduser().resolve()
 
     @field_validator("allowed_roots", mode="before")
     @classmethod
@@ -168,6 +178,7 @@ class Settings(BaseSettings):
         limit = self.task_time_limit_s
         derived = {
             "database_url": self.database_url or f"sqlite:///{self.data_dir / 'aer.db'}",
+            "custom_models_dir": self.custom_models_dir or self.data_dir / "models",
             "max_extract_mb": self.max_extract_mb or 4 * self.max_upload_mb,
             "visibility_timeout_s": self.visibility_timeout_s or 2 * limit,
             "lease_s": self.lease_s or limit + max(60, limit // 6),
@@ -271,6 +282,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         _ENVIRON.reset(token)
 
 
+DOC_INTRO = """# Configuration
+
+Every setting is an `AER_*` environment variable, read in one place: the pydantic-settings
+class `api.store.settings.Settings`. The API, the workers and the CLI take the same ones; an
+empty variable counts as unset, and a bad value stops the process with a message naming the
+variable. This page is generated from the class
+(`python -m api.store.settings --markdown > docs/configuration.md`; a test checks it is current).
+Tests also read `AER_TEST_POSTGRES_URL` (see the README).
+
+"""
+
+
+def markdown_page() -> str:
+    """``docs/configuration.md``: an introduction and :func:`markdown_table`."""
+    return DOC_INTRO + markdown_table()
+
+
 def markdown_table() -> str:
     """The settings as a Markdown table (variable, default, meaning), generated from the class."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
@@ -288,4 +316,4 @@ def markdown_table() -> str:
 if __name__ == "__main__":  # python -m api.store.settings --markdown
     if sys.argv[1:] != ["--markdown"]:
         sys.exit("usage: python -m api.store.settings --markdown")
-    sys.stdout.write(markdown_table())
+    sys.stdout.write(markdown_page())

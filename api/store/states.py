@@ -23,6 +23,13 @@ class FileState(StrEnum):
     FAILED = "failed"
 
 
+class TrainingState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 #: Job states in which work may still happen.
 ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
 #: Job states a job ends in.

@@ -34,6 +34,7 @@ from api.store.states import (
     UNFINISHED_FILE_STATES,
     FileState,
     JobState,
+    TrainingState,
 )
 
 __all__ = [
@@ -46,6 +47,8 @@ __all__ = [
     "Job",
     "JobState",
     "Segment",
+    "Training",
+    "TrainingState",
     "utcnow",
 ]
 
@@ -164,6 +167,10 @@ class File(Base):
     summary: Mapped[dict | None] = mapped_column(JSONType)
     #: How many ``segments`` rows the result has (None until done).
     segment_count: Mapped[int | None]
+    #: A label a person gave the file after reading its result (training data for a custom
+    #: model), and when.
+    corrected_label: Mapped[str | None] = mapped_column(String(100))
+    corrected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     job: Mapped[Job] = relationship(back_populates="files")
     segments: Mapped[list[Segment]] = relationship(
@@ -198,6 +205,8 @@ class Segment(Base):
     start_s: Mapped[float] = mapped_column(Double)
     end_s: Mapped[float] = mapped_column(Double)
     label: Mapped[str] = mapped_column(String(100))
+    corrected_label: Mapped[str | None] = mapped_column(String(100))
+    corrected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confidence: Mapped[float] = mapped_column(Double)
     probabilities: Mapped[dict] = mapped_column(JSONType)
 
@@ -205,3 +214,33 @@ class Segment(Base):
 
     def __repr__(self) -> str:
         return f"<Segment {self.id} file {self.file_id} ch{self.channel} {self.start_s:.2f}s>"
+
+
+class Training(Base):
+    """Training of a custom model from people's labels: queued, run by a worker, polled."""
+
+    __tablename__ = "trainings"
+    __table_args__ = (
+        CheckConstraint(_in("state", TrainingState), name="state"),
+        Index(None, "state", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(
+        String(16), default=TrainingState.QUEUED, server_default="queued"
+    )
+    #: Where the labels come from: ``{"jobs": [...]}`` or ``{"manifest": path}``.
+    source: Mapped[dict] = mapped_column(JSONType)
+    #: ``recipe``, ``add_ravdess``, ``holdout``.
+    options: Mapped[dict] = mapped_column(JSONType, default=dict)
+    #: The last stage reported while training: ``{"stage", "done", "total"}``.
+    progress: Mapped[dict | None] = mapped_column(JSONType)
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    metrics: Mapped[dict | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

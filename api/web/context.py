@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from celery import Celery
 from flask import Flask, Response, current_app, g, request
 
+from api.store import models
 from api.store.db import session_scope
 from api.store.queue import create_celery
 from api.store.settings import Settings
@@ -20,6 +21,8 @@ from api.web.uploads import discard_spooled
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from core.registry import ModelRegistry
 
 
 def settings() -> Settings:
@@ -32,11 +35,9 @@ def celery() -> Celery:
     return current_app.extensions["aer.celery"]
 
 
-def registry():
-    """The model registry of the running app (imported late: it pulls in scikit-learn)."""
-    from core.registry import ModelRegistry
-
-    return ModelRegistry(settings().models_dir)
+def registry() -> ModelRegistry:
+    """The model registry of the running app (shipped models, then custom ones)."""
+    return models.registry(settings())
 
 
 def db() -> Session:

@@ -1,13 +1,18 @@
-"""``/models``: the models the service can run."""
+"""``/models``: the models the service can run, their cards, and training custom models from
+people's labels (``POST /models``, polled at ``/trainings/{id}``)."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, request, url_for
 
-from api.web.context import registry, settings
-from api.web.schemas import ModelList
+from api.store import jobs, trainings
+from api.store.queue import enqueue_training
+from api.web.context import celery, db, registry, settings
+from api.web.errors import APIError, invalid
+from api.web.schemas import ModelDetail, ModelList, Training, TrainingRequest
+from api.web.serializers import training_json
 from api.web.spec import Response as Responses
-from api.web.spec import endpoint
+from api.web.spec import endpoint, errors
 
 bp = Blueprint("models", __name__)
 _PUBLIC_MODEL_FIELDS = (
@@ -15,11 +20,77 @@ _PUBLIC_MODEL_FIELDS = (
 )  # fmt: skip
 
 
+def _public(entry: dict) -> dict:
+    return {k: entry[k] for k in _PUBLIC_MODEL_FIELDS if k in entry}
+
+
 @bp.get("/models")
 @endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",))
 def list_models():
     """Models in the registry, with labels, metrics and the default (no server paths)."""
-    items = [
-        {k: entry[k] for k in _PUBLIC_MODEL_FIELDS if k in entry} for entry in registry().list()
-    ]
+    items = [_public(entry) for entry in registry().list()]
     return {"items": items, "default": settings().default_model}
+
+
+@bp.get("/models/<name>")
+@endpoint(resp=Responses(HTTP_200=ModelDetail, **errors(404)), tags=("models",))
+def get_model(name: str):
+    """One model with its card (Markdown): metrics, held-out results, what it was trained on."""
+    entry = next((e for e in registry().list() if e["name"] == name), None)
+    if entry is None:
+        raise APIError(f"no model {name!r}", status=404, code="model_not_found")
+    card = None
+    for folder in registry().folders:
+        if (folder / f"{name}.md").is_file():
+            card = (folder / f"{name}.md").read_text(encoding="utf-8")
+            break
+    return {**_public(entry), "card": card}
+
+
+def _check_request(body: TrainingRequest) -> dict:
+    from core.custom import check_name
+
+    from core.errors import DatasetError
+    from core.presets import PRESETS
+
+    try:
+        check_name(body.name, settings().custom_models_dir)
+    except DatasetError as exc:
+        raise APIError(str(exc), status=409, code="model_exists") from None
+    if any(e["name"] == body.name for e in registry().list()):
+        raise APIError(f"a model named {body.name!r} exists", status=409, code="model_exists")
+    if body.recipe is not None and body.recipe not in PRESETS:
+        raise invalid("recipe", f"unknown recipe {body.recipe!r}")
+    if body.add_ravdess and settings().ravdess_dir is None:
+        raise invalid("add_ravdess", "this server has no RAVDESS folder (AER_RAVDESS_DIR)")
+    if body.jobs is not None:
+        for job_id in body.jobs:
+            jobs.get_job(db(), job_id)
+        return {"jobs": body.jobs}
+    return {"manifest": str(jobs.check_file(settings(), body.manifest))}
+
+
+@bp.post("/models")
+@endpoint(
+    json=TrainingRequest,
+    resp=Responses(HTTP_202=Training, **errors(400, 403, 404, 409, 415, 422)),
+    tags=("models",),
+)
+def train_model():
+    """Train a custom model from corrected labels of jobs (or a server-side manifest): 202 with
+    the queued training and its Location; the model joins the registry when it succeeds."""
+    body: TrainingRequest = request.context.json
+    source = _check_request(body)
+    options = {"recipe": body.recipe, "add_ravdess": body.add_ravdess, "holdout": body.holdout}
+    training = trainings.create_training(db(), name=body.name, source=source, options=options)
+    db().commit()  # the worker must find it when the message arrives
+    enqueue_training(celery(), training.id)
+    location = url_for("models.get_training", training_id=training.id, _external=True)
+    return training_json(training), 202, {"Location": location}
+
+
+@bp.get("/trainings/<training_id>")
+@endpoint(resp=Responses(HTTP_200=Training, **errors(404)), tags=("models",))
+def get_training(training_id: str):
+    """A training's state, progress and, once done, its held-out metrics."""
+    return training_json(trainings.get_training(db(), training_id))

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from api.store.jobs import CHANNEL_MODES, SEGMENTATIONS
-from api.store.tables import FileState, JobState
+from api.store.tables import FileState, JobState, TrainingState
 
 ChannelMode = Literal[CHANNEL_MODES]  # type: ignore[valid-type]
 Segmentation = Literal[SEGMENTATIONS]  # type: ignore[valid-type]
@@ -153,6 +153,30 @@ class ExportQuery(UncertainQuery):
     granularity: Literal["file", "segment"] = "file"
 
 
+class LabelRequest(_Request):
+    """A corrected label for a file or a segment of a finished job."""
+
+    label: str = Field(..., min_length=1, max_length=100, examples=["frustrated"])
+
+
+class TrainingRequest(_Request):
+    """Train a custom model from corrected labels of finished jobs, or from a manifest CSV
+    (``path,label[,speaker]``) on the server inside ``AER_ALLOWED_ROOTS`` (admin)."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="model name")
+    jobs: list[str] | None = Field(None, min_length=1, max_length=100)
+    manifest: str | None = Field(None, min_length=1)
+    recipe: str | None = Field(None, description="a training preset; default: the default model's")
+    add_ravdess: StrictBool = Field(False, description="add RAVDESS clips of the same labels")
+    holdout: float = Field(0.25, ge=0.1, le=0.5, description="share held out for the card")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainingRequest:
+        if (self.jobs is None) == (self.manifest is None):
+            raise ValueError("give exactly one of jobs or manifest")
+        return self
+
+
 # --- responses ------------------------------------------------------------------------------
 
 
@@ -261,6 +285,16 @@ class ResultLinks(_Response):
     segments: str | None = None
 
 
+class Label(_Response):
+    """A corrected label (None: cleared)."""
+
+    job_id: str
+    file_id: int
+    segment_id: int | None = None
+    label: str | None
+    corrected_at: str | None
+
+
 class Result(_Response):
     """One file's result (label and probabilities None when it failed or is not done)."""
 
@@ -281,6 +315,7 @@ class Result(_Response):
     model_version: str | None
     segment_count: int | None
     summary: Summary | None
+    corrected_label: str | None
     links: ResultLinks
 
 
@@ -308,6 +343,7 @@ class SegmentItem(_Response):
     confidence: float
     uncertain: bool
     probabilities: dict[str, float]
+    corrected_label: str | None
 
 
 class SegmentLinks(_Response):
@@ -358,3 +394,38 @@ class Health(_Response):
     status: Literal["ok", "unavailable"]
     checks: dict[str, HealthCheck]
     error: ErrorDetail | None = None
+
+
+class TrainingProgress(_Response):
+    stage: str
+    done: int
+    total: int
+
+
+class TrainingLinks(_Response):
+    self: str
+    model: str | None
+
+
+class Training(_Response):
+    """A custom-model training, polled like a job."""
+
+    id: str
+    name: str
+    state: TrainingState
+    source: dict[str, Any]
+    options: dict[str, Any]
+    progress: TrainingProgress | None
+    model_version: str | None
+    metrics: dict[str, Any] | None
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    links: TrainingLinks
+
+
+class ModelDetail(ModelInfo):
+    """A model with its card (Markdown), when it has one."""
+
+    card: str | None = None

@@ -168,6 +168,7 @@ def result_row(row: Any, view: ResultView, links: dict | None = None) -> dict:
         "model_version": row.model_version,
         "segment_count": row.segment_count,
         "summary": view.summary(row.summary),
+        "corrected_label": row.corrected_label,
         "links": links or {},
     }
 
@@ -184,13 +185,15 @@ def segment_row(segment: Any, view: ResultView) -> dict:
         "confidence": segment.confidence,
         "uncertain": view.uncertain(segment.confidence),
         "probabilities": view.ordered(segment.probabilities),
+        "corrected_label": segment.corrected_label,
     }
 
 
 def csv_header(labels: tuple[str, ...] | list[str]) -> list[str]:
     """Per-file CSV columns: file facts, one ``p_<label>`` per class, errors and provenance,
     then the timeline columns."""
-    return [*CSV_HEAD, *(f"p_{label}" for label in labels), *CSV_TAIL, *CSV_TIMELINE]
+    probabilities = (f"p_{label}" for label in labels)
+    return [*CSV_HEAD, *probabilities, *CSV_TAIL, *CSV_TIMELINE, "corrected_label"]
 
 
 def csv_row(row: Any, view: ResultView) -> list:
@@ -202,13 +205,14 @@ def csv_row(row: Any, view: ResultView) -> list:
     tail = [row.error, row.error_code, iso(row.processed_at), row.model_version]
     timeline = [_csv_bool(view.uncertain(row.confidence)), row.segment_count]
     timeline += [summary.get("dominant"), summary.get("speech_s"), summary.get("silence_s")]
-    return [*head, *(probs.get(label, "") for label in view.labels), *tail, *timeline]
+    probabilities = (probs.get(label, "") for label in view.labels)
+    return [*head, *probabilities, *tail, *timeline, row.corrected_label]
 
 
 def segment_csv_header(labels: tuple[str, ...] | list[str]) -> list[str]:
     """Per-segment CSV columns: where the segment is, its label, one ``p_<label>`` per class,
     then ``uncertain``."""
-    return [*SEGMENT_CSV_HEAD, *(f"p_{label}" for label in labels), "uncertain"]
+    return [*SEGMENT_CSV_HEAD, *(f"p_{label}" for label in labels), "uncertain", "corrected_label"]
 
 
 def segment_csv_row(rel_path: str, segment: Any, view: ResultView) -> list:
@@ -217,7 +221,8 @@ def segment_csv_row(rel_path: str, segment: Any, view: ResultView) -> list:
     head = [rel_path, segment.file_id, segment.channel, view.channel_name(segment.channel)]
     head += [segment.start_s, segment.end_s, segment.label, segment.confidence]
     uncertain = _csv_bool(view.uncertain(segment.confidence))
-    return [*head, *(probs.get(label, "") for label in view.labels), uncertain]
+    probabilities = (probs.get(label, "") for label in view.labels)
+    return [*head, *probabilities, uncertain, segment.corrected_label]
 
 
 def csv_text(rows: Iterable[list], header: list[str] | None = None) -> str:
@@ -249,3 +254,34 @@ def _csv_bool(value: bool | None) -> str:
 def now_utc() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def label_json(job_id: str, file_id: int, row: Any, segment_id: int | None = None) -> dict:
+    """A corrected label of a file or segment row (:class:`api.web.schemas.Label`)."""
+    out = {"job_id": job_id, "file_id": file_id, "label": row.corrected_label}
+    if segment_id is not None:
+        out["segment_id"] = segment_id
+    return out | {"corrected_at": iso(row.corrected_at)}
+
+
+def training_json(training: Any) -> dict:
+    """A training row (:class:`api.web.schemas.Training`)."""
+    done = training.state == "succeeded"
+    return {
+        "id": training.id,
+        "name": training.name,
+        "state": training.state,
+        "source": training.source,
+        "options": training.options,
+        "progress": training.progress,
+        "model_version": training.model_version,
+        "metrics": training.metrics,
+        "error": training.error,
+        "created_at": iso(training.created_at),
+        "started_at": iso(training.started_at),
+        "finished_at": iso(training.finished_at),
+        "links": {
+            "self": url_for("models.get_training", training_id=training.id),
+            "model": url_for("models.get_model", name=training.name) if done else None,
+        },
+    }

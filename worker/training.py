@@ -1,0 +1,98 @@
+"""What the training task does: claim a training, gather its labelled clips, train the custom
+model with ``core.custom`` into the custom models folder, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from api.store import labels, trainings
+from api.store.db import session_scope
+from api.store.jobs import is_within
+from api.store.settings import Settings
+from api.store.tables import utcnow
+from core.errors import AERError
+
+log = logging.getLogger(__name__)
+#: Least seconds between two progress writes of one training.
+PROGRESS_EVERY_S = 1.0
+
+
+def run_training(settings: Settings, training_id: str) -> bool:
+    """Train the custom model of ``training_id``; False when another worker has it."""
+    lease_until = utcnow() + timedelta(seconds=settings.lease_s)
+    with session_scope(settings) as session:
+        if not trainings.claim_training(session, training_id, lease_until=lease_until):
+            return False
+        training = trainings.get_training(session, training_id)
+        name, source, options = training.name, dict(training.source), dict(training.options)
+        try:
+            clips = _clips(session, settings, source)
+        except AERError as exc:
+            trainings.fail_training(session, training_id, str(exc))
+            return True
+    try:
+        result = _train(settings, training_id, name, clips, options)
+    except AERError as exc:
+        _fail(settings, training_id, str(exc))
+    except Exception:  # a bug: recorded in the log, reported without internals
+        log.exception("training %s failed", training_id)
+        _fail(settings, training_id, "internal error while training (see the worker log)")
+    else:
+        with session_scope(settings) as session:
+            trainings.finish_training(
+                session, training_id, version=result["version"], metrics=result["metrics"]
+            )
+        log.info("training %s: model %s trained", training_id, name)
+    return True
+
+
+def _clips(session, settings: Settings, source: dict) -> list:
+    if "jobs" in source:
+        return labels.labelled_clips(session, list(source["jobs"]))
+    from core.custom_data import read_clips_manifest
+
+    clips = read_clips_manifest(source["manifest"])
+    outside = [c for c in clips if not is_within(Path(c.path).resolve(), settings.allowed_roots)]
+    if outside:
+        raise labels.InvalidLabelError(
+            f"{len(outside)} clips of the manifest lie outside AER_ALLOWED_ROOTS"
+        )
+    return clips
+
+
+def _train(settings: Settings, training_id: str, name: str, clips: list, options: dict) -> dict:
+    from core.custom import train_custom
+
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_EVERY_S and done not in (0, total):
+            return
+        last[0] = now
+        with session_scope(settings) as session:
+            trainings.report_progress(session, training_id, stage, done, total)
+
+    settings.custom_models_dir.mkdir(parents=True, exist_ok=True)
+    result = train_custom(
+        clips,
+        name=name,
+        recipe=options.get("recipe"),
+        add_ravdess=settings.ravdess_dir if options.get("add_ravdess") else None,
+        holdout=options.get("holdout", 0.25),
+        models_dir=settings.custom_models_dir,
+        compare_with=settings.default_model,
+        progress=progress,
+    )
+    from core.artifacts import read_metadata
+
+    version = read_metadata(result.model_path).get("version")
+    return {"version": version, "metrics": result.metrics}
+
+
+def _fail(settings: Settings, training_id: str, error: str) -> None:
+    with session_scope(settings) as session:
+        trainings.fail_training(session, training_id, error)
