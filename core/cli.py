@@ -13,12 +13,13 @@ import click
 
 from core.artifacts import save_model
 from core.calibration import plot_coverage, plot_reliability
+from core.custom_cli import custom_options, run_custom
 from core.datasets import Dataset, read_dataset, read_manifest
 from core.degrade import parse_degradation
 from core.errors import AERError
 from core.evaluation import PROTOCOLS, EvaluationReport, evaluate, plot_confusion, plot_loss_curves
 from core.predict import FilePrediction, predict_files
-from core.presets import PRESETS, RANDOM_STATE
+from core.presets import DEFAULT_RECIPE, PRESETS, RANDOM_STATE
 from core.registry import DEFAULT_MODELS_DIR, ModelRegistry
 from core.training import train_model
 
@@ -67,8 +68,9 @@ def _data_options(f):
                      "RAVDESS-named files, or label/.../file."),
         click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
                      help="CSV with path,label[,speaker] columns."),
-        click.option("--preset", type=click.Choice(list(PRESETS)), default="seed-300",
-                     show_default=True),
+        click.option("--preset", type=click.Choice(list(PRESETS)),
+                     help="Recipe (default: seed-300; for custom models the default "
+                          f"model's, {DEFAULT_RECIPE})."),
         click.option("--features", "feature_set",
                      help="Feature set: name (its latest version) or name@version, e.g. emo@1 "
                           "(default: the preset's, e.g. emo for emo-*)."),
@@ -121,13 +123,27 @@ def cli() -> None:
 )
 @click.option("--folds", type=int, default=6, show_default=True)
 @click.option("--set-default", is_flag=True, help="Make this model the default in --out.")
+@custom_options
 def train(data, manifest, preset, feature_set, classes, augment, cache_dir, no_cache, jobs, seed,
           quiet, also_test, plots, name, model_version, out, run_eval, folds,
-          set_default) -> None:  # fmt: skip
-    """Train a model on a dataset and save it to --out."""
+          set_default, custom, add_ravdess, holdout, overwrite) -> None:  # fmt: skip
+    """Train a model on a dataset and save it to --out.
+
+    With --manifest (or --custom, or --add-ravdess) it trains a custom model from your labels:
+    held-out scores, learning curve and the default model's score go in its card <name>.md.
+    """
+    if custom or manifest or add_ravdess:
+        if feature_set or augment or also_test:
+            raise click.UsageError("--features, --augment and --also-test are not used by "
+                                   "custom training (the recipe decides)")
+        run_custom(data=data, manifest=manifest, preset=preset, classes=_split_list(classes),
+                   cache_dir=None if no_cache else cache_dir, jobs=jobs, seed=seed, quiet=quiet,
+                   name=name, version=model_version, out=out, set_default=set_default,
+                   add_ravdess=add_ravdess, holdout=holdout, overwrite=overwrite)
+        return
     dataset = _read_data(data, manifest)
     common = dict(
-        preset=preset,
+        preset=preset or "seed-300",
         feature_set=feature_set,
         classes=_split_list(classes) or None,
         augment=_split_list(augment),
@@ -235,7 +251,7 @@ def evaluate_cmd(data, manifest, preset, feature_set, classes, augment, cache_di
     try:
         report = evaluate(
             dataset,
-            preset=preset,
+            preset=preset or "seed-300",
             feature_set=feature_set,
             classes=_split_list(classes) or None,
             protocol=protocol,

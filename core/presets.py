@@ -190,3 +190,10 @@ def get_preset(name: str) -> Preset:
 def build_pipeline(name: str, random_state: int = RANDOM_STATE) -> Pipeline:
     """A fresh unfitted pipeline for preset ``name``."""
     return get_preset(name).build(random_state)
+
+
+# --- custom models (core/custom.py) -----------------------------------------------------------
+
+#: The preset the default model was trained with: the recipe of custom models (``aer train
+#: --manifest`` without ``--preset``). Repoint it when the default model changes.
+DEFAULT_RECIPE = "emo-band-kdv-mlp5-temp"
