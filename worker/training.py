@@ -85,6 +85,7 @@ def _train(settings: Settings, training_id: str, name: str, clips: list, options
         holdout=options.get("holdout", 0.25),
         models_dir=settings.custom_models_dir,
         compare_with=settings.default_model,
+        n_jobs=1,  # a Celery pool process may not start processes of its own
         progress=progress,
     )
     from core.artifacts import read_metadata
