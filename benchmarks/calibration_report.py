@@ -52,14 +52,13 @@ from core.calibration import (  # noqa: E402
     calibration_metrics,
     coverage_curve,
     ece_noise_floor,
-    plot_coverage,
-    plot_reliability,
     reliability_curve,
     threshold_for_accuracy,
 )
 from core.datasets import read_ravdess  # noqa: E402
 from core.evaluation import score, splits  # noqa: E402
 from core.features import get_feature_set  # noqa: E402
+from core.plots import plot_coverage, plot_reliability  # noqa: E402
 from core.presets import RANDOM_STATE, build_pipeline  # noqa: E402
 from core.training import featurize  # noqa: E402
 

@@ -33,9 +33,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.registry": ("ModelRegistry", "DEFAULT_MODELS_DIR"),
     "core.training": ("train_model", "featurize", "fit_pipeline", "FeatureTable"),
     "core.evaluation": (
-        "evaluate", "EvaluationReport", "FoldResult", "score", "plot_confusion",
-        "plot_loss_curves",
+        "evaluate", "EvaluationReport", "FoldResult", "score",
     ),
+    "core.plots": ("plot_confusion", "plot_loss_curves", "plot_reliability", "plot_coverage"),
     "core.predict": ("FilePrediction", "SegmentPrediction", "predict_file", "predict_files"),
 }  # fmt: skip
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

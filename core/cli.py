@@ -12,11 +12,11 @@ from pathlib import Path
 import click
 
 from core.artifacts import save_model
-from core.calibration import plot_coverage, plot_reliability
 from core.datasets import Dataset, read_dataset, read_manifest
 from core.degrade import DEGRADATIONS, parse_degradation
 from core.errors import AERError
-from core.evaluation import PROTOCOLS, EvaluationReport, evaluate, plot_confusion, plot_loss_curves
+from core.evaluation import PROTOCOLS, EvaluationReport, evaluate
+from core.plots import plot_confusion, plot_coverage, plot_loss_curves, plot_reliability
 from core.predict import FilePrediction, predict_files
 from core.presets import PRESETS, RANDOM_STATE
 from core.registry import DEFAULT_MODELS_DIR, ModelRegistry

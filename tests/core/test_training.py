@@ -7,8 +7,9 @@ import pytest
 
 from core.datasets import read_dataset
 from core.errors import DatasetError
-from core.evaluation import evaluate, plot_confusion, plot_loss_curves, score, splits
+from core.evaluation import evaluate, score, splits
 from core.features import get_feature_set
+from core.plots import plot_confusion, plot_loss_curves
 from core.presets import PRESETS, build_pipeline
 from core.routing import BandwidthRouter
 from core.training import featurize, train_model
