@@ -16,7 +16,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "SilentAudioError", "NonFiniteAudioError", "FeatureSetError", "DatasetError",
         "ModelError", "ModelNotFoundError", "ModelMismatchError", "ModelIntegrityError",
     ),
-    "core.audio": ("TARGET_SR", "AudioInfo", "probe", "load", "iter_blocks", "check_signal"),
+    "core.audio": (
+        "TARGET_SR", "AUDIO_EXTENSIONS", "AudioInfo", "probe", "load", "iter_blocks",
+        "check_signal", "sniff_container",
+    ),
     "core.features": ("FeatureSet", "get_feature_set", "feature_sets"),
     "core.degrade": ("parse_degradation", "telephone", "add_noise"),
     "core.segments": ("Segment", "detect_speech", "fixed_windows"),
