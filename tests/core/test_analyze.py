@@ -13,10 +13,11 @@ from core.analyze import WHOLE_CLIP_MAX_S, _Channel, analyze_file
 from core.datasets import EMOTIONS, parse_ravdess_name
 from core.features import get_feature_set
 from core.model import EmotionModel
+from core.samples import demo_folder
 from core.segments import SpeechStream, WindowStream
 from tests.core.test_segments import voice
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 CLIPS = sorted(FIXTURES.glob("*.flac"))
 SR = 8_000  # telephone rate: the analysis resamples to the model's 16 kHz
 

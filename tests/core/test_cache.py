@@ -8,8 +8,9 @@ import pytest
 
 from core.cache import extract_features, file_sha256
 from core.features import get_feature_set
+from core.samples import demo_folder
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 CLIPS = sorted(FIXTURES.glob("*.flac"))[:3]
 
 

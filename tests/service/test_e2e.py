@@ -11,11 +11,12 @@ import io
 import shutil
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+from core.samples import demo_folder
+
+FIXTURES = demo_folder()
 CLIPS = sorted(FIXTURES.glob("*.flac"))
 AUDIO_ERROR_CODES = {"corrupt_audio", "not_audio", "unsupported_codec", "zero_duration"}
 TERMINAL = {"succeeded", "completed_with_errors", "failed", "cancelled"}
