@@ -115,7 +115,7 @@ except ImportError:
 from explore_ensemble import CALLABLES  # noqa: E402  (A-law and band-edge telephone copies)
 
 from core.audio import load  # noqa: E402
-from core.cache import _seed, extract_features, file_sha256  # noqa: E402
+from core.cache import degradation_seed, extract_features, file_sha256  # noqa: E402
 from core.datasets import read_ravdess  # noqa: E402
 from core.degrade import parse_degradation  # noqa: E402
 from core.features import emo as emo_mod  # noqa: E402
@@ -244,7 +244,7 @@ def nb_matrix(paths, cond: str) -> np.ndarray:
     for p in paths:
         y = load(p, sr=16_000, mono=True, min_duration_s=emo_mod.MIN_DURATION_S)
         if transform is not None:
-            rng = np.random.default_rng(_seed(file_sha256(p), spec))
+            rng = np.random.default_rng(degradation_seed(file_sha256(p), spec))
             y = np.asarray(transform(y, 16_000, rng), np.float32)
         rows.append(extract_emo_nb(y, 16_000))
     X = np.stack(rows).astype(np.float32)
