@@ -16,7 +16,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "SilentAudioError", "NonFiniteAudioError", "FeatureSetError", "DatasetError",
         "ModelError", "ModelNotFoundError", "ModelMismatchError", "ModelIntegrityError",
     ),
-    "core.audio": ("TARGET_SR", "AudioInfo", "probe", "load", "iter_blocks", "check_signal"),
+    "core.audio": (
+        "TARGET_SR", "AUDIO_EXTENSIONS", "AudioInfo", "probe", "load", "iter_blocks",
+        "check_signal", "sniff_container",
+    ),
     "core.features": ("FeatureSet", "get_feature_set", "feature_sets"),
     "core.degrade": ("parse_degradation", "telephone", "add_noise"),
     "core.segments": ("Segment", "detect_speech", "fixed_windows"),
@@ -33,9 +36,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "core.registry": ("ModelRegistry", "DEFAULT_MODELS_DIR"),
     "core.training": ("train_model", "featurize", "fit_pipeline", "FeatureTable"),
     "core.evaluation": (
-        "evaluate", "EvaluationReport", "FoldResult", "score", "plot_confusion",
-        "plot_loss_curves",
+        "evaluate", "EvaluationReport", "FoldResult", "score",
     ),
+    "core.plots": ("plot_confusion", "plot_loss_curves", "plot_reliability", "plot_coverage"),
     "core.predict": ("FilePrediction", "SegmentPrediction", "predict_file", "predict_files"),
 }  # fmt: skip
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

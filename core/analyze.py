@@ -25,7 +25,11 @@ from core.predict import (
 from core.segments import Segment, SpeechStream, WindowStream
 from core.timeline import summarize
 
-__all__ = ["CHANNEL_MODES", "SEGMENTATIONS", "analyze_file"]
+__all__ = ["CHANNEL_MODES", "SEGMENTATIONS", "WHOLE_CLIP_MAX_S", "analyze_file"]
+#: Under VAD, mixed-down files no longer than this are classified whole rather than segmented:
+#: the models learnt from whole 3-4 s clips, silence included, so a short clip gets the label a
+#: whole-clip prediction gives it (8 s is ``analyze_file``'s longest segment).
+WHOLE_CLIP_MAX_S = 8.0
 
 
 class _Channel:
@@ -72,7 +76,7 @@ def analyze_file(
     max_duration_s: float | None = None,
     block_s: float = 30.0,
     aggressiveness: int = 2,
-    whole_below_s: float = 0.0,
+    whole_below_s: float = WHOLE_CLIP_MAX_S,
 ) -> FilePrediction:
     """Classify every speech segment of a file, per channel or mixed down.
 
@@ -91,9 +95,8 @@ def analyze_file(
         max_duration_s: longer files fail with ``too_long``.
         block_s: seconds decoded at a time.
         aggressiveness: webrtcvad mode 0-3.
-        whole_below_s: mixed-down files up to this long are classified whole, as one segment,
-            whatever ``segmentation`` says (models trained on whole clips label short clips
-            best whole).
+        whole_below_s: under ``"vad"``, mixed-down files up to this long are classified whole,
+            as one segment (default :data:`WHOLE_CLIP_MAX_S`, which says why; 0 turns it off).
 
     Returns:
         FilePrediction with ``segments`` (time order within each channel, channel 0 first),
@@ -130,7 +133,7 @@ def analyze_file(
     try:
         info = probe(path)
         short = info.duration_s < min_segment_s or (
-            channels == "mix" and info.duration_s <= whole_below_s
+            segmentation == "vad" and channels == "mix" and info.duration_s <= whole_below_s
         )
         if segmentation == "none" or short:
             rows, duration = _whole(model, path, channels, max_duration_s)

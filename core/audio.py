@@ -45,6 +45,12 @@ from core.errors import (
 )
 
 TARGET_SR = 16_000
+#: File name extensions taken for audio (lower case, with the dot) when listing or uploading
+#: files: the containers :func:`sniff_container` names, whether or not they decode here.
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .mp4 .aac .aif .aiff .aifc .au .snd .caf .w64"
+    " .rf64 .wma .webm .wv .mka".split()
+)
 #: A signal whose absolute peak stays below this (-80 dBFS, ~3 LSB of 16-bit PCM) is silent.
 SILENCE_PEAK = 1e-4
 
@@ -61,9 +67,9 @@ _UNKNOWN_LENGTH_FLAC_SAMPLES = 1 << 25
 _INTEGER_CODED = ("PCM_", "ULAW", "ALAW")
 # Codecs whose frame count is an estimate (no exact length in the header).
 _ESTIMATED_LENGTH = {"MP3", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"}
-# Magic bytes of containers libsndfile reads: failing to open one of these means damage, not
-# "not audio".
-_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"ID3", b"FORM", b".snd", b"caff")
+# Containers (as sniff_container names them) libsndfile reads: failing to open one of these
+# means damage, not "not audio". Not "mpeg": random bytes start with a frame sync too often.
+_DECODABLE = frozenset({"wav", "w64", "aiff", "flac", "ogg", "mp3", "au", "caf"})
 # WAV format tags libsndfile 1.2 decodes; any other tag is an unsupported codec.
 _WAV_TAGS = {0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0x0038, 0x0040, 0x0050,
              0x0055, 0x0101, 0x0102, 0xFFFE}  # fmt: skip
@@ -192,6 +198,45 @@ def check_signal(y: np.ndarray, sr: int, *, min_duration_s: float = 0.0) -> None
     _check_signal(y, sr, min_duration_s=min_duration_s, name="audio")
 
 
+def sniff_container(head: bytes) -> str | None:
+    """The audio container a file's first bytes announce, or None if they announce none.
+
+    Says "this starts like audio", not "this decodes here": ``mp4``, ``matroska``, ``asf`` and
+    ``wavpack`` do not. A head cut short still matches as far as it goes.
+
+    Args:
+        head: the first bytes of the file; 12 are enough.
+
+    Returns:
+        ``"wav"`` (RIFF, RIFX, RF64 or BW64 WAVE), ``"w64"``, ``"aiff"``, ``"flac"``, ``"ogg"``,
+        ``"mp3"`` (an ID3 tag), ``"mpeg"`` (an untagged MPEG audio frame sync: MP3, MP2 or ADTS
+        AAC; weak evidence, as 1 in 2048 random heads has one), ``"au"``, ``"caf"``,
+        ``"wavpack"``, ``"mp4"`` (also M4A and 3GP), ``"matroska"`` (also WebM), ``"asf"``
+        (WMA), or None.
+    """
+    kind = _MAGIC.get(head[:4])
+    if kind == "wav":
+        return kind if b"WAVE".startswith(head[8:12]) else None
+    if kind == "aiff":
+        return kind if any(t.startswith(head[8:12]) for t in (b"AIFF", b"AIFC")) else None
+    if kind is not None:
+        return kind
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head.startswith(b"ID3"):
+        return "mp3"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "mpeg"
+    return None
+
+
+_MAGIC = {
+    b"RIFF": "wav", b"RIFX": "wav", b"RF64": "wav", b"BW64": "wav", b"riff": "w64",
+    b"FORM": "aiff", b"fLaC": "flac", b"OggS": "ogg", b".snd": "au", b"caff": "caf",
+    b"wvpk": "wavpack", b"\x1a\x45\xdf\xa3": "matroska", b"\x30\x26\xb2\x75": "asf",
+}  # fmt: skip
+
+
 # --- internals --------------------------------------------------------------------------------
 
 
@@ -253,10 +298,11 @@ def _open_error(exc: sf.LibsndfileError, head: bytes, name: str) -> AudioError:
     """Map a libsndfile error raised while opening a file to the AudioError it means."""
     detail = _detail(exc)
     lowered = detail.lower()
+    kind = sniff_container(head)
     if "unimplemented" in lowered or "unsupported encoding" in lowered or "wavpack" in lowered:
         return UnsupportedCodecError(
-            f"{name}: this {_container(head)} uses a codec that cannot be decoded here; "
-            "convert it to PCM WAV or FLAC"
+            f"{name}: this {'WAV file' if kind == 'wav' else 'file'} uses a codec that cannot be "
+            "decoded here; convert it to PCM WAV or FLAC"
         )
     tag = _wav_format_tag(head)
     if tag is not None and tag not in _WAV_TAGS:
@@ -265,7 +311,7 @@ def _open_error(exc: sf.LibsndfileError, head: bytes, name: str) -> AudioError:
             f"{name}: WAV with codec 0x{tag:04X} ({codec}) cannot be decoded; "
             "convert it to PCM WAV or FLAC"
         )
-    if not head.startswith(_AUDIO_MAGIC) and exc.code in (1, 7):
+    if kind not in _DECODABLE and exc.code in (1, 7):
         # 1 = format not recognised; 7 = the MP3 decoder, tried last, found no frame either.
         return NotAudioError(
             f"{name}: not a readable audio file (accepted: WAV, FLAC, OGG/Vorbis, MP3)"
@@ -278,10 +324,6 @@ def _detail(exc: RuntimeError) -> str:
     text = getattr(exc, "error_string", None) or str(exc)
     text = " ".join(text.split())
     return text.removeprefix("Error : ").rstrip(".")
-
-
-def _container(head: bytes) -> str:
-    return "WAV file" if head[:4] in (b"RIFF", b"RIFX", b"RF64") else "file"
 
 
 def _wav_format_tag(head: bytes) -> int | None:

@@ -69,8 +69,14 @@ def _resolve_transform(
     return f"callable:{spec}", transform
 
 
-def _seed(digest: str, spec: str | None) -> int:
-    """Per-file RNG seed, so a degraded file's features are reproducible (and cacheable)."""
+def degradation_seed(digest: str, spec: str | None) -> int:
+    """The RNG seed :func:`extract_features` degrades a file with, so that degraded features are
+    reproducible (and cacheable), and code outside the cache can degrade a file the same way.
+
+    Args:
+        digest: the file's :func:`file_sha256`.
+        spec: the degradation spec (``"noise:10"``), or ``"callable:<transform_id>"``.
+    """
     return int(hashlib.sha256(f"{digest}|{spec}".encode()).hexdigest()[:16], 16)
 
 
@@ -130,8 +136,8 @@ def extract_features(
         transform: degradation applied to the decoded signal before extraction: a spec for
             ``core.degrade.parse_degradation`` (e.g. ``"noise:10"``) or a callable
             ``(y, sr, rng) -> y`` (then ``transform_id`` names it for the cache key; it must
-            be picklable when ``n_jobs`` > 1). ``rng`` is seeded from the file's sha256 and
-            the spec, so degraded features are reproducible and cacheable.
+            be picklable when ``n_jobs`` > 1). ``rng`` is seeded by :func:`degradation_seed`, so
+            degraded features are reproducible and cacheable.
 
     Returns:
         An :class:`Extraction`; files that fail (bad audio) are listed in ``failed``.
@@ -176,12 +182,12 @@ def extract_features(
     workers = (os.cpu_count() or 1) if not n_jobs or n_jobs <= 0 else n_jobs
     if workers == 1 or len(todo) <= 1:
         for (i, digest), a in zip(todo, args, strict=True):
-            finish(i, digest, *_extract_one(*a, _seed(digest, spec)))
+            finish(i, digest, *_extract_one(*a, degradation_seed(digest, spec)))
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
             futures = {
-                pool.submit(_extract_one, *a, _seed(digest, spec)): (i, digest)
+                pool.submit(_extract_one, *a, degradation_seed(digest, spec)): (i, digest)
                 for (i, digest), a in zip(todo, args, strict=True)
             }
             for future in as_completed(futures):

@@ -12,12 +12,12 @@ from pathlib import Path
 import click
 
 from core.artifacts import save_model
-from core.calibration import plot_coverage, plot_reliability
 from core.custom_cli import custom_options, run_custom
 from core.datasets import Dataset, read_dataset, read_manifest
-from core.degrade import parse_degradation
+from core.degrade import DEGRADATIONS, parse_degradation
 from core.errors import AERError
-from core.evaluation import PROTOCOLS, EvaluationReport, evaluate, plot_confusion, plot_loss_curves
+from core.evaluation import PROTOCOLS, EvaluationReport, evaluate
+from core.plots import plot_confusion, plot_coverage, plot_loss_curves, plot_reliability
 from core.predict import FilePrediction, predict_files
 from core.presets import DEFAULT_RECIPE, PRESETS, RANDOM_STATE
 from core.registry import DEFAULT_MODELS_DIR, ModelRegistry
@@ -59,6 +59,17 @@ def _check_specs(ctx, param, value: str | None) -> str | None:
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
     return value
+
+
+def _degradations_help() -> str:
+    """The epilog of train and evaluate: every degradation step, one a line."""
+    width = max(len(d.usage) for d in DEGRADATIONS)
+    lines = [f"  {d.usage:<{width}}  {d.description}" for d in DEGRADATIONS]
+    intro = (
+        "Degradation specs for --augment, --also-test and --degrade; steps joined with '+' "
+        "apply left to right (noise:20+telephone):"
+    )
+    return intro + "\n\n\b\n" + "\n".join(lines)  # \b: click keeps the lines as they are
 
 
 def _data_options(f):
@@ -103,7 +114,7 @@ def cli() -> None:
     """AER: speech emotion recognition."""
 
 
-@cli.command()
+@cli.command(epilog=_degradations_help())
 @_data_options
 @click.option("--name", required=True, help="Model name (file stem in --out).")
 @click.option("--version", "model_version", help="Model version (default: UTC date-time).")
@@ -214,7 +225,7 @@ def _echo_headline(summary: dict) -> None:
         )
 
 
-@cli.command("evaluate")
+@cli.command("evaluate", epilog=_degradations_help())
 @_data_options
 @click.option(
     "--protocol",
@@ -239,8 +250,7 @@ def _echo_headline(summary: dict) -> None:
 @click.option(
     "--degrade",
     callback=_check_specs,
-    help="Degrade TEST audio only, e.g. telephone, gsm, g721, voip, rate:11025, opus:16, amr:12.2, "
-    "noise:10, noise:20+telephone.",
+    help="Degrade TEST audio only, e.g. telephone or noise:20+telephone (specs listed below).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def evaluate_cmd(data, manifest, preset, feature_set, classes, augment, cache_dir, no_cache,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -429,94 +430,147 @@ def gain(y: np.ndarray, db: float) -> np.ndarray:
     return (np.asarray(y, dtype=np.float32) * np.float32(10 ** (db / 20))).astype(np.float32)
 
 
-def _number(step: str, arg: str, example: str) -> float:
+def _identity(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    return np.asarray(y, dtype=np.float32)
+
+
+def _requires(ok: Callable[[float], bool], problem: str) -> Callable[[float], object]:
+    """An argument check that raises ``ValueError(problem)`` when ``ok(value)`` is false."""
+
+    def check(value: float) -> None:
+        if not ok(value):
+            raise ValueError(problem)
+
+    return check
+
+
+@dataclass(frozen=True)
+class DegradationSpec:
+    """One step name of a degradation spec: ``name`` alone, or ``name:<arg>`` when ``arg`` is set.
+
+    ``build`` makes the degradation: ``build()`` for a plain name, ``build(value)`` for one that
+    takes a number. ``check(value)`` raises ValueError on a number ``build`` would refuse later,
+    so that a bad spec fails when it is parsed, not at the first clip.
+    """
+
+    name: str
+    description: str
+    build: Callable[..., Degradation]
+    arg: str | None = None  # what the number means, e.g. "SNR in dB"
+    example: str | None = None  # e.g. "noise:20"
+    check: Callable[[float], object] | None = None
+
+    @property
+    def usage(self) -> str:
+        """``name``, or ``name:<arg>``."""
+        return self.name if self.arg is None else f"{self.name}:<{self.arg}>"
+
+
+def _noise(color: str) -> Callable[[float], Degradation]:
+    return lambda snr: lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr, color=color)
+
+
+def _phone(channel: Callable[..., np.ndarray]) -> Callable[[], Degradation]:
+    return lambda: lambda y, sr, rng: channel(y, sr, rng=rng)
+
+
+#: Every degradation step a spec may name, in the order help texts list them.
+DEGRADATIONS: tuple[DegradationSpec, ...] = (
+    DegradationSpec("clean", "unchanged", lambda: _identity),
+    DegradationSpec("none", "unchanged (same as clean)", lambda: _identity),
+    DegradationSpec("telephone", "300-3400 Hz, 8 kHz G.711 mu-law", _phone(telephone)),
+    DegradationSpec("gsm", "300-3400 Hz, 8 kHz, GSM 06.10 mobile codec", _phone(gsm)),
+    DegradationSpec("g721", "300-3400 Hz, 8 kHz, G.721 ADPCM (DECT)", _phone(g721)),
+    DegradationSpec("voip", "8 kHz G.711 mu-law, the whole 0-4 kHz band", _phone(voip)),
+    DegradationSpec("noise", "white noise", _noise("white"), arg="SNR in dB", example="noise:20"),
+    DegradationSpec("pink", "1/f noise", _noise("pink"), arg="SNR in dB", example="pink:20"),
+    DegradationSpec("brown", "1/f^2 noise", _noise("brown"), arg="SNR in dB", example="brown:20"),
+    DegradationSpec(
+        "line",
+        "white noise below 4 kHz, as a phone line adds it",
+        lambda snr: lambda y, sr, rng: add_line_noise(y, snr, rng=rng, sr=sr),
+        arg="SNR in dB",
+        example="line:30",
+    ),
+    DegradationSpec(
+        "speed",
+        "speed perturbation (tempo and pitch)",
+        lambda factor: lambda y, sr, rng: speed(y, sr, factor),
+        arg="factor",
+        example="speed:0.9",
+        check=_requires(lambda f: f > 0, "the speed factor must be > 0"),
+    ),
+    DegradationSpec(
+        "gain",
+        "louder or quieter",
+        lambda db: lambda y, sr, rng: gain(y, db),
+        arg="dB",
+        example="gain:-12",
+    ),
+    DegradationSpec(
+        "rate",
+        "recorded at a lower sample rate",
+        lambda rate: lambda y, sr, rng: lower_rate(y, sr, rate),
+        arg="Hz",
+        example="rate:11025",
+        check=_requires(lambda r: r > 0, "the recording rate must be > 0 Hz"),
+    ),
+    DegradationSpec(
+        "opus",
+        "a VoIP call through the Opus codec (6-256)",
+        lambda kbps: lambda y, sr, rng: opus(y, sr, kbps),
+        arg="kbit/s",
+        example="opus:16",
+        check=opus_compression_level,
+    ),
+    DegradationSpec(
+        "amr",
+        "a mobile call through AMR-NB at one of its modes (needs PyAV)",
+        lambda kbps: lambda y, sr, rng: amr(y, sr, kbps),
+        arg="kbit/s",
+        example="amr:12.2",
+        check=amr_bit_rate,
+    ),
+    DegradationSpec(
+        "loss",
+        "lost 20 ms packets, concealed by repetition",
+        lambda percent: lambda y, sr, rng: packet_loss(y, sr, percent, rng=rng),
+        arg="percent",
+        example="loss:5",
+        check=_requires(lambda p: 0 <= p <= 100, "the packet loss must be 0-100 %"),
+    ),
+)
+_BY_NAME = {d.name: d for d in DEGRADATIONS}
+
+
+def _parse_one(step: str) -> Degradation:
+    name, _, arg = step.partition(":")
+    spec = _BY_NAME.get(name.strip().lower())
+    if spec is None or (spec.arg is None and arg):
+        names = ", ".join(d.usage for d in DEGRADATIONS)
+        raise ValueError(f"unknown degradation {step!r}: use {names}, or several joined with '+'")
+    if spec.arg is None:
+        return spec.build()
     try:
         value = float(arg)
     except ValueError:
         value = float("nan")
     if not np.isfinite(value):
-        raise ValueError(f"bad degradation {step!r}: write {example}")
-    return value
-
-
-def _identity(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    return np.asarray(y, dtype=np.float32)
-
-
-_PHONE_CHANNELS = {"telephone": telephone, "gsm": gsm, "g721": g721, "voip": voip}
-
-
-def _parse_one(step: str) -> Degradation:
-    name, _, arg = step.partition(":")
-    name = name.strip().lower()
-    if name in ("clean", "none") and not arg:
-        return _identity
-    if name in _PHONE_CHANNELS and not arg:
-        channel = _PHONE_CHANNELS[name]
-        return lambda y, sr, rng: channel(y, sr, rng=rng)
-    if name == "noise":
-        snr = _number(step, arg, "noise:<SNR in dB>, e.g. noise:20")
-        return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr)
-    if name in ("pink", "brown"):
-        snr = _number(step, arg, f"{name}:<SNR in dB>, e.g. {name}:20")
-        return lambda y, sr, rng: add_noise(y, snr, rng=rng, sr=sr, color=name)
-    if name == "line":
-        snr = _number(step, arg, "line:<SNR in dB>, e.g. line:30")
-        return lambda y, sr, rng: add_line_noise(y, snr, rng=rng, sr=sr)
-    if name == "speed":
-        factor = _number(step, arg, "speed:<factor>, e.g. speed:0.9")
-        if factor <= 0:
-            raise ValueError(f"bad degradation {step!r}: the speed factor must be > 0")
-        return lambda y, sr, rng: speed(y, sr, factor)
-    if name == "gain":
-        db = _number(step, arg, "gain:<dB>, e.g. gain:-12")
-        return lambda y, sr, rng: gain(y, db)
-    if name == "opus":
-        kbps = _number(step, arg, "opus:<kbit/s>, e.g. opus:16")
+        raise ValueError(f"bad degradation {step!r}: write {spec.usage}, e.g. {spec.example}")
+    if spec.check is not None:
         try:
-            opus_compression_level(kbps)  # refuse a bad bitrate now, not at the first clip
+            spec.check(value)
         except ValueError as exc:
             raise ValueError(f"bad degradation {step!r}: {exc}") from None
-        return lambda y, sr, rng: opus(y, sr, kbps)
-    if name == "amr":
-        kbps = _number(step, arg, "amr:<kbit/s>, e.g. amr:12.2")
-        try:
-            amr_bit_rate(kbps)
-        except ValueError as exc:
-            raise ValueError(f"bad degradation {step!r}: {exc}") from None
-        return lambda y, sr, rng: amr(y, sr, kbps)
-    if name == "loss":
-        percent = _number(step, arg, "loss:<percent of packets>, e.g. loss:5")
-        if not 0 <= percent <= 100:
-            raise ValueError(f"bad degradation {step!r}: the packet loss must be 0-100 %")
-        return lambda y, sr, rng: packet_loss(y, sr, percent, rng=rng)
-    if name == "rate":
-        rate = _number(step, arg, "rate:<Hz>, e.g. rate:11025")
-        if rate <= 0:
-            raise ValueError(f"bad degradation {step!r}: the recording rate must be > 0 Hz")
-        return lambda y, sr, rng: lower_rate(y, sr, rate)
-    raise ValueError(
-        f"unknown degradation {step!r}: use clean, none, telephone, gsm, g721, voip, "
-        "noise:<SNR dB>, pink:<SNR dB>, brown:<SNR dB>, line:<SNR dB>, speed:<factor>, gain:<dB>, "
-        "rate:<Hz>, opus:<kbit/s>, amr:<kbit/s>, loss:<percent>, or several joined with '+'"
-    )
+    return spec.build(value)
 
 
 def parse_degradation(spec: str) -> Degradation:
     """Turn a degradation spec into a function ``(y, sr, rng) -> y``.
 
-    Specs: ``clean`` or ``none`` (identity); phone channels ``telephone`` (G.711 mu-law),
-    ``gsm`` (a mobile call: GSM 06.10) and ``g721`` (G.721 ADPCM), each 300-3400 Hz at 8 kHz,
-    and ``voip`` (G.711 mu-law at 8 kHz, the whole band up to 4 kHz); ``rate:<hz>`` (recorded
-    at a lower sample rate, e.g. ``rate:11025``); ``opus:<kbps>`` (a VoIP call through the
-    Opus codec, e.g. ``opus:16``); ``amr:<kbps>`` (a mobile call through AMR-NB at one of its
-    modes, e.g. ``amr:12.2``; needs PyAV); ``loss:<percent>`` (packets lost on a VoIP call and
-    concealed by repetition, e.g. ``voip+loss:5``); ``noise:<snr_db>`` (white, e.g. ``noise:20``),
-    ``pink:<snr_db>`` (1/f noise, e.g. ``pink:10``), ``brown:<snr_db>`` (1/f^2),
-    ``line:<snr_db>`` (white noise below 4 kHz, as a phone line adds it), ``speed:<factor>``
-    (e.g. ``speed:0.9``), ``gain:<db>`` (e.g. ``gain:-12``), or steps joined with ``+`` and
-    applied left to right (``noise:20+telephone`` = a noisy room heard over the phone,
-    ``telephone+line:30`` = a call with line noise). Case and spaces around names do not
+    A spec is one step of :data:`DEGRADATIONS` (``telephone``, ``noise:20``, ...) or steps joined
+    with ``+`` and applied left to right (``noise:20+telephone`` = a noisy room heard over the
+    phone, ``telephone+line:30`` = a call with line noise). Case and spaces around names do not
     matter.
 
     Raises:

@@ -27,8 +27,10 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from core.samples import demo_folder
+
 REPO = Path(__file__).resolve().parent.parent
-FIXTURE_CLIPS = REPO / "tests" / "fixtures" / "ravdess"
+FIXTURE_CLIPS = demo_folder()
 TERMINAL_JOB_STATES = frozenset({"succeeded", "completed_with_errors", "failed", "cancelled"})
 DB_KINDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 WORKER_START_TIMEOUT_S = 90

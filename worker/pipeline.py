@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 Enqueue = Callable[[str, list[int]], None]
 #: File rows inserted (and committed) per statement while enumerating.
 INSERT_BATCH = 500
-#: Mixed-down files no longer than this are classified whole rather than VAD-segmented: the
-#: models learnt from whole 3-4 s clips, silence included (``analyze_file``'s longest segment).
-WHOLE_CLIP_MAX_S = 8.0
 #: Results stored per transaction: at most this many files, or the files of this many seconds.
 FLUSH_FILES = 64
 FLUSH_S = 1.0
@@ -276,19 +273,13 @@ def _process_file(
 def analyze(
     settings: Settings, model: EmotionModel, path: str, options: jobs.AnalysisOptions
 ) -> FilePrediction:
-    """:func:`core.analyze.analyze_file` with the job's options; never raises for bad audio.
-
-    A mixed-down file of at most :data:`WHOLE_CLIP_MAX_S` under VAD is classified whole (one
-    segment), so a short clip gets the label a whole-clip prediction gives it.
-    """
-    whole_below_s = WHOLE_CLIP_MAX_S if options.segmentation == "vad" else 0.0
+    """:func:`core.analyze.analyze_file` with the job's options; never raises for bad audio."""
     return analyze_file(
         model,
         path,
         channels=options.channels,
         segmentation=options.segmentation,
         max_duration_s=settings.max_duration_s,
-        whole_below_s=whole_below_s,
     )
 
 

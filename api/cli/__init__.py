@@ -17,8 +17,6 @@ import click
 from core.cli import cli
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-#: The clips ``aer demo`` classifies (16 RAVDESS clips, two per emotion).
-DEMO_CLIPS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "ravdess"
 _url_option = click.option(
     "--url", default=DEFAULT_URL, show_default=True, help="Base URL of the AER server."
 )
@@ -171,17 +169,19 @@ def run_demo(client, files: list[Path], *, quiet: bool = False) -> tuple[dict, l
 @click.option(
     "--clips",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=DEMO_CLIPS,
-    show_default=True,
-    help="Folder of audio clips to classify.",
+    default=None,
+    help="Folder of audio clips to classify (default: the 16 RAVDESS clips shipped with AER).",
 )
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1))
-def demo(clips: Path, workers: int) -> None:
+def demo(clips: Path | None, workers: int) -> None:
     """Classify the bundled sample clips end to end through the embedded stack (upload,
     queue, worker, results) in a throwaway data folder, and print a results table."""
     import logging
     import tempfile
 
+    from core.samples import demo_folder
+
+    clips = clips or demo_folder()
     from api.cli.embedded import EmbeddedError, embedded_stack
 
     files = sorted(p for p in clips.iterdir() if p.is_file() and p.suffix.lower() != ".md")

@@ -14,12 +14,10 @@ import unicodedata
 from pathlib import Path
 
 from api.store.settings import Settings
+from core.audio import AUDIO_EXTENSIONS, sniff_container
 
-#: File name extensions listed as audio (case-insensitive) when no pattern is given.
-AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .mp4 .aac .aif .aiff .aifc .au .snd .caf .w64"
-    " .rf64 .wma .webm .wv .mka".split()
-)
+__all__ = ["AUDIO_EXTENSIONS", "sniff", "upload_problem", "safe_name", "upload_dir"]
+
 ARCHIVE_EXTENSIONS = frozenset({".zip"})
 #: Hidden folders of an upload folder: archives already extracted, extractions in progress.
 ARCHIVES_DIR = ".archives"
@@ -49,21 +47,9 @@ def is_audio_name(name: str) -> bool:
 
 def sniff(head: bytes) -> str | None:
     """``"audio"``, ``"zip"`` or ``None`` from the first bytes of a file."""
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
-    if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
-        return "audio"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "audio"
-    if head[4:8] == b"ftyp" or head[:4] in (b"fLaC", b"OggS", b".snd", b"caff", b"wvpk"):
-        return "audio"
-    if head.startswith(b"ID3") or head.startswith(b"riff"):  # MP3 with tags / Sony Wave64
-        return "audio"
-    if head.startswith(b"\x1a\x45\xdf\xa3") or head.startswith(b"\x30\x26\xb2\x75"):  # mkv/asf
-        return "audio"
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG/ADTS frame sync
-        return "audio"
-    return None
+    return "audio" if sniff_container(head) else None
 
 
 def upload_problem(filename: str, head: bytes) -> str | None:

@@ -356,7 +356,8 @@ def narrowband_rows(X: np.ndarray) -> np.ndarray:
     speech modulates them by 6 dB or more) and they lie far below the speech bands (under
     -20 dB relative; noise can make wideband top bands steady, but then they are loud). Both
     thresholds are round numbers inside the gaps between the two kinds of audio over every
-    RAVDESS clip under every test condition (``benchmarks/explore_router.py --route-only``).
+    RAVDESS clip under every test condition
+    (``benchmarks/research/explore_router.py --route-only``).
     """
     X = np.atleast_2d(X)
     return (top_band_std_db(X) < NARROWBAND_STD_DB) & (top_band_level_db(X) < NARROWBAND_TOP_DB)

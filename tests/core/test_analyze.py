@@ -9,14 +9,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from core.analyze import _Channel, analyze_file
+from core.analyze import WHOLE_CLIP_MAX_S, _Channel, analyze_file
 from core.datasets import EMOTIONS, parse_ravdess_name
 from core.features import get_feature_set
 from core.model import EmotionModel
+from core.samples import demo_folder
 from core.segments import SpeechStream, WindowStream
 from tests.core.test_segments import voice
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 CLIPS = sorted(FIXTURES.glob("*.flac"))
 SR = 8_000  # telephone rate: the analysis resamples to the model's 16 kHz
 
@@ -127,16 +128,24 @@ def test_short_file_is_classified_whole(model, tmp_path):
     assert len(result.segments) == 1 and result.segments[0].start_s == 0.0
 
 
-def test_clips_up_to_whole_below_s_are_one_segment_when_mixed(model, call):
+def test_clips_up_to_whole_clip_max_s_are_one_segment_when_mixed(model, call):
     clip = CLIPS[0]
-    whole = analyze_file(model, clip, whole_below_s=8.0)
+    assert sf.info(clip).duration <= WHOLE_CLIP_MAX_S < sf.info(call[0]).duration
+    whole = analyze_file(model, clip)  # the rule is the default: callers pass nothing
     assert len(whole.segments) == 1
     assert whole.segments[0].end_s == pytest.approx(whole.duration_s, abs=1e-3)
     assert whole.label == model.classify_signal(*sf.read(clip, dtype="float32"))[0]
-    long_call = analyze_file(model, call[0], whole_below_s=8.0)  # longer: still segmented
+    long_call = analyze_file(model, call[0])  # longer: still segmented
     assert len(long_call.segments) > 1
-    split = analyze_file(model, clip, channels="split", whole_below_s=8.0)
+    split = analyze_file(model, clip, channels="split")
     assert split.segments[0].end_s < whole.duration_s  # split jobs always use the VAD
+    off = analyze_file(model, clip, whole_below_s=0.0)
+    assert off.segments[0].end_s < whole.duration_s
+
+
+def test_whole_clip_rule_is_for_vad_only(model):
+    fixed = analyze_file(model, CLIPS[0], segmentation="fixed", max_segment_s=1.5)
+    assert fixed.segments[0].end_s == 1.5 < fixed.duration_s
 
 
 def test_no_speech_gives_no_label_but_no_error(model, tmp_path):

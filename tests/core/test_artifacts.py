@@ -17,9 +17,10 @@ from core.artifacts import artifact_paths, load_model, save_model
 from core.datasets import read_dataset
 from core.errors import ModelIntegrityError, ModelMismatchError, ModelNotFoundError
 from core.registry import ModelRegistry
+from core.samples import demo_folder
 from core.training import featurize, train_model
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 
 
 @pytest.fixture(scope="module")

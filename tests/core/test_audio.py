@@ -409,3 +409,57 @@ def test_check_signal_accepts_quiet_speech_level():
     y = sine(440, 16000, amp=1e-3)
     y[:8000] = 0
     audio.check_signal(y, 16000, min_duration_s=1.0)
+
+
+# --- sniffing -----------------------------------------------------------------------------------
+
+WRITTEN = [
+    ("WAV", "PCM_16", "wav"),
+    ("RF64", "PCM_16", "wav"),
+    ("W64", "PCM_16", "w64"),
+    ("AIFF", "PCM_16", "aiff"),
+    ("FLAC", "PCM_16", "flac"),
+    ("OGG", "VORBIS", "ogg"),
+    ("OGG", "OPUS", "ogg"),
+    ("MP3", "MPEG_LAYER_III", "mpeg"),  # libsndfile writes no ID3 tag
+    ("AU", "PCM_16", "au"),
+    ("CAF", "PCM_16", "caf"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "subtype", "kind"), WRITTEN, ids=lambda v: str(v))
+def test_sniff_container_names_what_libsndfile_writes(tmp_path, fmt, subtype, kind):
+    path = write(tmp_path / "a", sine(440, 16000), 16000, fmt, subtype)
+    head = path.read_bytes()[:16]
+    assert audio.sniff_container(head) == kind
+    assert audio.sniff_container(head[:6]) == kind  # a head cut short matches as far as it goes
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"RIFF\0\0\0\0WAVEfmt ", "wav"),
+        (b"RIFX\0\0\0\0WAVE", "wav"),
+        (b"BW64\0\0\0\0WAVE", "wav"),
+        (b"FORM\0\0\0\0AIFC", "aiff"),
+        (b"ID3\x04\0\0\0\0\0\0", "mp3"),
+        (b"\xff\xfb\x90\x64\0\0", "mpeg"),  # MPEG-1 layer III frame, no tag
+        (b"\0\0\0\x20ftypM4A \0\0", "mp4"),
+        (b"\x1a\x45\xdf\xa3\x9f\x42", "matroska"),
+        (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "asf"),
+        (b"wvpk\0\0\0\0", "wavpack"),
+        (b"RIFF\0\0\0\0AVI LIST", None),  # RIFF, but a video
+        (b"FORM\0\0\0\08SVX", None),
+        (b"PK\x03\x04\x14\0\0\0", None),  # zip: an archive is the upload layer's business
+        (b"name,emotion\n", None),
+        (b"\xff", None),
+        (b"", None),
+    ],
+)
+def test_sniff_container_on_heads(head, kind):
+    assert audio.sniff_container(head) == kind
+
+
+def test_audio_extensions_are_lower_case_suffixes():
+    assert {".wav", ".flac", ".mp3", ".ogg", ".m4a"} <= audio.AUDIO_EXTENSIONS
+    assert all(e.startswith(".") and e == e.lower() for e in audio.AUDIO_EXTENSIONS)

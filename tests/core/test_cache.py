@@ -6,10 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cache import extract_features, file_sha256
+from core.audio import load
+from core.cache import degradation_seed, extract_features, file_sha256
+from core.degrade import parse_degradation
 from core.features import get_feature_set
+from core.samples import demo_folder
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 CLIPS = sorted(FIXTURES.glob("*.flac"))[:3]
 
 
@@ -29,6 +32,14 @@ class CountingGain:
     def __call__(self, y, sr, rng):
         self.calls += 1
         return y * 0.5
+
+
+def test_degradation_seed_reproduces_a_degraded_extraction(fs):
+    spec, clip = "noise:10", CLIPS[0]
+    cached = extract_features([clip], fs, n_jobs=1, progress=False, transform=spec).X[0]
+    rng = np.random.default_rng(degradation_seed(file_sha256(clip), spec))
+    y = parse_degradation(spec)(load(clip, sr=fs.sample_rate), fs.sample_rate, rng)
+    np.testing.assert_allclose(fs(y, fs.sample_rate), cached, rtol=1e-6)
 
 
 def test_second_extraction_reads_the_cache(tmp_path, fs):

@@ -23,8 +23,6 @@ from core.calibration import (
     ece_noise_floor,
     expected_calibration_error,
     fit_temperature_grouped,
-    plot_coverage,
-    plot_reliability,
     reliability_curve,
     threshold_for_accuracy,
 )
@@ -242,16 +240,3 @@ def test_threshold_for_accuracy_matches_brute_force():
     assert found["threshold"] == best and found["accuracy"] >= target
     assert found["coverage"] == pytest.approx(np.mean(conf >= best))
     assert threshold_for_accuracy(P, y, 1.01) is None
-
-
-def test_plots_write_png(tmp_path):
-    P, y = calibrated_sample(2_000, seed=6)
-    before, after = reliability_curve(sharpen(P, 3.0), y), reliability_curve(P, y)
-    for path in (
-        plot_reliability(after, tmp_path / "one.png"),
-        plot_reliability({"raw": before, "scaled": after}, tmp_path / "two.png", title="t"),
-        plot_coverage(coverage_curve(P, y), tmp_path / "cov.png"),
-        plot_coverage({"a": coverage_curve(P, y), "b": coverage_curve(sharpen(P, 3), y)},
-                      tmp_path / "cov2.png"),
-    ):  # fmt: skip
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000

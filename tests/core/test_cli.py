@@ -1,14 +1,14 @@
 """The train / evaluate / predict commands (click's CliRunner, real models and files)."""
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from core.cli import cli
+from core.samples import demo_folder
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 CLIPS = sorted(FIXTURES.glob("*.flac"))
 PREDICTION_KEYS = {"path", "label", "confidence", "probabilities", "duration_s", "error"}
 

@@ -13,8 +13,9 @@ from core.datasets import (
     read_ravdess,
 )
 from core.errors import DatasetError
+from core.samples import demo_folder
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 SHARED_RAVDESS = Path(__file__).resolve().parents[3] / "shared" / "data" / "ravdess"
 
 

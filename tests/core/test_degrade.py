@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from core.cli import cli
 from core.degrade import (
+    DEGRADATIONS,
     EDGE_S,
     PACKET_S,
     PHONE_SR,
@@ -336,6 +339,40 @@ def test_parse_degradation_chains_left_to_right():
 def test_parse_degradation_rejects_bad_specs(spec):
     with pytest.raises(ValueError, match="degradation"):
         parse_degradation(spec)
+
+
+@pytest.mark.parametrize("entry", DEGRADATIONS, ids=lambda d: d.name)
+def test_every_table_entry_parses_and_degrades(entry):
+    spec = entry.name if entry.arg is None else entry.example
+    if entry.name == "amr":
+        pytest.importorskip("av")
+    assert spec.split(":")[0] == entry.name
+    y = white(16_000, 0.5)
+    out = parse_degradation(spec.upper())(y, 16_000, np.random.default_rng(0))
+    assert out.dtype == np.float32 and out.size > 0
+
+
+def test_unknown_and_malformed_steps_name_the_table():
+    with pytest.raises(ValueError, match="unknown degradation 'reverb'") as unknown:
+        parse_degradation("reverb")
+    for entry in DEGRADATIONS:
+        assert entry.usage in str(unknown.value)
+    with pytest.raises(ValueError, match=r"bad degradation 'noise:x': write noise:<SNR in dB>"):
+        parse_degradation("noise:x")
+    with pytest.raises(ValueError, match="bad degradation 'loss:101': the packet loss"):
+        parse_degradation("loss:101")
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_cli_help_lists_every_degradation(command):
+    result = CliRunner().invoke(cli, [command, "--help"], terminal_width=100)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    for entry in DEGRADATIONS:
+        assert any(
+            line.strip().startswith(entry.usage + " ") and line.endswith(entry.description)
+            for line in lines
+        ), entry.usage
 
 
 @pytest.mark.parametrize("factor", [0.9, 0.95, 1.05, 1.1])

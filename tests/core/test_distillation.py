@@ -1,7 +1,5 @@
 """Distillation: soft targets as weighted label copies, out-of-fold teachers, the router."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -14,9 +12,10 @@ from core.datasets import read_dataset
 from core.distillation import SoftTargetClassifier, soft_target_rows, teacher_probabilities
 from core.features import get_feature_set
 from core.routing import BandwidthRouter
+from core.samples import demo_folder
 from core.training import featurize, source_rows
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 CLASSES = np.array(["a", "b", "c"])
 
 

@@ -1,7 +1,5 @@
 """Calibrated presets, out-of-fold calibration outputs and multi-condition evaluation."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,9 +10,10 @@ from core.errors import FeatureSetError
 from core.evaluation import COVERAGE_THRESHOLDS, evaluate, training_rows
 from core.model import EmotionModel
 from core.presets import get_preset
+from core.samples import demo_folder
 from core.training import FeatureTable, fit_pipeline, resolve_feature_set, train_model
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 
 
 def blobs(n_speakers: int, per_class: int = 3, classes=("a", "b", "c"), dim: int = 6):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import librosa
 import numpy as np
@@ -12,9 +11,10 @@ import soundfile
 
 from core.errors import FeatureSetError, NonFiniteAudioError, TooShortError
 from core.features import FeatureSet, feature_sets, get_feature_set, spectral
+from core.samples import demo_clips
 
 SR = 16_000
-FIXTURES = sorted((Path(__file__).resolve().parent.parent / "fixtures" / "ravdess").glob("*.flac"))
+FIXTURES = demo_clips()
 BLOCKS = {"mfcc": slice(0, 40), "chroma": slice(40, 52), "mel": slice(52, 180)}
 
 

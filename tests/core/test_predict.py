@@ -1,7 +1,5 @@
 """Predictions of the shipped models on the fixture clips, and bad files reported not raised."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -11,8 +9,9 @@ from core.datasets import parse_ravdess_name
 from core.degrade import opus_compression_level, parse_degradation
 from core.predict import FilePrediction, predict_file, predict_files
 from core.registry import DEFAULT_MODELS_DIR, ModelRegistry
+from core.samples import demo_folder
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 CLIPS = sorted(FIXTURES.glob("*.flac"))
 
 

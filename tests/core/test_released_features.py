@@ -17,9 +17,10 @@ import pytest
 
 from core.audio import load
 from core.features import feature_sets, get_feature_set
+from core.samples import demo_clips
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-CLIPS = sorted((FIXTURES / "ravdess").glob("*.flac"))
+CLIPS = demo_clips()
 SAVED = FIXTURES / "released_features.npz"
 
 

@@ -1,7 +1,5 @@
 """The bandwidth router: telephone-band rows to one model, wideband rows to the other."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -16,9 +14,10 @@ from core.distillation import SoftTargetClassifier
 from core.features import get_feature_set
 from core.features.emo import narrowband_rows
 from core.routing import BandwidthRouter
+from core.samples import demo_folder
 from core.training import featurize, train_model
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 WIDEBAND = ("clean", "noise:10", "pink:10", "brown:10", "speed:1.1", "gain:-20")
 WIDEBAND += ("rate:11025", "rate:12000", "rate:14000")  # 11-16 kHz recordings
 WIDEBAND += ("opus:12", "opus:24")  # Opus keeps the wideband at 12 kbit/s and more

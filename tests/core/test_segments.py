@@ -1,11 +1,11 @@
 from dataclasses import FrozenInstanceError
-from pathlib import Path
 
 import librosa
 import numpy as np
 import pytest
 import soundfile as sf
 
+from core.samples import demo_folder
 from core.segments import (
     Segment,
     SpeechStream,
@@ -16,7 +16,7 @@ from core.segments import (
 )
 
 SR = 16_000
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 
 
 def voice(seconds: float, sr: int = SR, f0: float = 140.0) -> np.ndarray:

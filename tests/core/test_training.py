@@ -1,19 +1,19 @@
 """Training and evaluation on the 16 fixture clips (fast; numbers are meaningless)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from core.datasets import read_dataset
 from core.errors import DatasetError
-from core.evaluation import evaluate, plot_confusion, plot_loss_curves, score, splits
+from core.evaluation import evaluate, score, splits
 from core.features import get_feature_set
+from core.plots import plot_confusion, plot_loss_curves
 from core.presets import PRESETS, build_pipeline
 from core.routing import BandwidthRouter
+from core.samples import demo_folder
 from core.training import featurize, train_model
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 SEED4 = ("calm", "happy", "fearful", "disgust")
 
 

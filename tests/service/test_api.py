@@ -12,7 +12,6 @@ import os
 import re
 import zipfile
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import redis
@@ -22,8 +21,9 @@ from api.store import jobs, processing
 from api.store.db import get_engine, session_scope
 from api.store.tables import File, Job, utcnow
 from core.predict import FilePrediction
+from core.samples import demo_folder
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 CLIP = next(iter(sorted(FIXTURES.glob("*.flac"))), None)
 WAV_HEADER = b"RIFF\x24\x00\x00\x00WAVEfmt "
 

@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from api.cli import cli, demo_table, run_demo
+from core.samples import demo_folder
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 CLIPS = sorted(FIXTURES.glob("*.flac"))
 
 

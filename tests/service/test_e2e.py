@@ -11,13 +11,13 @@ import io
 import shutil
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 
+from core.samples import demo_folder
 from tests.openapi_check import check_responses
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 CLIPS = sorted(FIXTURES.glob("*.flac"))
 AUDIO_ERROR_CODES = {"corrupt_audio", "not_audio", "unsupported_codec", "zero_duration"}
 TERMINAL = {"succeeded", "completed_with_errors", "failed", "cancelled"}

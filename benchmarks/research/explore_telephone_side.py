@@ -1,5 +1,13 @@
 """Does a different telephone-side classifier close the telephone gap? (research script)
 
+Finished (benchmarks/research/). Measured at commits e3f97be to e720446 (2026-12-02 to
+2026-12-03), on ``aer8`` 2026.12.02-1's copies (``bw2-opus``): bigger MLPs, less weight decay,
+boosted trees and votes left telephone UAR within the fold spread (best +0.4 points); the
+distilled telephone model ``kd0.8`` gained +0.8 to +1.4 points on telephone audio in three runs
+and was shipped in ``aer8`` 2026.12.03-1 (preset ``emo-band-kd-mlp5-temp``). ``kdv0.8`` was
+not run to the end here; its preset was measured by retraining ``aer8`` 2026.12.03-2
+(models/aer8.md, "What was tried"; benchmarks/research/README.md on OpenBLAS kernels).
+
 The aer8 router (preset ``emo-band-mlp5-temp``) sends narrowband rows to its telephone model.
 Every change of *training copies* tried so far left telephone UAR at 0.57-0.58 against 0.62 on
 clean audio (models/aer8.md, "What was tried"). This script keeps the shipped copies
@@ -30,7 +38,7 @@ neither in training), the per-fold paired difference against ``mlp5``, and the l
 clean UAR, from the wideband model, minus telephone UAR). Features come from the cache
 (``--cache-dir``; missing ones are extracted).
 
-    python benchmarks/explore_telephone_side.py --variants mlp5 h512 hgb mlp5+hgb --jobs 2
+    python benchmarks/research/explore_telephone_side.py --variants mlp5 h512 hgb mlp5+hgb --jobs 2
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from explore_bandwidth import RECIPES  # noqa: E402

@@ -1,13 +1,19 @@
 """Speaker-independent accuracy of feature sets x classifiers on RAVDESS (issue "Accuracy").
 
+Finished (benchmarks/research/). Measured at commit 5cc4c97 (2026-11-24) on ``emo@1``:
+``emo@1`` with a 5-MLP soft vote was the best pair, 0.607 UAR clean, 0.652 with four speed
+copies (about 0.63 on reshuffled folds), an RBF SVM 0.621; no other feature set x classifier
+pair did better (models/aer8.md, "What was tried"). ``--features emo`` now means the latest
+``emo`` version: write ``--features emo@1`` to score what was measured.
+
 Features of all clips are extracted once (``core.cache``, under /tmp/aer-cache, keyed by feature
 set id and degradation), then each configuration is scored with GroupKFold(6) by actor:
 accuracy and UAR (unweighted average recall = balanced accuracy), mean +- std over the folds,
 for the 8-class task and the 4-class one (calm, happy, fearful, disgust). Hyperparameters are
 either fixed or chosen by an inner GroupKFold on the training actors only (no test leakage).
 
-    python benchmarks/explore_accuracy.py --features emo seed180 --classifiers svm logreg
-    python benchmarks/explore_accuracy.py --features emo --classifiers svm --telephone
+    python benchmarks/research/explore_accuracy.py --features emo seed180 --classifiers svm logreg
+    python benchmarks/research/explore_accuracy.py --features emo --classifiers svm --telephone
 
 With ``--telephone`` each configuration is also tested on telephone-band copies of the test
 clips (core.degrade.telephone), trained on clean clips only and on clean + telephone copies.
@@ -41,12 +47,12 @@ from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from core.cache import extract_features  # noqa: E402
 from core.datasets import read_ravdess  # noqa: E402
 from core.features import get_feature_set  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ravdess"
 CACHE = Path("/tmp/aer-cache")
 FOUR = ("calm", "happy", "fearful", "disgust")
@@ -216,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for fs_name in args.features:
         t0 = time.time()
-        fs = get_feature_set(fs_name)
+        name, _, version = fs_name.partition("@")
+        fs = get_feature_set(name, int(version) if version else None)
         X = features(fs, paths, n_jobs)
         tests = {"clean": X}
         if args.telephone:

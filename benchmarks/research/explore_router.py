@@ -1,5 +1,14 @@
 """A bandwidth router: narrowband (telephone) clips to a telephone expert, the rest to aer8.
 
+Finished (benchmarks/research/). Measured at commits 7a5a710 and de97180 (2026-11-25, against
+``aer8`` 2026.11.25-2, ``emo@2`` without a router: "aer8" and "shipped" below mean that model);
+the routing table was extended at e3f97be (2026-12-02) to the bandwidth and Opus copies.
+Conclusion: the rule routed every clip of every condition tested then the right way; an expert
+(``tel9``) gains 1-2.6 points on clean telephone audio (inside the fold spread) and +19 on noisy
+telephone audio, on both fold assignments. Shipped as preset ``emo-band-mlp5-temp`` in ``aer8``
+2026.11.25-3 (models/aer8.md, "What was tried": "Bandwidth router"). Results as measured then:
+at the end of this docstring.
+
 Research script, not shipped code. The issue's target is a telephone loss (clean UAR minus
 telephone UAR) of at most 3 points with clean UAR down by at most 1 point. One joint model never
 got there (models/aer8.md, "What was tried"), so this script measures a two-model design:
@@ -58,13 +67,13 @@ model (paired); mean +- std over the 6 folds.
 Fitted predictions are cached in /tmp/aer-explore-router/preds (delete to refit). One process,
 one BLAS thread. Commands behind the reported numbers (repository root):
 
-    python benchmarks/explore_router.py --route-only
-    python benchmarks/explore_router.py --experts ship tel9 tel5 tel9-svm 'ship|tel9'
-    python benchmarks/explore_router.py --experts ship tel9 nb-tel9 'ship|tel9' \
+    python benchmarks/research/explore_router.py --route-only
+    python benchmarks/research/explore_router.py --experts ship tel9 tel5 tel9-svm 'ship|tel9'
+    python benchmarks/research/explore_router.py --experts ship tel9 nb-tel9 'ship|tel9' \
         'ship|nb-tel9' 'tel9|nb-tel9' 'ship|tel9|nb-tel9'
-    python benchmarks/explore_router.py --experts ship tel9 tel12 ship+tel9 tel9-a3
-    python benchmarks/explore_router.py --fold-seed 1 --experts ship tel9 nb-tel9 'ship|tel9' \
-        'ship|nb-tel9' 'tel9|nb-tel9' 'ship|tel9|nb-tel9'
+    python benchmarks/research/explore_router.py --experts ship tel9 tel12 ship+tel9 tel9-a3
+    python benchmarks/research/explore_router.py --fold-seed 1 --experts ship tel9 nb-tel9 \
+        'ship|tel9' 'ship|nb-tel9' 'tel9|nb-tel9' 'ship|tel9|nb-tel9'
 
 Results (default folds / --fold-seed 1; scikit-learn 1.9.1): routing sends every clip of every
 condition the right way (0 misroutes in 1440 each), so clean UAR is the shipped 0.628 / 0.616.
@@ -106,8 +115,8 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 try:  # the installed package, or a snapshot named by PYTHONPATH
     import core  # noqa: F401
 except ImportError:
@@ -115,7 +124,7 @@ except ImportError:
 from explore_ensemble import CALLABLES  # noqa: E402  (A-law and band-edge telephone copies)
 
 from core.audio import load  # noqa: E402
-from core.cache import _seed, extract_features, file_sha256  # noqa: E402
+from core.cache import degradation_seed, extract_features, file_sha256  # noqa: E402
 from core.datasets import read_ravdess  # noqa: E402
 from core.degrade import parse_degradation  # noqa: E402
 from core.features import emo as emo_mod  # noqa: E402
@@ -244,7 +253,7 @@ def nb_matrix(paths, cond: str) -> np.ndarray:
     for p in paths:
         y = load(p, sr=16_000, mono=True, min_duration_s=emo_mod.MIN_DURATION_S)
         if transform is not None:
-            rng = np.random.default_rng(_seed(file_sha256(p), spec))
+            rng = np.random.default_rng(degradation_seed(file_sha256(p), spec))
             y = np.asarray(transform(y, 16_000, rng), np.float32)
         rows.append(extract_emo_nb(y, 16_000))
     X = np.stack(rows).astype(np.float32)

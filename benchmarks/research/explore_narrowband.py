@@ -1,9 +1,16 @@
 """Can a narrowband front end close the telephone gap? (research script, not shipped code)
 
+Finished (benchmarks/research/). Measured at commit 60cb03e (2026-11-24) on ``emo@1``: no.
+Band-limiting every input, or passing it through the telephone channel, shrinks the telephone
+loss to 0.7 / 0.1 points only by lowering clean UAR to 0.581 / 0.572; fusing wideband and
+narrowband features lost 1-1.5 points on both; a model trained and tested on telephone audio
+only reaches 0.571. The missing information is outside the band (models/aer8.md, "What was
+tried": "Narrowband front end").
+
 Every configuration extracts emo@1 after a *front end* applied to each signal, after any
 test condition or training augmentation:
 
-    wb    identity (today's emo@1)
+    wb    identity (plain emo@1)
     nb    band-limit to 300-3400 Hz (the 6th-order Butterworth + sosfiltfilt of
           core.degrade.telephone, without resampling or mu-law)
     tel   the full core.degrade.telephone channel (300-3400 Hz, 8 kHz G.711 mu-law)
@@ -12,13 +19,13 @@ test condition or training augmentation:
 
 Training set: clean + speed 0.9/0.95/1.05/1.1 + telephone copies of the training actors, all
 through the front end. Tests: clean, telephone and noise:20 copies of the test actors, through
-the same front end. Scored like benchmarks/explore_accuracy.py: 8-class UAR, GroupKFold(6) by
+the same front end. Scored like explore_accuracy.py: 8-class UAR, GroupKFold(6) by
 actor, mean +- std over the folds; "loss" is the per-fold clean - telephone UAR difference and
 "d clean" the per-fold clean UAR difference against wb (same folds, so both are paired).
 
 Features are cached in /tmp/aer-cache/emo@1/ under transform ids naming the front end.
 
-    python benchmarks/explore_narrowband.py --configs wb nb tel wb+nb --classifier mlp5
+    python benchmarks/research/explore_narrowband.py --configs wb nb tel wb+nb --classifier mlp5
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import butter, sosfiltfilt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from explore_accuracy import CLASSIFIERS, DEFAULT_DATA, evaluate, features  # noqa: E402
 

@@ -1,5 +1,12 @@
 """Recordings of other bandwidths: what the aer8 router makes of them, and copies that fix it.
 
+Finished (benchmarks/research/). Measured at commits c957a8f to bf38115 (2026-12-01 to
+2026-12-02): the router of ``aer8`` 2026.11.25-4 collapsed to 0.30-0.43 UAR on 8 kHz VoIP calls
+and 9-14 kHz recordings; the bandwidth copies of recipe ``bw2`` fixed that (shipped in ``aer8``
+2026.12.01-1), and four Opus copies (``bw2-opus``) fixed a phone call carried on through Opus
+(+12 to +16 points, shipped in 2026.12.02-1); ``ship-nofloor`` changed nothing
+(models/aer8.md: "What was tried", "Opus calls").
+
 Research script, not shipped code. RAVDESS is 16 kHz studio audio, and the router's telephone
 model had only seen the 300-3400 Hz phone band. Other corpora and real calls come in other
 bandwidths: an 8 kHz call stored by a VoIP or call-centre recorder keeps the whole 0-4 kHz band
@@ -27,10 +34,10 @@ Prints per-condition UAR (mean over folds), the per-fold paired difference again
 recipe, and the share of test clips routed to the telephone model. Features come from the
 feature cache (``--cache-dir``; missing ones are extracted).
 
-    python benchmarks/explore_bandwidth.py --recipes ship bw --jobs 2
-    python benchmarks/explore_bandwidth.py --recipes bw bw2 --jobs 2
-    python benchmarks/explore_bandwidth.py --recipes ship ship-nofloor --jobs 2
-    python benchmarks/explore_bandwidth.py --recipes bw2 bw2-opus --jobs 2
+    python benchmarks/research/explore_bandwidth.py --recipes ship bw --jobs 2
+    python benchmarks/research/explore_bandwidth.py --recipes bw bw2 --jobs 2
+    python benchmarks/research/explore_bandwidth.py --recipes ship ship-nofloor --jobs 2
+    python benchmarks/research/explore_bandwidth.py --recipes bw2 bw2-opus --jobs 2
 """
 
 from __future__ import annotations

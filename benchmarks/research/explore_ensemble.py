@@ -1,6 +1,14 @@
 """Cheap changes to the aer8 recipe: heterogeneous soft votes and telephone-side augmentation.
 
-Research script, not shipped code. Baseline = the shipped default ``aer8``: emo@1 features,
+Finished (benchmarks/research/). Measured at commits ebe2836 and 18246b7 (2026-11-25), on the
+recipe of ``aer8`` 2026.11.24-2 (``emo@1``, no router), which was the default then; ``aer8`` has
+since moved to ``emo@2`` and a bandwidth router, so "the shipped aer8" below means that recipe.
+Conclusion: an RBF SVM in the vote gained +0.7 +- 1.5 UAR points on the default folds (+0.2 with
+its share chosen by inner CV) for 7328 support vectors, ~18 MB and 1.7 ms more CPU per clip: not
+shipped; every telephone-side copy variant bought about a point of telephone UAR for one to two
+points of clean UAR (models/aer8.md, "What was tried": "Mixed votes", "Telephone-side copies").
+
+Research script, not shipped code. Baseline = ``aer8`` 2026.11.24-2's recipe: emo@1 features,
 StandardScaler + soft vote of 5 MLPClassifier(256, alpha=1.0, max_iter=600, random_state=42..46)
 (the vote inside preset ``emo-mlp5-temp``; temperature scaling never changes the argmax, so UAR is
 the same with or without it), trained on clean + speed:0.9/0.95/1.05/1.1 + telephone + noise:15
@@ -39,17 +47,17 @@ thread; features come from /tmp/aer-cache). They were run with ``PYTHONPATH`` po
 ``git archive HEAD core`` snapshot while core/features was being edited, so that new degraded
 copies were extracted with the same emo@1 code as the cached ones:
 
-    python benchmarks/explore_ensemble.py --trainsets ship --splits default \
+    python benchmarks/research/explore_ensemble.py --trainsets ship --splits default \
         --votes mlp5 svm lr mlp5+svm mlp5+lr mlp5+svm+lr mlp5+svm/6 mlp5+svm+lr/7
-    python benchmarks/explore_ensemble.py --trainsets ship --splits default 1 2 \
+    python benchmarks/research/explore_ensemble.py --trainsets ship --splits default 1 2 \
         --votes mlp5 mlp5+svm mlp5+svm+lr mlp5+svm/6 mlp5+svm+lr/7
-    python benchmarks/explore_ensemble.py --trainsets ship --splits default \
+    python benchmarks/research/explore_ensemble.py --trainsets ship --splits default \
         --votes mlp5 mlp5+svm mlp5+svm@cv
-    python benchmarks/explore_ensemble.py --splits default --votes mlp5 \
+    python benchmarks/research/explore_ensemble.py --splits default --votes mlp5 \
         --trainsets ship ship+telspeed ship+noisetel ship+alaw ship-alaw ship+bands
-    python benchmarks/explore_ensemble.py --task 4 --trainsets aer4 ship --splits default 1 2 \
-        --votes mlp5 mlp5+svm mlp5+svm+lr/7
-    python benchmarks/explore_ensemble.py --svm-cost    # SVM size and per-clip cost
+    python benchmarks/research/explore_ensemble.py --task 4 --trainsets aer4 ship \
+        --splits default 1 2 --votes mlp5 mlp5+svm mlp5+svm+lr/7
+    python benchmarks/research/explore_ensemble.py --svm-cost    # SVM size and per-clip cost
 
 Fitted members' probabilities and fit times are reused from /tmp/aer-explore/probs on a rerun
 (delete that folder to refit); "fit s" sums the outer-fold member fits of a vote (one process,
@@ -85,7 +93,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 try:  # the installed package, or a snapshot named by PYTHONPATH
     import core  # noqa: F401
 except ImportError:

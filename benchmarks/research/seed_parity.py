@@ -1,11 +1,17 @@
 """Does ``seed180@1`` (one float32 STFT) classify like the seed's librosa features?
 
+Finished (benchmarks/research/). First run at commit 5cc4c97 (2026-11-24); re-run on 2026-12-04
+(main at deb73c7; ``seed180@1`` is the one-pass code of 2026-11-25): yes. The chroma differs on
+19 of 1440 clips (at most 0.077), MFCC and mel means by at most 4.1e-06 relative; UAR seed-300
+0.348 +- 0.058 (librosa) against 0.347 +- 0.057, seed-deep-unscaled (the unstable unscaled MLP)
+0.376 +- 0.081 against 0.364 +- 0.048: differences well inside the fold spread.
+
 The seed's chroma uses librosa's tuning estimate, a histogram argmax: float32 rounding in our
 single STFT moves a near-tie to another bin on a few percent of clips. This script extracts
 both versions for every RAVDESS clip, counts the clips whose chroma differs, and scores the
 same classifiers on both with GroupKFold(6) by actor.
 
-    python benchmarks/seed_parity.py            # ~1 min on one core
+    python benchmarks/research/seed_parity.py            # ~1 min on one core
 """
 
 from __future__ import annotations
@@ -23,14 +29,14 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench_features
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench_features import ours_extract_feature, seed_extract_feature  # noqa: E402
 
 from core.datasets import read_ravdess  # noqa: E402
 from core.presets import build_pipeline  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ravdess"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ravdess"
 CACHE = Path("/tmp/aer-cache/seed-parity")
 
 
