@@ -27,11 +27,12 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from api.store.queue import CHUNK_TASK
+from api.store.states import TERMINAL_JOB_STATES
 from core.samples import demo_folder
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_CLIPS = demo_folder()
-TERMINAL_JOB_STATES = frozenset({"succeeded", "completed_with_errors", "failed", "cancelled"})
 DB_KINDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 WORKER_START_TIMEOUT_S = 90
 
@@ -269,7 +270,7 @@ def chunk_tasks_done(settings, node: str) -> int:
         stats = control.control.inspect([node], timeout=2, limit=1).stats() or {}
     finally:
         control.close()
-    return stats.get(node, {}).get("total", {}).get("aer.process_chunk", 0)
+    return stats.get(node, {}).get("total", {}).get(CHUNK_TASK, 0)
 
 
 def _stop(proc: subprocess.Popen) -> None:

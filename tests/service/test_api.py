@@ -19,6 +19,7 @@ from sqlalchemy import event, func, select
 
 from api.store import jobs, processing
 from api.store.db import get_engine, session_scope
+from api.store.queue import CONTROL_QUEUE
 from api.store.tables import File, Job, utcnow
 from core.predict import FilePrediction
 from core.samples import demo_folder
@@ -98,7 +99,7 @@ def seed_job(api_settings, labels):
     return seed
 
 
-def queued_messages(redis_url: str, queue: str = "aer.control") -> list[bytes]:
+def queued_messages(redis_url: str, queue: str = CONTROL_QUEUE) -> list[bytes]:
     client = redis.Redis(unix_socket_path=redis_url.removeprefix("redis+socket://"))
     try:
         return client.lrange(queue, 0, -1)

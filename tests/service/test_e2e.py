@@ -14,13 +14,14 @@ import zipfile
 
 import pytest
 
+from api.store.states import TERMINAL_JOB_STATES
 from core.samples import demo_folder
 from tests.openapi_check import check_responses
 
 FIXTURES = demo_folder()
 CLIPS = sorted(FIXTURES.glob("*.flac"))
 AUDIO_ERROR_CODES = {"corrupt_audio", "not_audio", "unsupported_codec", "zero_duration"}
-TERMINAL = {"succeeded", "completed_with_errors", "failed", "cancelled"}
+TERMINAL = frozenset(TERMINAL_JOB_STATES)
 
 pytestmark = pytest.mark.skipif(len(CLIPS) < 8, reason="fixture clips missing")
 

@@ -19,13 +19,14 @@ from sqlalchemy import event, select
 
 from api.store.db import get_engine, session_scope
 from api.store.settings import ConfigError, load_settings
+from api.store.states import TERMINAL_JOB_STATES
 from api.store.tables import Segment
 from core.datasets import parse_ravdess_name
 from core.timeline import most_overlapped
 from tests.openapi_check import check_responses
 from tests.service.test_timeline_worker import CALL_SR, CLIPS, SLACK_S, TURNS, write_call
 
-TERMINAL = {"succeeded", "completed_with_errors", "failed", "cancelled"}
+TERMINAL = frozenset(TERMINAL_JOB_STATES)
 CORRUPT = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x07" * 40
 SEGMENT_COLUMNS = ["file", "file_id", "channel", "channel_name", "start_s", "end_s", "label"]
 SEGMENT_COLUMNS += ["confidence"]

@@ -19,7 +19,13 @@ from sqlalchemy import select, update
 
 from api.store import jobs, processing
 from api.store.db import session_scope
-from api.store.queue import create_celery
+from api.store.queue import (
+    CHUNK_QUEUE,
+    CHUNK_TASK,
+    CONTROL_QUEUE,
+    SWEEP_TASK,
+    create_celery,
+)
 from api.store.tables import File, Job, utcnow
 from api.store.uploads import INCOMING_DIR, upload_dir
 from core.predict import FilePrediction, SegmentPrediction, predict_file
@@ -590,7 +596,7 @@ def test_each_task_goes_to_one_queue(settings):
     queues = create_celery(settings).amqp.queues
     bindings = {(q.exchange.name, q.routing_key) for q in queues.values()}
     assert len(bindings) == len(queues) == 2
-    for task, queue in (("aer.process_chunk", "aer.chunks"), ("aer.sweep", "aer.control")):
+    for task, queue in ((CHUNK_TASK, CHUNK_QUEUE), (SWEEP_TASK, CONTROL_QUEUE)):
         route = app.amqp.router.route({}, task)
         assert route["queue"].name == queue
         assert (route["queue"].exchange.name, route["queue"].routing_key) == (queue, queue)
