@@ -1,5 +1,6 @@
 """What responses look like: database rows turned into the JSON shapes of
-:mod:`api.web.schemas` and into CSV lines. Nothing here touches the database or the request."""
+:mod:`api.web.schemas` (links built with ``url_for``) and into CSV lines. Nothing here reads
+the database."""
 
 from __future__ import annotations
 
