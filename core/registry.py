@@ -14,6 +14,7 @@ from core.artifacts import artifact_paths, load_model, read_metadata
 from core.errors import ModelError, ModelNotFoundError
 from core.model import EmotionModel
 
+
 def _shipped_models() -> Path:
     # A checkout has models/ beside core/; an installed AER has it as the package aer_models.
     checkout = Path(__file__).resolve().parent.parent / "models"

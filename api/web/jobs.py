@@ -24,6 +24,7 @@ from api.web.serializers import job_json
 from api.web.spec import Response as Responses
 from api.web.spec import endpoint, errors
 from api.web.uploads import check_uploads, save_uploads
+from api.web.views import domain_summary
 
 bp = Blueprint("jobs", __name__)
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -132,7 +133,7 @@ def list_jobs():
 def get_job(job_id: str):
     """One job with its counts, progress and timings."""
     job = jobs.get_job(db(), job_id)
-    return job_json(job, jobs.file_counts(db(), job_id))
+    return job_json(job, jobs.file_counts(db(), job_id)) | {"domain": domain_summary(job)}
 
 
 @bp.delete("/jobs/<job_id>")

@@ -106,10 +106,15 @@ class ResultView:
     labels: tuple[str, ...]
     uncertain_below: float
     channel_name: Callable[[int], str]
+    ood_above: float | None = None
 
-    def uncertain(self, confidence: float | None) -> bool | None:
-        """Whether ``confidence`` is under the threshold (None without a result)."""
-        return None if confidence is None else confidence < self.uncertain_below
+    def uncertain(self, confidence: float | None, ood: float | None = None) -> bool | None:
+        """Whether a result is uncertain (None without a result): its ``confidence`` is under
+        the threshold, or its audio's ``ood`` score is above ``ood_above`` (off-domain)."""
+        if confidence is None:
+            return None
+        off_domain = ood is not None and self.ood_above is not None and ood > self.ood_above
+        return confidence < self.uncertain_below or off_domain
 
     def ordered(self, values: Mapping[str, float] | None) -> dict[str, float]:
         """``values`` keyed by label, in the model's label order (unknown labels last)."""
@@ -160,7 +165,8 @@ def result_row(row: Any, view: ResultView, links: dict | None = None) -> dict:
         "channels": row.channels,
         "label": row.label,
         "confidence": row.confidence,
-        "uncertain": view.uncertain(row.confidence),
+        "uncertain": view.uncertain(row.confidence, row.ood),
+        "ood": row.ood,
         "probabilities": view.ordered(row.probabilities),
         "attempts": row.attempts,
         "error": row.error,
@@ -184,7 +190,8 @@ def segment_row(segment: Any, view: ResultView) -> dict:
         "end_s": segment.end_s,
         "label": segment.label,
         "confidence": segment.confidence,
-        "uncertain": view.uncertain(segment.confidence),
+        "uncertain": view.uncertain(segment.confidence, segment.ood),
+        "ood": segment.ood,
         "probabilities": view.ordered(segment.probabilities),
         "corrected_label": segment.corrected_label,
     }
@@ -194,7 +201,7 @@ def csv_header(labels: tuple[str, ...] | list[str]) -> list[str]:
     """Per-file CSV columns: file facts, one ``p_<label>`` per class, errors and provenance,
     then the timeline columns."""
     probabilities = (f"p_{label}" for label in labels)
-    return [*CSV_HEAD, *probabilities, *CSV_TAIL, *CSV_TIMELINE, "corrected_label"]
+    return [*CSV_HEAD, *probabilities, *CSV_TAIL, *CSV_TIMELINE, "ood", "corrected_label"]
 
 
 def csv_row(row: Any, view: ResultView) -> list:
@@ -204,16 +211,17 @@ def csv_row(row: Any, view: ResultView) -> list:
     head = [row.rel_path, row.state, row.duration_s, row.sample_rate, row.channels]
     head += [row.label, row.confidence]
     tail = [row.error, row.error_code, iso(row.processed_at), row.model_version]
-    timeline = [_csv_bool(view.uncertain(row.confidence)), row.segment_count]
+    timeline = [_csv_bool(view.uncertain(row.confidence, row.ood)), row.segment_count]
     timeline += [summary.get("dominant"), summary.get("speech_s"), summary.get("silence_s")]
     probabilities = (probs.get(label, "") for label in view.labels)
-    return [*head, *probabilities, *tail, *timeline, row.corrected_label]
+    return [*head, *probabilities, *tail, *timeline, row.ood, row.corrected_label]
 
 
 def segment_csv_header(labels: tuple[str, ...] | list[str]) -> list[str]:
     """Per-segment CSV columns: where the segment is, its label, one ``p_<label>`` per class,
     then ``uncertain``."""
-    return [*SEGMENT_CSV_HEAD, *(f"p_{label}" for label in labels), "uncertain", "corrected_label"]
+    probabilities = (f"p_{label}" for label in labels)
+    return [*SEGMENT_CSV_HEAD, *probabilities, "uncertain", "ood", "corrected_label"]
 
 
 def segment_csv_row(rel_path: str, segment: Any, view: ResultView) -> list:
@@ -221,9 +229,9 @@ def segment_csv_row(rel_path: str, segment: Any, view: ResultView) -> list:
     probs = segment.probabilities or {}
     head = [rel_path, segment.file_id, segment.channel, view.channel_name(segment.channel)]
     head += [segment.start_s, segment.end_s, segment.label, segment.confidence]
-    uncertain = _csv_bool(view.uncertain(segment.confidence))
+    uncertain = _csv_bool(view.uncertain(segment.confidence, segment.ood))
     probabilities = (probs.get(label, "") for label in view.labels)
-    return [*head, *probabilities, uncertain, segment.corrected_label]
+    return [*head, *probabilities, uncertain, segment.ood, segment.corrected_label]
 
 
 def csv_text(rows: Iterable[list], header: list[str] | None = None) -> str:

@@ -64,7 +64,7 @@ def seed_job(api_settings, labels):
     """``seed_job([(rel_path, label | None, confidence), ...], state=...) -> job id``: a job
     whose files already have results (label None = failed file)."""
 
-    def seed(specs, *, model_name=None, enumerated=True, pending=0) -> str:
+    def seed(specs, *, model_name=None, enumerated=True, pending=0, ood=None) -> str:
         from core.registry import ModelRegistry
 
         name = model_name or ModelRegistry(api_settings.models_dir).resolve().stem
@@ -91,6 +91,7 @@ def seed_job(api_settings, labels):
                     error=None if label else "not audio",
                     error_code=None if label else "not_audio",
                 )
+                pred.ood = ood
                 processing.record_result(s, file_id, pred, "test-version")
             if enumerated:
                 processing.finish_enumeration(s, job.id)
@@ -593,3 +594,25 @@ def test_health_checks_database_and_broker(client, make_app, tmp_path):
     (tmp_path / "no" / "such").write_text("a file where a folder should be")
     body = no_db.test_client().get("/api/v1/healthz").get_json()
     assert not body["checks"]["database"]["ok"] and body["checks"]["broker"]["ok"]
+
+
+def test_off_domain_audio_is_uncertain_and_summarised(make_app, seed_job, labels, api_settings):
+    """An ood score above the threshold flags a confident result uncertain, and the job says
+    how much of it is off-domain; without a threshold nothing is flagged for it."""
+    job_id = seed_job([("near.wav", labels[0], 0.9)], ood=0.5)
+    far = seed_job([(f"far{i}.wav", labels[0], 0.9) for i in range(3)], ood=0.999)
+    strict = make_app(ood_above=0.99).test_client()
+    near_item = strict.get(f"/api/v1/jobs/{job_id}/results").get_json()["items"][0]
+    assert (near_item["ood"], near_item["uncertain"]) == (0.5, False)
+    items = strict.get(f"/api/v1/jobs/{far}/results").get_json()["items"]
+    assert all(i["uncertain"] and i["ood"] == 0.999 for i in items)
+    domain = strict.get(f"/api/v1/jobs/{far}").get_json()["domain"]
+    assert domain == {"ood_above": 0.99, "scored": 3, "out_of_domain": 3, "share": 1.0,
+                      "warning": True}  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(strict.get(f"/api/v1/jobs/{far}/results.csv").text)))
+    assert {(r["ood"], r["uncertain"]) for r in rows} == {("0.999", "true")}
+    lenient = make_app(ood_above=None).test_client()  # aer8 suggests no ood threshold
+    assert not any(
+        i["uncertain"] for i in lenient.get(f"/api/v1/jobs/{far}/results").get_json()["items"]
+    )
+    assert lenient.get(f"/api/v1/jobs/{far}").get_json()["domain"]["warning"] is False

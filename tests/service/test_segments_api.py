@@ -261,7 +261,7 @@ def test_segment_csv_has_one_row_per_stored_segment(client, call_job, labels, se
     job_id = call_job["job"]["id"]
     header, rows = csv_rows(client, f"/api/v1/jobs/{job_id}/results.csv?granularity=segment")
     probabilities = [f"p_{label}" for label in labels]
-    assert header == [*SEGMENT_COLUMNS, *probabilities, "uncertain", "corrected_label"]
+    assert header == [*SEGMENT_COLUMNS, *probabilities, "uncertain", "ood", "corrected_label"]
     stored = stored_segments(settings, job_id)
     assert len(rows) == len(stored) > 0
     ids = {r["id"]: r["file"] for r in call_job["page"]["items"]}
@@ -307,7 +307,7 @@ def test_file_csv_has_one_row_per_file_with_timeline_columns(client, call_job, l
     assert (header, rows) == csv_rows(client, f"/api/v1/jobs/{job_id}/results.csv?granularity=file")
     assert [h for h in header if h.startswith("p_")] == [f"p_{label}" for label in labels]
     timeline = ["uncertain", "segment_count", "dominant", "speech_s", "silence_s"]
-    assert header[-6:] == [*timeline, "corrected_label"]
+    assert header[-7:] == [*timeline, "ood", "corrected_label"]
     assert sorted(r["file"] for r in rows) == ["call.wav", "clip.flac", "corrupt.wav"]
     for row in rows:
         result = call_job["results"][row["file"]]
