@@ -150,10 +150,10 @@ def test_upload_names_are_sanitized_and_unique(client, api_settings):
     )
     assert response.status_code == 202, response.data
     folder = api_settings.uploads_dir / response.get_json()["id"]
-    names = sorted(os.listdir(folder))
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert len(names) == 6 and len(set(n.lower() for n in names)) == 6
-    assert all(not n.startswith(".") and "/" not in n and ".." not in n for n in names)
-    assert {"escape.wav", "escape-1.wav", "win.wav", "hidden.wav"} <= set(names)
+    assert all(not n.startswith(".") and "/." not in n and ".." not in n for n in names)
+    assert {"escape.wav", "a/b/escape.wav", "win.wav", "hidden.wav"} <= set(names)
     assert "Überweisung Kunde 通话.wav" in names  # names are kept, not transliterated
     assert not (api_settings.data_dir / "escape.wav").exists()
     assert not list(api_settings.data_dir.parent.glob("escape*"))
