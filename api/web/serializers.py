@@ -21,6 +21,9 @@ CSV_HEAD = ("file", "state", "duration_s", "sample_rate", "channels", "label", "
 CSV_TAIL = ("error", "error_code", "processed_at", "model_version")
 #: Timeline columns at the end of the per-file CSV (from the file's segment summary).
 CSV_TIMELINE = ("uncertain", "segment_count", "dominant", "speech_s", "silence_s")
+#: Decimals of probabilities and confidences, and of seconds, in the CSV (unless full precision).
+PROBABILITY_DIGITS = 4
+SECONDS_DIGITS = 3
 #: Columns of the per-segment CSV before the probabilities (``uncertain`` comes last).
 SEGMENT_CSV_HEAD = (
     "file", "file_id", "channel", "channel_name", "start_s", "end_s", "label", "confidence"
@@ -99,12 +102,22 @@ class ResultView:
 
     ``labels`` are the model's classes in its order (probabilities are listed in that order:
     PostgreSQL's JSONB keeps no key order); ``uncertain_below`` is the confidence under which a
-    result is flagged ``uncertain``; ``channel_name`` names a channel index.
+    result is flagged ``uncertain``; ``channel_name`` names a channel index; ``full_precision``
+    keeps every digit of the CSV's numbers (else probabilities have 4 decimals, seconds 3).
     """
 
     labels: tuple[str, ...]
     uncertain_below: float
     channel_name: Callable[[int], str]
+    full_precision: bool = False
+
+    def p(self, value: Any) -> Any:
+        """A probability or confidence as the CSV shows it: 4 decimals unless full precision."""
+        return _rounded(value, None if self.full_precision else PROBABILITY_DIGITS)
+
+    def s(self, value: Any) -> Any:
+        """Seconds as the CSV shows them: 3 decimals (milliseconds) unless full precision."""
+        return _rounded(value, None if self.full_precision else SECONDS_DIGITS)
 
     def uncertain(self, confidence: float | None) -> bool | None:
         """Whether ``confidence`` is under the threshold (None without a result)."""
@@ -197,12 +210,13 @@ def csv_row(row: Any, view: ResultView) -> list:
     """One per-file CSV line (missing probabilities and summary values are left empty)."""
     probs = row.probabilities or {}
     summary = row.summary or {}
-    head = [row.rel_path, row.state, row.duration_s, row.sample_rate, row.channels]
-    head += [row.label, row.confidence]
+    head = [row.rel_path, row.state, view.s(row.duration_s), row.sample_rate, row.channels]
+    head += [row.label, view.p(row.confidence)]
     tail = [row.error, row.error_code, iso(row.processed_at), row.model_version]
     timeline = [_csv_bool(view.uncertain(row.confidence)), row.segment_count]
-    timeline += [summary.get("dominant"), summary.get("speech_s"), summary.get("silence_s")]
-    return [*head, *(probs.get(label, "") for label in view.labels), *tail, *timeline]
+    timeline += [summary.get("dominant"), view.s(summary.get("speech_s"))]
+    timeline += [view.s(summary.get("silence_s"))]
+    return [*head, *(view.p(probs.get(label, "")) for label in view.labels), *tail, *timeline]
 
 
 def segment_csv_header(labels: tuple[str, ...] | list[str]) -> list[str]:
@@ -215,9 +229,10 @@ def segment_csv_row(rel_path: str, segment: Any, view: ResultView) -> list:
     """One per-segment CSV line."""
     probs = segment.probabilities or {}
     head = [rel_path, segment.file_id, segment.channel, view.channel_name(segment.channel)]
-    head += [segment.start_s, segment.end_s, segment.label, segment.confidence]
+    head += [view.s(segment.start_s), view.s(segment.end_s), segment.label]
+    head += [view.p(segment.confidence)]
     uncertain = _csv_bool(view.uncertain(segment.confidence))
-    return [*head, *(probs.get(label, "") for label in view.labels), uncertain]
+    return [*head, *(view.p(probs.get(label, "")) for label in view.labels), uncertain]
 
 
 def csv_text(rows: Iterable[list], header: list[str] | None = None) -> str:
@@ -240,6 +255,12 @@ def _inert(cell: Any) -> Any:
     if isinstance(cell, str) and cell.startswith(_FORMULA_START):
         return "'" + cell
     return cell
+
+
+def _rounded(value: Any, digits: int | None) -> Any:
+    if digits is None or not isinstance(value, float):
+        return value
+    return round(value, digits)
 
 
 def _csv_bool(value: bool | None) -> str:
