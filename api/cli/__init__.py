@@ -195,7 +195,7 @@ def _upload(client, paths, *, quiet: bool = False, **options) -> dict:
                 sent += 1
                 bar.set_postfix_str(f"{sent}/{files} files")
 
-        return _call(client.submit_files, paths, on_chunk=on_chunk, **options)
+        return _call(client.submit_files, entries, on_chunk=on_chunk, **options)
 
 
 def run_demo(client, files: list[Path], *, quiet: bool = False) -> tuple[dict, list[dict]]:

@@ -36,10 +36,11 @@ class ClientError(Exception):
         self.message = message
 
 
-def upload_entries(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str]]:
+def upload_entries(paths: Sequence[str | os.PathLike | tuple[Path, str]]) -> list[tuple[Path, str]]:
     """``(file, upload name)`` for each path: a file under its own name; a folder's audio files
     and zip archives, recursively, named ``<folder name>/<path inside it>`` (hidden files and
-    folders skipped), so that ``d1/call.flac`` and ``d2/call.flac`` stay distinct.
+    folders skipped), so that ``d1/call.flac`` and ``d2/call.flac`` stay distinct; a
+    ``(file, upload name)`` pair as it is.
 
     Raises:
         ClientError: a folder holds no audio file or archive.
@@ -47,7 +48,11 @@ def upload_entries(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str]]
     from api.store.uploads import ARCHIVE_EXTENSIONS, AUDIO_EXTENSIONS  # the server's list
 
     entries = []
-    for path in map(Path, paths):
+    for item in paths:
+        if isinstance(item, tuple):
+            entries.append(item)
+            continue
+        path = Path(item)
         if not path.is_dir():
             entries.append((path, path.name))
             continue
@@ -71,14 +76,15 @@ def upload_entries(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str]]
 class Multipart:
     """A streaming ``multipart/form-data`` body: form fields plus files read chunk by chunk.
 
-    ``files`` are ``(field, path, file name)``; ``on_chunk(nbytes, file_done)`` is called as
-    each block of file data is sent, and with ``(0, True)`` after each file's last block.
+    ``files`` are ``(field, path)`` or ``(field, path, file name)``. ``on_chunk(nbytes,
+    file_done)`` is called as each block of file data is sent, and with ``(0, True)`` after
+    each file's last block.
     """
 
     def __init__(
         self,
         fields: Sequence[tuple[str, str]],
-        files: Sequence[tuple[str, Path, str]],
+        files: Sequence[tuple[str, Path] | tuple[str, Path, str]],
         *,
         on_chunk: Callable[[int, bool], None] | None = None,
     ):
@@ -88,7 +94,8 @@ class Multipart:
         for name, value in fields:
             head = f'Content-Disposition: form-data; name="{name}"\r\n\r\n{value}'
             self._parts.append((self._head(head), None))
-        for name, path, upload_name in files:
+        for name, path, *rest in files:
+            upload_name = rest[0] if rest else path.name
             ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             filename = upload_name.translate({ord(c): "_" for c in '"\r\n'})
             head = (
@@ -187,7 +194,7 @@ class AERClient:
 
     def submit_files(
         self,
-        paths: Sequence[str | os.PathLike],
+        paths: Sequence[str | os.PathLike | tuple[Path, str]],
         *,
         model: str | None = None,
         channels: str | None = None,
