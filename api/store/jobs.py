@@ -193,7 +193,7 @@ def find_job(session: Session, job_id: str) -> Job:
     if job is not None:
         return job
     prefix = job_id.lower()
-    if not MIN_ID_PREFIX <= len(prefix) < 32 or prefix.strip(_HEX):
+    if not MIN_ID_PREFIX <= len(prefix) <= 32 or prefix.strip(_HEX):
         raise JobNotFoundError(f"no job {job_id!r}")
     ids = session.scalars(select(Job.id).where(Job.id.startswith(prefix)).limit(2)).all()
     if not ids:

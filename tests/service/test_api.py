@@ -462,6 +462,7 @@ def test_every_job_path_takes_a_unique_id_prefix(client, api_settings):
     assert client.get(f"/api/v1/jobs/{stem.upper()}1").get_json()["id"] == second
     assert client.get(f"/api/v1/jobs/{stem}0/results").get_json()["job_id"] == first
     assert client.get(f"/api/v1/jobs/{first}").get_json()["id"] == first
+    assert client.get(f"/api/v1/jobs/{first.upper()}").get_json()["id"] == first
     response = client.get(f"/api/v1/jobs/{stem}")
     assert response.status_code == 409 and error_code(response) == "ambiguous_job_id"
     assert "several jobs" in response.get_json()["error"]["message"]
