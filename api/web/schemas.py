@@ -151,6 +151,11 @@ class ExportQuery(UncertainQuery):
     """``GET /jobs/{id}/results.csv``: one row per file (default) or per segment."""
 
     granularity: Literal["file", "segment"] = "file"
+    precision: Literal["rounded", "full"] = Field(
+        "rounded",
+        description="rounded: probabilities and confidences to 4 decimals, seconds to 3; "
+        "full: every digit stored",
+    )
 
 
 class LabelRequest(_Request):

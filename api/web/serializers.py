@@ -22,6 +22,9 @@ CSV_HEAD = ("file", "state", "duration_s", "sample_rate", "channels", "label", "
 CSV_TAIL = ("error", "error_code", "processed_at", "model_version")
 #: Timeline columns at the end of the per-file CSV (from the file's segment summary).
 CSV_TIMELINE = ("uncertain", "segment_count", "dominant", "speech_s", "silence_s")
+#: Decimals of probabilities and confidences, and of seconds, in the CSV (unless full precision).
+PROBABILITY_DIGITS = 4
+SECONDS_DIGITS = 3
 #: Columns of the per-segment CSV before the probabilities (``uncertain`` comes last).
 SEGMENT_CSV_HEAD = (
     "file", "file_id", "channel", "channel_name", "start_s", "end_s", "label", "confidence"
@@ -100,13 +103,23 @@ class ResultView:
 
     ``labels`` are the model's classes in its order (probabilities are listed in that order:
     PostgreSQL's JSONB keeps no key order); ``uncertain_below`` is the confidence under which a
-    result is flagged ``uncertain``; ``channel_name`` names a channel index.
+    result is flagged ``uncertain``; ``channel_name`` names a channel index; ``full_precision``
+    keeps every digit of the CSV's numbers (else probabilities have 4 decimals, seconds 3).
     """
 
     labels: tuple[str, ...]
     uncertain_below: float
     channel_name: Callable[[int], str]
     ood_above: float | None = None
+    full_precision: bool = False
+
+    def p(self, value: Any) -> Any:
+        """A probability or confidence as the CSV shows it: 4 decimals unless full precision."""
+        return _rounded(value, None if self.full_precision else PROBABILITY_DIGITS)
+
+    def s(self, value: Any) -> Any:
+        """Seconds as the CSV shows them: 3 decimals (milliseconds) unless full precision."""
+        return _rounded(value, None if self.full_precision else SECONDS_DIGITS)
 
     def uncertain(self, confidence: float | None, ood: float | None = None) -> bool | None:
         """Whether a result is uncertain (None without a result): its ``confidence`` is under
@@ -208,13 +221,14 @@ def csv_row(row: Any, view: ResultView) -> list:
     """One per-file CSV line (missing probabilities and summary values are left empty)."""
     probs = row.probabilities or {}
     summary = row.summary or {}
-    head = [row.rel_path, row.state, row.duration_s, row.sample_rate, row.channels]
-    head += [row.label, row.confidence]
+    head = [row.rel_path, row.state, view.s(row.duration_s), row.sample_rate, row.channels]
+    head += [row.label, view.p(row.confidence)]
     tail = [row.error, row.error_code, iso(row.processed_at), row.model_version]
     timeline = [_csv_bool(view.uncertain(row.confidence, row.ood)), row.segment_count]
-    timeline += [summary.get("dominant"), summary.get("speech_s"), summary.get("silence_s")]
-    probabilities = (probs.get(label, "") for label in view.labels)
-    return [*head, *probabilities, *tail, *timeline, row.ood, row.corrected_label]
+    timeline += [summary.get("dominant"), view.s(summary.get("speech_s"))]
+    timeline += [view.s(summary.get("silence_s"))]
+    probabilities = (view.p(probs.get(label, "")) for label in view.labels)
+    return [*head, *probabilities, *tail, *timeline, view.p(row.ood), row.corrected_label]
 
 
 def segment_csv_header(labels: tuple[str, ...] | list[str]) -> list[str]:
@@ -228,10 +242,11 @@ def segment_csv_row(rel_path: str, segment: Any, view: ResultView) -> list:
     """One per-segment CSV line."""
     probs = segment.probabilities or {}
     head = [rel_path, segment.file_id, segment.channel, view.channel_name(segment.channel)]
-    head += [segment.start_s, segment.end_s, segment.label, segment.confidence]
+    head += [view.s(segment.start_s), view.s(segment.end_s), segment.label]
+    head += [view.p(segment.confidence)]
     uncertain = _csv_bool(view.uncertain(segment.confidence, segment.ood))
-    probabilities = (probs.get(label, "") for label in view.labels)
-    return [*head, *probabilities, uncertain, segment.ood, segment.corrected_label]
+    probabilities = (view.p(probs.get(label, "")) for label in view.labels)
+    return [*head, *probabilities, uncertain, view.p(segment.ood), segment.corrected_label]
 
 
 def csv_text(rows: Iterable[list], header: list[str] | None = None) -> str:
@@ -254,6 +269,12 @@ def _inert(cell: Any) -> Any:
     if isinstance(cell, str) and cell.startswith(_FORMULA_START):
         return "'" + cell
     return cell
+
+
+def _rounded(value: Any, digits: int | None) -> Any:
+    if digits is None or not isinstance(value, float):
+        return value
+    return round(value, digits)
 
 
 def _csv_bool(value: bool | None) -> str:
