@@ -21,13 +21,13 @@ from api.store import jobs, processing
 from api.store.db import session_scope
 from api.store.settings import Settings
 from api.store.tables import utcnow
-from api.store.uploads import remove_stale_parts
+from api.store.uploads import remove_stale_parts, upload_dir
 from core.analyze import analyze_file
 from core.errors import ModelError
 from core.model import EmotionModel
 from core.predict import FilePrediction
 from worker.models import get_model
-from worker.sources import Listing, SourceError, list_folder, list_upload
+from worker.sources import Listing, SourceError, list_folder, list_upload, remove_extractions
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
         log.warning("job %s failed: %s", job_id, exc)
         with session_scope(settings) as session:
             processing.fail_job(session, job_id, str(exc))
+        drop_extractions(settings, job_id)
         return
     if listing.failed:
         failed = [(rel, path, str(exc), exc.code) for rel, path, exc in listing.failed]
@@ -93,11 +94,15 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
             ids = processing.insert_files(session, job_id, batch, lease_until=lease_until)
         chunks += enqueue_in_chunks(enqueue, job_id, ids, settings.chunk_size)
     with session_scope(settings) as session:
-        if processing.count_files(session, job_id) == 0:
+        empty = processing.count_files(session, job_id) == 0
+        if empty:
             processing.fail_job(session, job_id, "no audio files found")
-            log.warning("job %s failed: no audio files found", job_id)
-            return
-        processing.finish_enumeration(session, job_id)
+        else:
+            processing.finish_enumeration(session, job_id)
+    if empty:
+        log.warning("job %s failed: no audio files found", job_id)
+        drop_extractions(settings, job_id)
+        return
     log.info("job %s: %s files listed, %s chunks enqueued", job_id, len(entries), chunks)
     _try_finish(settings, job_id)
 
@@ -110,6 +115,8 @@ def _list_sources(settings: Settings, job) -> Listing:
             Path(job.source),
             max_files=settings.max_files_per_job,
             max_bytes=settings.max_extract_mb * 1024 * 1024,
+            max_archive_bytes=settings.max_archive_extract_mb * 1024 * 1024,
+            max_depth=settings.max_archive_depth,
             pattern=pattern,
         )
     folder = Path(job.source).resolve()
@@ -294,8 +301,17 @@ def analyze(
 
 def _try_finish(settings: Settings, job_id: str) -> None:
     with session_scope(settings) as session:
-        if processing.try_finish_job(session, job_id):
-            log.info("job %s finished", job_id)
+        finished = processing.try_finish_job(session, job_id)
+    if finished:
+        log.info("job %s finished", job_id)
+        drop_extractions(settings, job_id)
+
+
+def drop_extractions(settings: Settings, job_id: str) -> None:
+    """Delete the extracted zip contents of an ended job (unless ``AER_KEEP_EXTRACTED``): its
+    results are stored, and the zips themselves stay until the audio retention."""
+    if not settings.keep_extracted:
+        remove_extractions(upload_dir(settings, job_id))
 
 
 def run_sweep(

@@ -85,7 +85,7 @@ def _from_folder(job_id: str, body: FolderJobRequest) -> Job:
 @endpoint(
     form=UploadForm,
     json=FolderJobRequest,
-    resp=Responses(HTTP_202=JobModel, **errors(400, 403, 413, 415, 422)),
+    resp=Responses(HTTP_202=JobModel, **errors(400, 403, 413, 415, 422, 507)),
     tags=("jobs",),
 )
 def create_job():
