@@ -183,16 +183,19 @@ def list_upload(
 
 def remove_extractions(folder: Path) -> int:
     """Delete the extracted contents of an upload folder's zips (the zips themselves stay in
-    ``.archives/``); returns how many folders were removed."""
+    ``.archives/``); returns the bytes freed."""
     archives = folder / ARCHIVES_DIR
-    removed = 0
+    freed = 0
     for archive in sorted(archives.iterdir()) if archives.is_dir() else ():
         target = folder / archive.name
         if archive.is_file() and target.is_dir() and not target.is_symlink():
+            freed += _tree_size(target)
             shutil.rmtree(target, ignore_errors=True)
-            removed += 1
-    shutil.rmtree(folder / STAGING_DIR, ignore_errors=True)
-    return removed
+    staging = folder / STAGING_DIR
+    if staging.is_dir():
+        freed += _tree_size(staging)
+        shutil.rmtree(staging, ignore_errors=True)
+    return freed
 
 
 class ExtractBudget:
