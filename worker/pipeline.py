@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from api.store import jobs, processing
 from api.store.db import session_scope
+from api.store.redact import without_paths
 from api.store.settings import Settings
 from api.store.tables import utcnow
 from api.store.uploads import remove_stale_parts, upload_dir
@@ -74,11 +75,14 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
     except SourceError as exc:
         log.warning("job %s failed: %s", job_id, exc)
         with session_scope(settings) as session:
-            processing.fail_job(session, job_id, str(exc))
+            processing.fail_job(session, job_id, without_paths(str(exc), settings))
         drop_extractions(settings, job_id)
         return
     if listing.failed:
-        failed = [(rel, path, str(exc), exc.code) for rel, path, exc in listing.failed]
+        failed = [
+            (rel, path, without_paths(str(exc), settings), exc.code)
+            for rel, path, exc in listing.failed
+        ]
         with session_scope(settings) as session:
             processing.insert_failed_files(session, job_id, failed)
         for rel, _, error, _ in failed:
@@ -161,7 +165,8 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
     except ModelError as exc:
         log.error("job %s failed: model %r: %s", job_id, job.model_name, exc)
         with session_scope(settings) as session:
-            processing.fail_job(session, job_id, f"model {job.model_name!r} cannot be used: {exc}")
+            message = f"model {job.model_name!r} cannot be used: {exc}"
+            processing.fail_job(session, job_id, without_paths(message, settings))
         return 0
     with session_scope(settings) as session:
         processing.mark_job_running(session, job_id, model.version)
@@ -254,7 +259,7 @@ def _analyze_one(
         raise
     except Exception as exc:
         log.exception("job %s file %s (%s): unexpected error", job_id, file_id, path)
-        return f"internal error: {exc!r}"
+        return without_paths(f"internal error: {exc!r}", settings)
 
 
 def _process_file(
