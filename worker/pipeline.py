@@ -159,6 +159,7 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
         log.error("job %s failed: %s", job_id, exc)
         with session_scope(settings) as session:
             processing.fail_job(session, job_id, f"invalid job options: {exc}")
+        drop_extractions(settings, job_id)
         return 0
     try:
         model = get_model(settings, job.model_name)
@@ -167,6 +168,7 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
         with session_scope(settings) as session:
             message = f"model {job.model_name!r} cannot be used: {exc}"
             processing.fail_job(session, job_id, without_paths(message, settings))
+        drop_extractions(settings, job_id)
         return 0
     with session_scope(settings) as session:
         processing.mark_job_running(session, job_id, model.version)

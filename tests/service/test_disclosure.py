@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,8 @@ def test_job_and_file_errors_name_no_server_path(client, app_settings, model, wh
     folder.mkdir(parents=True)
     shutil.copy(CLIP, folder / CLIP.name)
     (folder / "bad.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    with zipfile.ZipFile(folder / "good.zip", "w") as zf:
+        zf.write(CLIP, "in/zip.flac")
     with session_scope(app_settings) as session:
         jobs.create_job(
             session,
@@ -135,6 +138,8 @@ def test_job_and_file_errors_name_no_server_path(client, app_settings, model, wh
         client.get(f"/api/v1/jobs/{job_id}/results.csv"),
         client.get("/api/v1/jobs"),
     ]
+    assert not (folder / "good.zip").exists()  # a failed job keeps no extraction either
+    assert (folder / ".archives" / "good.zip").is_file()
     results = answers[1].get_json()["items"]
     assert {r["file"]: r["error_code"] for r in results}["bad.zip"] == "bad_archive"
     for response in answers:
