@@ -363,7 +363,7 @@ def extract_zip(
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise BadArchiveError(f"archive {name!r} cannot be read: {exc}") from None
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # full disk, quota, ulimit
             raise StorageError(f"no disk space left to extract archive {name!r}") from None
         raise
 

@@ -8,6 +8,7 @@ real default model; the enqueue callable only collects the chunks.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -99,6 +100,35 @@ def test_declared_sizes_refuse_a_bomb_before_anything_is_written(tmp_path):
     with pytest.raises(ExtractLimitError, match="per archive"):
         extract_zip(archive, tmp_path / "out", max_files=10, budget=budget)
     assert disk_bytes(tmp_path / "out") == 0
+
+
+def test_a_full_disk_fails_the_archive_as_storage(tmp_path):
+    """A real write error from the kernel: a child process may write files of 1 MB at most
+    (``RLIMIT_FSIZE``, the nearest thing to a full disk that needs no privileges)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    archive = tmp_path / "big.zip"
+    archive.write_bytes(zip_bytes({"a.wav": b"a" * (3 * MB)}))
+    script = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        from pathlib import Path
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({MB}, {MB}))
+        from worker.sources import StorageError, list_upload
+        listing = list_upload(Path({str(tmp_path)!r}), max_files=10, max_bytes={64 * MB})
+        [(rel, _, exc)] = listing.failed
+        assert rel == "big.zip" and isinstance(exc, StorageError), exc
+        print(exc.code, exc)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("insufficient_storage no disk space left")
+    assert disk_bytes(tmp_path) - disk_bytes(tmp_path / ARCHIVES_DIR) == 0  # nothing half-written
 
 
 # --- nested archives -----------------------------------------------------------------------------
