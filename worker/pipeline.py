@@ -19,15 +19,16 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from api.store import jobs, processing
 from api.store.db import session_scope
+from api.store.redact import without_paths
 from api.store.settings import Settings
 from api.store.tables import utcnow
-from api.store.uploads import remove_stale_parts
+from api.store.uploads import remove_stale_parts, upload_dir
 from core.analyze import analyze_file
 from core.errors import ModelError
 from core.model import EmotionModel
 from core.predict import FilePrediction
 from worker.models import get_model
-from worker.sources import Listing, SourceError, list_folder, list_upload
+from worker.sources import Listing, SourceError, list_folder, list_upload, remove_extractions
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,14 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
     except SourceError as exc:
         log.warning("job %s failed: %s", job_id, exc)
         with session_scope(settings) as session:
-            processing.fail_job(session, job_id, str(exc))
+            processing.fail_job(session, job_id, without_paths(str(exc), settings))
+        drop_extractions(settings, job_id)
         return
     if listing.failed:
-        failed = [(rel, path, str(exc), exc.code) for rel, path, exc in listing.failed]
+        failed = [
+            (rel, path, without_paths(str(exc), settings), exc.code)
+            for rel, path, exc in listing.failed
+        ]
         with session_scope(settings) as session:
             processing.insert_failed_files(session, job_id, failed)
         for rel, _, error, _ in failed:
@@ -90,11 +95,15 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
             ids = processing.insert_files(session, job_id, batch, lease_until=lease_until)
         chunks += enqueue_in_chunks(enqueue, job_id, ids, settings.chunk_size)
     with session_scope(settings) as session:
-        if processing.count_files(session, job_id) == 0:
+        empty = processing.count_files(session, job_id) == 0
+        if empty:
             processing.fail_job(session, job_id, "no audio files found")
-            log.warning("job %s failed: no audio files found", job_id)
-            return
-        processing.finish_enumeration(session, job_id)
+        else:
+            processing.finish_enumeration(session, job_id)
+    if empty:
+        log.warning("job %s failed: no audio files found", job_id)
+        drop_extractions(settings, job_id)
+        return
     log.info("job %s: %s files listed, %s chunks enqueued", job_id, len(entries), chunks)
     _try_finish(settings, job_id)
 
@@ -107,6 +116,8 @@ def _list_sources(settings: Settings, job) -> Listing:
             Path(job.source),
             max_files=settings.max_files_per_job,
             max_bytes=settings.max_extract_mb * 1024 * 1024,
+            max_archive_bytes=settings.max_archive_extract_mb * 1024 * 1024,
+            max_depth=settings.max_archive_depth,
             pattern=pattern,
         )
     folder = Path(job.source).resolve()
@@ -145,13 +156,16 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
         log.error("job %s failed: %s", job_id, exc)
         with session_scope(settings) as session:
             processing.fail_job(session, job_id, f"invalid job options: {exc}")
+        drop_extractions(settings, job_id)
         return 0
     try:
         model = get_model(settings, job.model_name)
     except ModelError as exc:
         log.error("job %s failed: model %r: %s", job_id, job.model_name, exc)
         with session_scope(settings) as session:
-            processing.fail_job(session, job_id, f"model {job.model_name!r} cannot be used: {exc}")
+            message = f"model {job.model_name!r} cannot be used: {exc}"
+            processing.fail_job(session, job_id, without_paths(message, settings))
+        drop_extractions(settings, job_id)
         return 0
     with session_scope(settings) as session:
         processing.mark_job_running(session, job_id, model.version)
@@ -244,7 +258,7 @@ def _analyze_one(
         raise
     except Exception as exc:
         log.exception("job %s file %s (%s): unexpected error", job_id, file_id, path)
-        return f"internal error: {exc!r}"
+        return without_paths(f"internal error: {exc!r}", settings)
 
 
 def _process_file(
@@ -285,8 +299,17 @@ def analyze(
 
 def _try_finish(settings: Settings, job_id: str) -> None:
     with session_scope(settings) as session:
-        if processing.try_finish_job(session, job_id):
-            log.info("job %s finished", job_id)
+        finished = processing.try_finish_job(session, job_id)
+    if finished:
+        log.info("job %s finished", job_id)
+        drop_extractions(settings, job_id)
+
+
+def drop_extractions(settings: Settings, job_id: str) -> None:
+    """Delete the extracted zip contents of an ended job (unless ``AER_KEEP_EXTRACTED``): its
+    results are stored, and the zips themselves stay until the audio retention."""
+    if not settings.keep_extracted:
+        remove_extractions(upload_dir(settings, job_id))
 
 
 def run_sweep(

@@ -10,9 +10,16 @@ import logging
 
 from amqp.exceptions import ChannelError
 
-from api.store.queue import CHUNK_QUEUE, CHUNK_TASK, ENUMERATE_TASK, SWEEP_TASK, TRAIN_TASK
+from api.store.queue import (
+    CHUNK_QUEUE,
+    CHUNK_TASK,
+    ENUMERATE_TASK,
+    PURGE_TASK,
+    SWEEP_TASK,
+    TRAIN_TASK,
+)
 from api.store.settings import load_settings
-from worker import pipeline, training
+from worker import pipeline, retention, training
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,12 @@ def sweep() -> dict[str, int]:
     return pipeline.run_sweep(
         load_settings(), enqueue_chunk, enqueue_enumeration, queue_idle=chunk_queue_idle()
     )
+
+
+@app.task(name=PURGE_TASK)
+def purge() -> dict[str, int]:
+    """Delete audio, extracted zips and results past their retention (``purges`` records it)."""
+    return retention.run_purge(load_settings())
 
 
 def enqueue_enumeration(job_id: str) -> None:

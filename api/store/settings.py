@@ -108,7 +108,46 @@ class Settings(BaseSettings):
     max_extract_mb: int = Field(
         0, ge=0, description="most bytes the zips of one job may expand to; default 4 × upload"
     )
+    max_archive_extract_mb: int = Field(
+        0,
+        ge=0,
+        description="most bytes one zip (with the zips inside it) may expand to; "
+        "default 2 × upload",
+    )
+    max_archive_depth: int = Field(
+        2, ge=0, description="how deep zips inside zips are extracted; deeper ones fail as a file"
+    )
     max_files_per_job: int = Field(10_000, ge=1, description="most files one job may list")
+    max_json_kb: int = Field(
+        4096, ge=1, description="largest JSON request body, checked before parsing (413 above)"
+    )
+    max_json_depth: int = Field(
+        32, ge=1, description="deepest nesting of a JSON request body (400 `too_deep` above)"
+    )
+    min_free_mb: int = Field(
+        64,
+        ge=0,
+        description="uploads stop with 507 `insufficient_storage` when the data "
+        "directory's disk has less free space than this",
+    )
+    retention_days: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="days after a job ends that its uploaded and extracted audio is deleted; "
+        "unset: kept",
+    )
+    results_retention_days: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="days after a job ends that the job and its results are deleted; unset: kept",
+    )
+    keep_extracted: bool = Field(
+        False,
+        description="keep extracted zip contents after the job ends (until "
+        "`AER_RETENTION_DAYS`), for a player that serves them; default deleted at the end",
+    )
     max_duration_s: float = Field(
         600.0, gt=0, description="longer files fail with `too_long`", allow_inf_nan=False
     )
@@ -188,6 +227,7 @@ class Settings(BaseSettings):
             "database_url": self.database_url or f"sqlite:///{self.data_dir / 'aer.db'}",
             "custom_models_dir": self.custom_models_dir or self.data_dir / "models",
             "max_extract_mb": self.max_extract_mb or 4 * self.max_upload_mb,
+            "max_archive_extract_mb": self.max_archive_extract_mb or 2 * self.max_upload_mb,
             "visibility_timeout_s": self.visibility_timeout_s or 2 * limit,
             "lease_s": self.lease_s or limit + max(60, limit // 6),
         }

@@ -1,4 +1,5 @@
-"""Database tables (SQLAlchemy 2 typed ORM): ``jobs``, their ``files`` and the files' ``segments``.
+"""Database tables (SQLAlchemy 2 typed ORM): ``jobs``, their ``files`` and the files' ``segments``;
+``purges``, the record of what the retention task deleted.
 
 The schema is created and changed only by the Alembic migrations in ``migrations/``; keep this
 module and the newest migration in step (``tests/service/test_db.py`` compares them).
@@ -46,6 +47,7 @@ __all__ = [
     "FileState",
     "Job",
     "JobState",
+    "Purge",
     "Segment",
     "Training",
     "TrainingState",
@@ -248,3 +250,26 @@ class Training(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+#: What a purge deletes: a job's audio, its extracted zips, or the job and its results.
+PURGE_KINDS = ("audio", "extracted", "results")
+
+
+class Purge(Base):
+    """One run of the retention task that deleted something: what, when, how much."""
+
+    __tablename__ = "purges"
+    __table_args__ = (CheckConstraint(_in("kind", PURGE_KINDS), name="kind"), Index(None, "ran_at"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ran_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Jobs that ended before this were purged (None: not a matter of age, e.g. extractions).
+    cutoff: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    jobs: Mapped[int]
+    files: Mapped[int]
+    bytes: Mapped[int] = mapped_column(BigInteger)
+
+    def __repr__(self) -> str:
+        return f"<Purge {self.kind} {self.jobs} jobs at {self.ran_at}>"

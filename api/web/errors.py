@@ -7,9 +7,10 @@ raised below the API (``api.store``, ``core``) are mapped here by their ``status
 
 from __future__ import annotations
 
+import errno
 import logging
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from core.errors import (
@@ -35,7 +36,10 @@ HTTP_CODES = {
     422: "invalid_parameters",
     500: "internal_error",
     503: "unavailable",
+    507: "insufficient_storage",
 }
+#: ``errno`` values of a full disk or an exhausted quota.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 # Most specific first: the first matching class gives the status.
 _CORE_STATUS: tuple[tuple[type[AERError], int], ...] = (
@@ -80,12 +84,38 @@ def error_response(
     return jsonify(error=body), status
 
 
+def _too_large_message() -> str:
+    # werkzeug raises the same 413 for a body over MAX_CONTENT_LENGTH and for a form with too
+    # many parts (or a text field over MAX_FORM_MEMORY_SIZE): the declared length tells which.
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    length = request.content_length
+    if limit and (length is None or length > limit):
+        return f"the request is larger than the upload limit of {limit // 2**20} MB"
+    parts = current_app.config.get("MAX_FORM_PARTS")
+    field_kb = (current_app.config.get("MAX_FORM_MEMORY_SIZE") or 0) // 1000
+    return (
+        f"the form has more than {parts} parts (AER_MAX_FILES_PER_JOB files and a few "
+        f"fields) or a text field over {field_kb} KB"
+    )
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says the disk or a quota is full."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return True
+        if "database or disk is full" in str(getattr(exc, "orig", "") or ""):
+            return True  # SQLite's way of saying ENOSPC
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _handle_http(exc: HTTPException) -> Response:
     status = exc.code or 500
     message = exc.description or ""
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if status == 413 and limit:
-        message = f"the request is larger than the upload limit of {limit // 2**20} MB"
+    if status == 413:
+        message = _too_large_message()
     response, _ = error_response(status, HTTP_CODES.get(status, "error"), message)
     response.status_code = status
     # Keep headers such as Allow (405) that werkzeug attaches to the exception.
@@ -102,6 +132,9 @@ def _handle_any(exc: Exception) -> tuple[Response, int]:
     code = getattr(exc, "code", None)
     if isinstance(exc, AERError) and not status:
         status = next((s for cls, s in _CORE_STATUS if isinstance(exc, cls)), 500)
+    if is_disk_full(exc):
+        log.error("disk full: %r", exc)
+        return error_response(507, HTTP_CODES[507], "not enough disk space; try again later")
     if isinstance(status, int) and 400 <= status < 600:
         code = code if isinstance(code, str) else HTTP_CODES.get(status, "error")
         message = getattr(exc, "message", None) or str(exc) or HTTP_CODES.get(status, "error")

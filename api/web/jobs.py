@@ -31,16 +31,23 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 def resolve_model(name: str) -> str:
-    """The registry name of model ``name`` (``"default"`` resolved); 422 when unknown."""
+    """The registry name of model ``name`` (``"default"`` resolved); 422 when unknown, or when
+    its files fail the checks of loading (``model_unavailable``)."""
     if not _MODEL_NAME.fullmatch(name) or name.endswith((".skops", ".json")):
         raise invalid("model", f"{name!r} is not a model name (see GET /api/v1/models)")
     from core.errors import ModelNotFoundError
+    from core.registry import artifact_problem
 
     try:
-        return registry().resolve(name).stem
+        path = registry().resolve(name)
     except ModelNotFoundError:
         message = f"unknown model {name!r} (see GET /api/v1/models)"
         raise APIError(message, status=422, code="model_not_found") from None
+    problem = artifact_problem(path)
+    if problem:
+        message = f"model {path.stem!r} is unavailable: {problem}"
+        raise APIError(message, status=422, code="model_unavailable")
+    return path.stem
 
 
 def _submit(job_id: str, kind: str, source: str, options: JobOptions, **extra) -> Job:
@@ -86,7 +93,7 @@ def _from_folder(job_id: str, body: FolderJobRequest) -> Job:
 @endpoint(
     form=UploadForm,
     json=FolderJobRequest,
-    resp=Responses(HTTP_202=JobModel, **errors(400, 403, 413, 415, 422)),
+    resp=Responses(HTTP_202=JobModel, **errors(400, 403, 413, 415, 422, 507)),
     tags=("jobs",),
 )
 def create_job():

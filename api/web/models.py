@@ -3,6 +3,8 @@ people's labels (``POST /models``, polled at ``/trainings/{id}``)."""
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from flask import Blueprint, request, url_for
 
 from api.store import jobs, trainings
@@ -16,20 +18,33 @@ from api.web.spec import endpoint, errors
 
 bp = Blueprint("models", __name__)
 _PUBLIC_MODEL_FIELDS = (
-    "name", "version", "labels", "feature_set", "preset", "metrics", "created", "default", "error"
+    "name", "version", "labels", "feature_set", "preset", "metrics", "created", "default",
+    "available", "reason",
 )  # fmt: skip
 
 
 def _public(entry: dict) -> dict:
-    return {k: entry[k] for k in _PUBLIC_MODEL_FIELDS if k in entry}
+    item = {k: entry[k] for k in _PUBLIC_MODEL_FIELDS if k in entry}
+    if "metrics" in item:
+        item["metrics"] = _public_metrics(item["metrics"])
+    return item
 
 
 @bp.get("/models")
 @endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",))
 def list_models():
-    """Models in the registry, with labels, metrics and the default (no server paths)."""
+    """Models in the registry, with labels, metrics and the default (no server paths); a model
+    whose files fail the checks of loading is listed ``available: false`` with the reason."""
     items = [_public(entry) for entry in registry().list()]
     return {"items": items, "default": settings().default_model}
+
+
+def _public_metrics(metrics: dict) -> dict:
+    # The training run records where it wrote its plots: names only, not that machine's paths.
+    plots = metrics.get("plots")
+    if not isinstance(plots, list):
+        return metrics
+    return {**metrics, "plots": [PurePath(str(p)).name for p in plots]}
 
 
 @bp.get("/models/<name>")
@@ -49,7 +64,6 @@ def get_model(name: str):
 
 def _check_request(body: TrainingRequest) -> dict:
     from core.custom import check_name
-
     from core.errors import DatasetError
     from core.presets import PRESETS
 

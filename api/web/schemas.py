@@ -387,7 +387,8 @@ class SegmentPage(_Response):
 
 
 class ModelInfo(_Response):
-    """A model of the registry (no server paths); ``error`` when its files cannot be read."""
+    """A model of the registry (no server paths); ``available: false`` with a ``reason`` when its
+    files fail the checks of loading (checksum, versions, trusted types): jobs refuse it."""
 
     name: str
     version: str | None = None
@@ -397,7 +398,8 @@ class ModelInfo(_Response):
     metrics: dict[str, Any] | None = None
     created: str | None = None
     default: bool
-    error: str | None = None
+    available: bool
+    reason: str | None = None
 
 
 class ModelList(_Response):
@@ -406,7 +408,10 @@ class ModelList(_Response):
 
 
 class HealthCheck(_Response):
+    """One part: ``ok`` or ``degraded``; ``error`` (the driver's message) only for admins."""
+
     ok: bool
+    status: Literal["ok", "degraded"]
     error: str | None = None
 
 

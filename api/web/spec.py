@@ -14,11 +14,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 from spectree import Response, SpecTree
 from spectree.plugins.base import Context
 
+from api.web.bodies import read_json
 from api.web.errors import APIError
 from api.web.schemas import ErrorResponse
 
@@ -56,9 +57,10 @@ def _parse(model: type[BaseModel] | None, data: Any) -> BaseModel | None:
 
 
 def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if body is None:
-        raise APIError("the body is not valid JSON", status=400)
+    settings = current_app.config["AER_SETTINGS"]
+    body = read_json(
+        request, max_bytes=settings.max_json_kb * 1024, max_depth=settings.max_json_depth
+    )
     if not isinstance(body, dict):
         raise APIError("the JSON body must be an object", status=400)
     return body

@@ -54,6 +54,14 @@ def test_every_variable_is_read(tmp_path):
         "AER_CHANNEL_NAMES": "1=caller,0=advisor",
         "AER_UNCERTAIN_BELOW": "0.4",
         "AER_OOD_ABOVE": "0.95",
+        "AER_MAX_ARCHIVE_EXTRACT_MB": "150",
+        "AER_MAX_ARCHIVE_DEPTH": "1",
+        "AER_MAX_JSON_KB": "64",
+        "AER_MAX_JSON_DEPTH": "8",
+        "AER_MIN_FREE_MB": "10",
+        "AER_RETENTION_DAYS": "30",
+        "AER_RESULTS_RETENTION_DAYS": "90.5",
+        "AER_KEEP_EXTRACTED": "true",
     }
     s = load_settings(env)
     assert s == Settings(
@@ -78,6 +86,14 @@ def test_every_variable_is_read(tmp_path):
         channel_names=((0, "advisor"), (1, "caller")),
         uncertain_below=0.4,
         ood_above=0.95,
+        max_archive_extract_mb=150,
+        max_archive_depth=1,
+        max_json_kb=64,
+        max_json_depth=8,
+        min_free_mb=10,
+        retention_days=30,
+        results_retention_days=90.5,
+        keep_extracted=True,
     )
     assert s.celery_broker_url == "redis://broker:6379/0"
     # every AER_ variable the README documents is one load_settings reads
