@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from api.store import jobs, processing
 from api.store.db import session_scope
+from api.store.quotas import job_file_limit
 from api.store.settings import Settings
 from api.store.tables import utcnow
 from api.store.uploads import remove_stale_parts
@@ -108,7 +109,7 @@ def _list_sources(settings: Settings, job) -> Listing:
     if job.source_kind == "upload":
         return list_upload(
             Path(job.source),
-            max_files=settings.max_files_per_job,
+            max_files=job_file_limit(settings, options),
             max_bytes=settings.max_extract_mb * 1024 * 1024,
             pattern=pattern,
         )
@@ -120,7 +121,7 @@ def _list_sources(settings: Settings, job) -> Listing:
         roots=settings.allowed_roots,
         recursive=bool(options.get("recursive", True)),
         pattern=pattern,
-        max_files=settings.max_files_per_job,
+        max_files=job_file_limit(settings, options),
     )
     return Listing(files)
 

@@ -16,7 +16,7 @@ _PUBLIC_MODEL_FIELDS = (
 
 
 @bp.get("/models")
-@endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",))
+@endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",), scope="read")
 def list_models():
     """Models in the registry, with labels, metrics and the default (no server paths)."""
     items = [
