@@ -67,11 +67,12 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
         job = processing.claim_enumeration(
             session, job_id, lease_s=settings.lease_s, max_attempts=settings.max_attempts
         )
+        max_files = job_file_limit(session, settings, job.tenant_id) if job else 0
     if job is None:
         log.info("job %s: nothing to enumerate (finished, cancelled or enumerated)", job_id)
         return
     try:
-        listing = _list_sources(settings, job)
+        listing = _list_sources(settings, job, max_files)
     except SourceError as exc:
         log.warning("job %s failed: %s", job_id, exc)
         with session_scope(settings) as session:
@@ -103,13 +104,13 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
     _try_finish(settings, job_id)
 
 
-def _list_sources(settings: Settings, job) -> Listing:
+def _list_sources(settings: Settings, job, max_files: int) -> Listing:
     options = job.options or {}
     pattern = options.get("pattern") or None
     if job.source_kind == "upload":
         return list_upload(
             Path(job.source),
-            max_files=job_file_limit(settings, options),
+            max_files=max_files,
             max_bytes=settings.max_extract_mb * 1024 * 1024,
             pattern=pattern,
         )
@@ -121,7 +122,7 @@ def _list_sources(settings: Settings, job) -> Listing:
         roots=settings.allowed_roots,
         recursive=bool(options.get("recursive", True)),
         pattern=pattern,
-        max_files=job_file_limit(settings, options),
+        max_files=max_files,
     )
     return Listing(files)
 

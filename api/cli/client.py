@@ -81,9 +81,12 @@ class Multipart:
 class AERClient:
     """Talks to one AER server at ``base_url`` (the API lives under ``/api/v1``)."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, api_key: str | None = None, timeout: float = 60.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -106,7 +109,7 @@ class AERClient:
         self, method: str, path: str, *, query: dict | None = None, body: Any = None
     ) -> dict | None:
         """Send one request and decode the JSON answer (``None`` for 204)."""
-        data, headers = None, {"Accept": "application/json"}
+        data, headers = None, {"Accept": "application/json", **self._auth}
         if isinstance(body, Multipart):
             data = iter(body)
             headers["Content-Type"] = body.content_type
@@ -188,7 +191,7 @@ class AERClient:
         (a path or a binary file); returns the bytes written."""
         query = {"granularity": granularity, "uncertain_below": uncertain_below}
         url = self._url(f"/jobs/{job_id}/results.csv", query)
-        req = Request(url, headers={"Accept": "text/csv"})
+        req = Request(url, headers={"Accept": "text/csv", **self._auth})
         written = 0
         with self._open(req) as resp, _binary_out(dest) as out:
             while chunk := resp.read(_CHUNK):

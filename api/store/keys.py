@@ -151,7 +151,7 @@ def authenticate(session: Session, key: str) -> Principal | None:
     if row is None or not hmac.compare_digest(row.secret_hash, hash_secret(parts[1])):
         return None
     now = utcnow()
-    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    if not _usable(row, now):
         return None
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         session.execute(
@@ -160,6 +160,20 @@ def authenticate(session: Session, key: str) -> Principal | None:
             .values(last_used_at=now)
             .execution_options(synchronize_session=False)
         )
+    return _principal(row)
+
+
+def principal_of(session: Session, key_id: int) -> Principal | None:
+    """The principal of key ``key_id`` while it is usable (for a login session), else None."""
+    row = session.get(ApiKey, key_id) if 0 <= key_id < 2**31 else None
+    return _principal(row) if row is not None and _usable(row, utcnow()) else None
+
+
+def _usable(row: ApiKey, now: datetime) -> bool:
+    return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
+
+
+def _principal(row: ApiKey) -> Principal:
     return Principal(row.tenant_id, frozenset(row.scopes.split()), row.id, row.prefix)
 
 
@@ -196,10 +210,7 @@ def has_admin_key(session: Session) -> bool:
     """Whether some unrevoked, unexpired key holds the ``admin`` scope."""
     now = utcnow()
     rows = session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None)))
-    return any(
-        "admin" in row.scopes.split() and (row.expires_at is None or row.expires_at > now)
-        for row in rows
-    )
+    return any("admin" in row.scopes.split() and _usable(row, now) for row in rows)
 
 
 def bootstrap_admin_key(session: Session, settings: Settings) -> str | None:

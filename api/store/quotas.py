@@ -6,18 +6,12 @@ default. A refusal is a :class:`QuotaExceededError` naming the quota and its set
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.store.errors import StoreError
 from api.store.settings import PREFIX, Settings
 from api.store.tables import ACTIVE_JOB_STATES, Job, Tenant
-
-#: Key of a job's options holding its tenant's files-per-job limit (read by the worker).
-MAX_FILES_OPTION = "max_files"
 
 
 class QuotaExceededError(StoreError):
@@ -47,7 +41,8 @@ def check_new_job(
     ``size`` bytes would exceed a quota of ``tenant_id``; returns its files-per-job limit.
 
     Active jobs over the limit answer 429 (retry once some finish); too many files or bytes
-    answer 413.
+    answer 413. Zips and folders are counted by the worker, against the same files limit
+    (:func:`job_file_limit`).
     """
     active = session.scalar(
         select(func.count())
@@ -83,10 +78,7 @@ def check_new_job(
     return max_files
 
 
-def job_file_limit(settings: Settings, options: Mapping[str, Any] | None) -> int:
-    """How many files a job may list: ``AER_MAX_FILES_PER_JOB``, or less when its tenant's
-    quota (recorded in its options at submission) is lower."""
-    own = (options or {}).get(MAX_FILES_OPTION)
-    if isinstance(own, int) and not isinstance(own, bool) and own > 0:
-        return min(own, settings.max_files_per_job)
-    return settings.max_files_per_job
+def job_file_limit(session: Session, settings: Settings, tenant_id: str) -> int:
+    """How many files a job of ``tenant_id`` may list: ``AER_MAX_FILES_PER_JOB``, or less when
+    the tenant's quota is lower (the worker enforces it on zips and folders)."""
+    return min(settings.max_files_per_job, limit(session, settings, tenant_id, "max_files_per_job"))

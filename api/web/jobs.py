@@ -57,12 +57,12 @@ def _submit(
     **extra,
 ) -> Job:
     model = resolve_model(options.model or settings().default_model)
-    max_files = quotas.check_new_job(db(), settings(), tenant(), files=files, size=size)
+    quotas.check_new_job(db(), settings(), tenant(), files=files, size=size)
     return jobs.create_job(
         db(),
         source_kind=kind,
         source=source,
-        options={**options.as_options(), **extra, quotas.MAX_FILES_OPTION: max_files},
+        options={**options.as_options(), **extra},
         model_name=model,
         tenant_id=tenant(),
         job_id=job_id,

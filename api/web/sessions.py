@@ -25,7 +25,6 @@ from flask.sessions import SecureCookieSessionInterface
 from api.store import keys
 from api.store.keys import Principal
 from api.store.settings import Settings
-from api.store.tables import ApiKey, utcnow
 from api.web.auth import PUBLIC, SESSION, requires
 from api.web.context import db
 from api.web.errors import APIError
@@ -86,11 +85,8 @@ def current_user() -> Principal | None:
     """The principal of the logged-in session, or None (also when its key stopped working)."""
     if "aer_user" in g:
         return g.aer_user
-    row = db().get(ApiKey, session["key_id"]) if isinstance(session.get("key_id"), int) else None
-    user = None
-    if row is not None and row.revoked_at is None:
-        if row.expires_at is None or row.expires_at > utcnow():
-            user = Principal(row.tenant_id, frozenset(row.scopes.split()), row.id, row.prefix)
+    key_id = session.get("key_id")
+    user = keys.principal_of(db(), key_id) if isinstance(key_id, int) else None
     g.aer_user = user
     return user
 

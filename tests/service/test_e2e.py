@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.auth import authenticated, create_key
 from tests.openapi_check import check_responses
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
@@ -31,7 +32,7 @@ def client(settings, celery_worker):
     from api.store.db import get_engine
     from api.web.app import create_app
 
-    app = check_responses(create_app(settings))
+    app = authenticated(check_responses(create_app(settings)), create_key(settings))
     app.config["TESTING"] = True
     yield app.test_client()
     get_engine(settings.database_url).dispose()  # close pooled connections before the drop

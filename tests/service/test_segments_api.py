@@ -19,9 +19,10 @@ from sqlalchemy import event, select
 
 from api.store.db import get_engine, session_scope
 from api.store.settings import ConfigError, load_settings
-from api.store.tables import Segment
+from api.store.tables import DEFAULT_TENANT, Segment
 from core.datasets import parse_ravdess_name
 from core.timeline import most_overlapped
+from tests.auth import authenticated, create_key
 from tests.openapi_check import check_responses
 from tests.service.test_timeline_worker import CALL_SR, CLIPS, SLACK_S, TURNS, write_call
 
@@ -38,7 +39,7 @@ def call_app(settings, celery_worker):
     """The API app over the worker's settings (the worker is running)."""
     from api.web.app import create_app
 
-    app = check_responses(create_app(settings))
+    app = authenticated(check_responses(create_app(settings)), create_key(settings))
     app.config["TESTING"] = True
     yield app
     get_engine(settings.database_url).dispose()  # close pooled connections before the drop
@@ -361,7 +362,7 @@ def test_uncertain_default_comes_from_settings_then_the_model(call_job, settings
     (models / f"{name}.skops").symlink_to(settings.models_dir / f"{name}.skops")
 
     def threshold(**changes) -> float:
-        app = create_app(settings.model_copy(update=changes))
+        app = authenticated(create_app(settings.model_copy(update=changes)), create_key(settings))
         url = f"/api/v1/jobs/{job['id']}/results"
         return app.test_client().get(url).get_json()["uncertain_below"]
 
@@ -394,7 +395,12 @@ def test_unknown_job_or_file_is_a_json_404(client, call_job, settings):
     )
     with session_scope(settings) as session:  # another job (never enqueued)
         other = jobs.create_job(
-            session, source_kind="folder", source="/nowhere", options={}, model_name="default"
+            session,
+            source_kind="folder",
+            source="/nowhere",
+            options={},
+            model_name="default",
+            tenant_id=DEFAULT_TENANT,
         ).id
     for path in (
         f"{other}/files/{call['id']}",
