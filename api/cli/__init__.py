@@ -449,6 +449,29 @@ def keys_generate() -> None:
     click.echo(generate_key())
 
 
+@cli.group()
+def tenants() -> None:
+    """Tenants' own quotas, on the database directly (defaults: AER_TENANT_*)."""
+
+
+@tenants.command("quota")
+@click.argument("tenant")
+@click.option("--max-active-jobs", type=click.IntRange(0), help="0: back to the default.")
+@click.option("--max-files-per-job", type=click.IntRange(0), help="0: back to the default.")
+@click.option("--max-stored-mb", type=click.IntRange(0), help="0: back to the default.")
+def tenants_quota(tenant: str, **limits: int | None) -> None:
+    """Set TENANT's own quotas (the tenant is created when new) and print them."""
+    from api.store.db import session_scope
+    from api.store.quotas import QUOTAS, set_limits
+
+    given = {name: value for name, value in limits.items() if value is not None}
+    with session_scope(_settings()) as session, _store_errors():
+        row = set_limits(session, tenant, **given)
+        own = {name: getattr(row, name) for name in QUOTAS}
+    for name, value in own.items():
+        click.echo(f"{name}\t{value if value is not None else 'default'}")
+
+
 @contextmanager
 def _store_errors():
     from api.store.errors import StoreError

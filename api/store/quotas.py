@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.store.errors import StoreError
+from api.store.keys import ensure_tenant
 from api.store.settings import PREFIX, Settings
 from api.store.tables import ACTIVE_JOB_STATES, Job, Tenant
 
@@ -82,3 +83,20 @@ def job_file_limit(session: Session, settings: Settings, tenant_id: str) -> int:
     """How many files a job of ``tenant_id`` may list: ``AER_MAX_FILES_PER_JOB``, or less when
     the tenant's quota is lower (the worker enforces it on zips and folders)."""
     return min(settings.max_files_per_job, limit(session, settings, tenant_id, "max_files_per_job"))
+
+
+#: The quotas a tenant may have its own value for (a column of ``tenants`` each).
+QUOTAS = ("max_active_jobs", "max_files_per_job", "max_stored_mb")
+
+
+def set_limits(session: Session, tenant_id: str, **limits: int | None) -> Tenant:
+    """Give ``tenant_id`` (created when new) its own value for some :data:`QUOTAS`; 0 or None
+    returns a quota to its ``AER_TENANT_*`` default."""
+    unknown = set(limits) - set(QUOTAS)
+    if unknown:
+        raise ValueError(f"unknown quotas: {', '.join(sorted(unknown))}")
+    tenant = ensure_tenant(session, tenant_id)
+    for name, value in limits.items():
+        setattr(tenant, name, value or None)
+    session.flush()
+    return tenant

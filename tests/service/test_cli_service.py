@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from api.cli import cli, demo_table, run_demo
+from api.cli import _demo_key, cli, demo_table, run_demo
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
 CLIPS = sorted(FIXTURES.glob("*.flac"))
@@ -95,12 +95,17 @@ def test_embedded_stack_serves_the_cli_client_and_the_demo(tmp_path, model_label
         assert settings.embedded_redis_socket.exists()
         health = AERClient(url).health()
         assert health["status"] == "ok"
+        key = _demo_key(settings)
+        result = runner.invoke(cli, ["status", "nope", "--url", url])  # no key
+        assert result.exit_code == 1 and "401" in result.output
 
-        result = runner.invoke(cli, ["submit", str(CLIPS[0]), str(archive), "--wait", "--url", url])
+        args = ["submit", str(CLIPS[0]), str(archive), "--wait", "--url", url, "--api-key", key]
+        result = runner.invoke(cli, args)
         assert result.exit_code == 0, repr(result.exception) + result.output + _log(tmp_path)
         job_id = result.stdout.split()[0]
         assert "succeeded, 3 done, 0 failed of 3" in result.stderr
 
+        runner = CliRunner(env={"AER_API_KEY": key})  # the key from the environment
         result = runner.invoke(cli, ["status", job_id, "--url", url])
         assert result.exit_code == 0 and "succeeded" in result.output
 
@@ -115,7 +120,7 @@ def test_embedded_stack_serves_the_cli_client_and_the_demo(tmp_path, model_label
             f"p_{label}" for label in model_labels
         ]
 
-        job, results = run_demo(AERClient(url), CLIPS[:4], quiet=True)
+        job, results = run_demo(AERClient(url, api_key=key), CLIPS[:4], quiet=True)
         assert job["state"] == "succeeded" and len(results) == 4
         table, hits = demo_table(results)
         assert len(table.splitlines()) == 5 and hits >= 3
