@@ -45,6 +45,9 @@ def check_new_job(
     answer 413. Zips and folders are counted by the worker, against the same files limit
     (:func:`job_file_limit`).
     """
+    # One submission of a tenant at a time counts and inserts (PostgreSQL; SQLite transactions
+    # are serialized anyway), so concurrent requests cannot both take the last place.
+    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
     active = session.scalar(
         select(func.count())
         .select_from(Job)

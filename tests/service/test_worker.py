@@ -479,6 +479,27 @@ def test_folder_outside_allowed_roots_fails(settings, celery_worker, wait_for_jo
     assert job.state == "failed" and "allowed root" in job.error
 
 
+def test_folder_over_the_tenants_files_quota_fails(
+    settings, celery_worker, allowed_root, wait_for_job
+):
+    from api.store.quotas import set_limits
+
+    folder = make_folder(allowed_root, CLIPS[:3])
+    with session_scope(settings) as session:
+        set_limits(session, "small", max_files_per_job=2)
+        job = jobs.create_job(
+            session,
+            source_kind="folder",
+            source=str(folder),
+            options={"recursive": True},
+            model_name="default",
+            tenant_id="small",
+        )
+    enqueue_enumeration(job.id)
+    done = wait_for_job(job.id, timeout=60)
+    assert done.state == "failed" and "more than 2 audio files" in done.error
+
+
 def test_cancelled_job_is_skipped(settings, celery_worker, allowed_root, wait_for_job):
     folder = make_folder(allowed_root, CLIPS[:4])
     with session_scope(settings) as session:
