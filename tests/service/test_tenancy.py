@@ -396,3 +396,38 @@ def _cli():
     from api.cli import cli
 
     return cli
+
+
+def test_migration_gives_existing_jobs_to_the_default_tenant(empty_database_url):
+    """Jobs from before tenancy keep their files and belong to ``default`` (and back down)."""
+    from sqlalchemy import text
+
+    from api.store.db import downgrade, make_engine
+
+    url = empty_database_url
+    upgrade(url, "0002")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, state, source_kind, source, options, model_name,"
+                " created_at) VALUES ('j1', 'succeeded', 'folder', '/x', '{}', 'm',"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(text("INSERT INTO files (job_id, rel_path, path) VALUES ('j1', 'a', '/x/a')"))
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT tenant_id, stored_bytes FROM jobs")).all() == [
+            ("default", 0)
+        ]
+        assert conn.execute(text("SELECT count(*) FROM files")).scalar() == 1
+        assert conn.execute(text("SELECT id FROM tenants")).scalars().all() == ["default"]
+    engine.dispose()
+    downgrade(url, "0002")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM files")).scalar() == 1
+    engine.dispose()
