@@ -35,11 +35,17 @@ pytestmark = pytest.mark.skipif(len(CLIPS) < len(TURNS), reason="fixture clips m
 
 
 @pytest.fixture(scope="module")
-def call_app(settings, celery_worker):
+def call_key(settings) -> str:
+    """The admin key the test clients of :func:`call_app` send."""
+    return create_key(settings)
+
+
+@pytest.fixture(scope="module")
+def call_app(settings, celery_worker, call_key):
     """The API app over the worker's settings (the worker is running)."""
     from api.web.app import create_app
 
-    app = authenticated(check_responses(create_app(settings)), create_key(settings))
+    app = authenticated(check_responses(create_app(settings)), call_key)
     app.config["TESTING"] = True
     yield app
     get_engine(settings.database_url).dispose()  # close pooled connections before the drop
@@ -437,13 +443,13 @@ def test_bad_queries_are_422(client, call_job, path, query, field):
 # --- command line --------------------------------------------------------------------------------
 
 
-def test_cli_export_and_client_segments(call_app, client, call_job, tmp_path):
+def test_cli_export_and_client_segments(call_app, call_key, client, call_job, tmp_path):
     from api.cli import cli
     from api.cli.client import AERClient
     from api.cli.embedded import http_server
 
     job_id, call = call_job["job"]["id"], call_job["results"]["call.wav"]
-    runner = CliRunner()
+    runner = CliRunner(env={"AER_API_KEY": call_key})
     with http_server(call_app, "127.0.0.1", 0) as url:
         for granularity in ("segment", "file"):
             out = tmp_path / f"{granularity}.csv"
@@ -454,7 +460,7 @@ def test_cli_export_and_client_segments(call_app, client, call_job, tmp_path):
             assert out.read_bytes() == api.get_data()
         result = runner.invoke(cli, ["export", job_id, "--granularity", "word", "--url", url])
         assert result.exit_code == 2
-        segments = list(AERClient(url).segments(job_id, call["id"], limit=2))
+        segments = list(AERClient(url, api_key=call_key).segments(job_id, call["id"], limit=2))
         assert segments == all_segments(client, call["links"]["segments"])[0]
     help_text = runner.invoke(cli, ["submit", "--help"]).output
     assert "--channels [mix|split]" in help_text and "--segmentation [vad|fixed|none]" in help_text
