@@ -178,6 +178,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
+    app.jinja_env.globals["csrf_token"] = csrf_token  # {{ csrf_token() }} in page forms
     app.register_blueprint(bp)
 
 

@@ -73,6 +73,8 @@ def test_form_posts_need_the_csrf_token(page_app, api_settings):
     assert client.post("/page", data={"csrf_token": "forged"}).status_code == 400
     token = client.get("/token").get_data(as_text=True)
     assert client.post("/page", data={"csrf_token": token}).status_code == 200
+    with page_app.test_request_context():  # templates reach the same helper
+        assert page_app.jinja_env.globals["csrf_token"] is csrf_token
 
 
 def test_a_bad_key_or_an_outside_next_does_not_log_in(page_app, api_settings):
