@@ -29,4 +29,6 @@ RUN pip install . \
 VOLUME ["/data"]
 USER aer
 EXPOSE 8000
+# All interfaces inside the container only: publish the port on the host's loopback and put a
+# TLS reverse proxy in front (docker-compose.yml, docs/security.md).
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "120", "api.web.app:create_app()"]

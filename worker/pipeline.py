@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from api.store import jobs, processing
 from api.store.db import session_scope
+from api.store.quotas import job_file_limit
 from api.store.redact import without_paths
 from api.store.settings import Settings
 from api.store.tables import utcnow
@@ -64,11 +65,12 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
         job = processing.claim_enumeration(
             session, job_id, lease_s=settings.lease_s, max_attempts=settings.max_attempts
         )
+        max_files = job_file_limit(session, settings, job.tenant_id) if job else 0
     if job is None:
         log.info("job %s: nothing to enumerate (finished, cancelled or enumerated)", job_id)
         return
     try:
-        listing = _list_sources(settings, job)
+        listing = _list_sources(settings, job, max_files)
     except SourceError as exc:
         log.warning("job %s failed: %s", job_id, exc)
         with session_scope(settings) as session:
@@ -108,13 +110,13 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
     _try_finish(settings, job_id)
 
 
-def _list_sources(settings: Settings, job) -> Listing:
+def _list_sources(settings: Settings, job, max_files: int) -> Listing:
     options = job.options or {}
     pattern = options.get("pattern") or None
     if job.source_kind == "upload":
         return list_upload(
             Path(job.source),
-            max_files=settings.max_files_per_job,
+            max_files=max_files,
             max_bytes=settings.max_extract_mb * 1024 * 1024,
             max_archive_bytes=settings.max_archive_extract_mb * 1024 * 1024,
             max_depth=settings.max_archive_depth,
@@ -128,7 +130,7 @@ def _list_sources(settings: Settings, job) -> Listing:
         roots=settings.allowed_roots,
         recursive=bool(options.get("recursive", True)),
         pattern=pattern,
-        max_files=settings.max_files_per_job,
+        max_files=max_files,
     )
     return Listing(files)
 
@@ -159,7 +161,7 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
         drop_extractions(settings, job_id)
         return 0
     try:
-        model = get_model(settings, job.model_name)
+        model = get_model(settings, job.model_name, job.tenant_id)
     except ModelError as exc:
         log.error("job %s failed: model %r: %s", job_id, job.model_name, exc)
         with session_scope(settings) as session:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import Flask
 
 from api.store.settings import Settings, load_settings
-from api.web import context, jobs, labels, models, results, segments, system
+from api.web import auth, context, jobs, keys, labels, models, results, segments, sessions, system
 from api.web.errors import register_error_handlers
 from api.web.uploads import UploadRequest
 
 #: Every path of the JSON API starts with this.
 API_PREFIX = "/api/v1"
-BLUEPRINTS = (jobs.bp, results.bp, segments.bp, labels.bp, models.bp, system.bp)
+BLUEPRINTS = (jobs.bp, results.bp, segments.bp, labels.bp, models.bp, keys.bp, system.bp)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -29,6 +29,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     register_error_handlers(app)
     context.init_app(app)
+    auth.init_app(app)
+    sessions.init_app(app)  # the web pages' login, at the root
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     return app

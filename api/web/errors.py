@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 #: Stable codes for the HTTP statuses the API answers with.
 HTTP_CODES = {
     400: "bad_request",
+    401: "unauthorized",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
@@ -34,6 +35,7 @@ HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_parameters",
+    429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
     507: "insufficient_storage",
@@ -61,12 +63,14 @@ class APIError(Exception):
         status: int = 400,
         code: str | None = None,
         details: dict | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code or HTTP_CODES.get(status, "error")
         self.details = details
+        self.headers = headers or {}
 
 
 def invalid(field: str, message: str) -> APIError:
@@ -127,7 +131,9 @@ def _handle_http(exc: HTTPException) -> Response:
 
 def _handle_any(exc: Exception) -> tuple[Response, int]:
     if isinstance(exc, APIError):
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response, status = error_response(exc.status, exc.code, exc.message, exc.details)
+        response.headers.update(exc.headers)
+        return response, status
     status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
     code = getattr(exc, "code", None)
     if isinstance(exc, AERError) and not status:
@@ -138,7 +144,8 @@ def _handle_any(exc: Exception) -> tuple[Response, int]:
     if isinstance(status, int) and 400 <= status < 600:
         code = code if isinstance(code, str) else HTTP_CODES.get(status, "error")
         message = getattr(exc, "message", None) or str(exc) or HTTP_CODES.get(status, "error")
-        return error_response(status, code, message)
+        details = getattr(exc, "details", None)
+        return error_response(status, code, message, details if isinstance(details, dict) else None)
     log.exception("unhandled error")
     return error_response(500, "internal_error", "internal server error")
 

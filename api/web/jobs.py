@@ -1,8 +1,11 @@
 """``/jobs``: submit (uploads or a server-side folder), list, inspect, cancel and delete jobs.
 
-Submitting only validates, saves the uploaded bytes and inserts the job: the job is committed,
-then its enumeration is enqueued, and the answer is 202. Listing folders, opening zips and
-decoding audio all happen in the worker.
+Every job belongs to the tenant of the key that submitted it; other tenants get a 404 for it.
+Folder jobs read the server's disk and need the ``admin`` scope.
+
+Submitting only validates, checks the tenant's quotas, saves the uploaded bytes and inserts
+the job: the job is committed, then its enumeration is enqueued, and the answer is 202. Listing
+folders, opening zips and decoding audio all happen in the worker.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import shutil
 
 from flask import Blueprint, Response, request, url_for
 
-from api.store import jobs
+from api.store import jobs, quotas
 from api.store.queue import enqueue_enumeration
 from api.store.tables import Job
 from api.store.uploads import upload_dir
+from api.web.auth import require, tenant
 from api.web.context import celery, db, registry, settings
 from api.web.errors import APIError, invalid
 from api.web.schemas import FolderJobRequest, JobListQuery, JobOptions, JobPage, UploadForm
@@ -23,7 +27,7 @@ from api.web.schemas import Job as JobModel
 from api.web.serializers import job_json
 from api.web.spec import Response as Responses
 from api.web.spec import endpoint, errors
-from api.web.uploads import check_uploads, save_uploads
+from api.web.uploads import check_uploads, save_uploads, upload_size
 from api.web.views import domain_summary
 
 bp = Blueprint("jobs", __name__)
@@ -50,15 +54,27 @@ def resolve_model(name: str) -> str:
     return path.stem
 
 
-def _submit(job_id: str, kind: str, source: str, options: JobOptions, **extra) -> Job:
+def _submit(
+    job_id: str,
+    kind: str,
+    source: str,
+    options: JobOptions,
+    *,
+    files: int = 0,
+    size: int = 0,
+    **extra,
+) -> Job:
     model = resolve_model(options.model or settings().default_model)
+    quotas.check_new_job(db(), settings(), tenant(), files=files, size=size)
     return jobs.create_job(
         db(),
         source_kind=kind,
         source=source,
         options={**options.as_options(), **extra},
         model_name=model,
+        tenant_id=tenant(),
         job_id=job_id,
+        stored_bytes=size,
     )
 
 
@@ -68,7 +84,9 @@ def _from_uploads(job_id: str, form: UploadForm) -> Job:
         raise invalid("files", "attach at least one audio file or zip archive")
     check_uploads(files)
     folder = upload_dir(settings(), job_id)
-    job = _submit(job_id, "upload", str(folder), form)  # validates the model first
+    size = sum(upload_size(f) for f in files)
+    # Validates the model and the quotas first.
+    job = _submit(job_id, "upload", str(folder), form, files=len(files), size=size)
     try:
         save_uploads(files, folder)
     except BaseException:
@@ -78,6 +96,7 @@ def _from_uploads(job_id: str, form: UploadForm) -> Job:
 
 
 def _from_folder(job_id: str, body: FolderJobRequest) -> Job:
+    require("admin")
     folder = jobs.check_folder(settings(), body.folder)
     return _submit(
         job_id,
@@ -93,14 +112,16 @@ def _from_folder(job_id: str, body: FolderJobRequest) -> Job:
 @endpoint(
     form=UploadForm,
     json=FolderJobRequest,
-    resp=Responses(HTTP_202=JobModel, **errors(400, 403, 413, 415, 422, 507)),
+    resp=Responses(HTTP_202=JobModel, **errors(400, 403, 413, 415, 422, 429, 507)),
     tags=("jobs",),
+    scope="submit",
 )
 def create_job():
     """Submit a job: 202 with the queued job and its Location, before any audio is read.
 
     Uploads (``multipart/form-data``, field ``files``, repeatable: audio files and zips) or a
-    server-side folder (JSON). Listing, extraction and decoding happen in the workers.
+    server-side folder (JSON, ``admin`` scope). Listing, extraction and decoding happen in the
+    workers.
     """
     job_id = jobs.new_job_id()
     if request.mimetype == "multipart/form-data":
@@ -114,11 +135,18 @@ def create_job():
 
 
 @bp.get("/jobs")
-@endpoint(query=JobListQuery, resp=Responses(HTTP_200=JobPage, **errors(422)), tags=("jobs",))
+@endpoint(
+    query=JobListQuery,
+    resp=Responses(HTTP_200=JobPage, **errors(422)),
+    tags=("jobs",),
+    scope="read",
+)
 def list_jobs():
     """Jobs, newest first, one page at a time, optionally in one state."""
     query: JobListQuery = request.context.query
-    rows, total = jobs.list_jobs(db(), offset=query.offset, limit=query.size, state=query.state)
+    rows, total = jobs.list_jobs(
+        db(), tenant_id=tenant(), offset=query.offset, limit=query.size, state=query.state
+    )
     counts = jobs.counts_by_job(db(), [job.id for job in rows])
     args = {"size": query.size, **({"state": query.state.value} if query.state else {})}
     more = query.offset + len(rows) < total
@@ -136,28 +164,30 @@ def list_jobs():
 
 
 @bp.get("/jobs/<job_id>")
-@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",))
+@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",), scope="read")
 def get_job(job_id: str):
     """One job with its counts, progress, timings and how much of it is off-domain
     (``job_id``: the id or a unique prefix of at least 6 hex digits, as every
     ``/jobs/{job_id}`` path accepts)."""
-    job = jobs.find_job(db(), job_id)
+    job = jobs.find_job(db(), job_id, tenant_id=tenant())
     return job_json(job, jobs.file_counts(db(), job.id)) | {"domain": domain_summary(job)}
 
 
 @bp.post("/jobs/<job_id>/cancel")
-@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",))
+@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",), scope="submit")
 def cancel_job(job_id: str):
     """Stop a queued or running job: files not yet analysed are skipped, results are kept.
     A job that already ended is answered unchanged."""
-    job = jobs.cancel_job(db(), jobs.find_job(db(), job_id).id)
+    found = jobs.find_job(db(), job_id, tenant_id=tenant())
+    job = jobs.cancel_job(db(), found.id, tenant_id=tenant())
     db().commit()
     return job_json(job, jobs.file_counts(db(), job.id))
 
 
 @bp.delete("/jobs/<job_id>")
-@endpoint(resp=Responses("HTTP_204", **errors(404, 409)), tags=("jobs",))
+@endpoint(resp=Responses("HTTP_204", **errors(404, 409)), tags=("jobs",), scope="submit")
 def delete_job(job_id: str):
     """Cancel the job's queued work, delete its results and its uploaded audio."""
-    jobs.delete_job(db(), settings(), jobs.find_job(db(), job_id).id)
+    found = jobs.find_job(db(), job_id, tenant_id=tenant())
+    jobs.delete_job(db(), settings(), found.id, tenant_id=tenant())
     return Response(status=204)

@@ -8,7 +8,9 @@ from pathlib import PurePath
 from flask import Blueprint, request, url_for
 
 from api.store import jobs, trainings
+from api.store.models import custom_dir
 from api.store.queue import enqueue_training
+from api.web.auth import require, tenant
 from api.web.context import celery, db, registry, settings
 from api.web.errors import APIError, invalid
 from api.web.schemas import ModelDetail, ModelList, Training, TrainingRequest
@@ -31,7 +33,7 @@ def _public(entry: dict) -> dict:
 
 
 @bp.get("/models")
-@endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",))
+@endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",), scope="read")
 def list_models():
     """Models in the registry, with labels, metrics and the default (no server paths); a model
     whose files fail the checks of loading is listed ``available: false`` with the reason."""
@@ -48,7 +50,7 @@ def _public_metrics(metrics: dict) -> dict:
 
 
 @bp.get("/models/<name>")
-@endpoint(resp=Responses(HTTP_200=ModelDetail, **errors(404)), tags=("models",))
+@endpoint(resp=Responses(HTTP_200=ModelDetail, **errors(404)), tags=("models",), scope="read")
 def get_model(name: str):
     """One model with its card (Markdown): metrics, held-out results, what it was trained on."""
     entry = next((e for e in registry().list() if e["name"] == name), None)
@@ -68,7 +70,7 @@ def _check_request(body: TrainingRequest) -> dict:
     from core.presets import PRESETS
 
     try:
-        check_name(body.name, settings().custom_models_dir)
+        check_name(body.name, custom_dir(settings(), tenant()))
     except DatasetError as exc:
         raise APIError(str(exc), status=409, code="model_exists") from None
     if any(e["name"] == body.name for e in registry().list()):
@@ -79,8 +81,9 @@ def _check_request(body: TrainingRequest) -> dict:
         raise invalid("add_ravdess", "this server has no RAVDESS folder (AER_RAVDESS_DIR)")
     if body.jobs is not None:
         for job_id in body.jobs:
-            jobs.get_job(db(), job_id)
+            jobs.get_job(db(), job_id, tenant_id=tenant())
         return {"jobs": body.jobs}
+    require("admin")  # a manifest names files on the server
     return {"manifest": str(jobs.check_file(settings(), body.manifest))}
 
 
@@ -89,6 +92,7 @@ def _check_request(body: TrainingRequest) -> dict:
     json=TrainingRequest,
     resp=Responses(HTTP_202=Training, **errors(400, 403, 404, 409, 415, 422)),
     tags=("models",),
+    scope="submit",
 )
 def train_model():
     """Train a custom model from corrected labels of jobs (or a server-side manifest): 202 with
@@ -96,7 +100,9 @@ def train_model():
     body: TrainingRequest = request.context.json
     source = _check_request(body)
     options = {"recipe": body.recipe, "add_ravdess": body.add_ravdess, "holdout": body.holdout}
-    training = trainings.create_training(db(), name=body.name, source=source, options=options)
+    training = trainings.create_training(
+        db(), name=body.name, source=source, options=options, tenant_id=tenant()
+    )
     db().commit()  # the worker must find it when the message arrives
     enqueue_training(celery(), training.id)
     location = url_for("models.get_training", training_id=training.id, _external=True)
@@ -104,7 +110,7 @@ def train_model():
 
 
 @bp.get("/trainings/<training_id>")
-@endpoint(resp=Responses(HTTP_200=Training, **errors(404)), tags=("models",))
+@endpoint(resp=Responses(HTTP_200=Training, **errors(404)), tags=("models",), scope="read")
 def get_training(training_id: str):
     """A training's state, progress and, once done, its held-out metrics."""
-    return training_json(trainings.get_training(db(), training_id))
+    return training_json(trainings.get_training(db(), training_id, tenant_id=tenant()))

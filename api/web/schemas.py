@@ -456,3 +456,48 @@ class ModelDetail(ModelInfo):
     """A model with its card (Markdown), when it has one."""
 
     card: str | None = None
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+
+class KeyCreateRequest(_Request):
+    """``POST /keys``: a new key, for the caller's tenant unless ``tenant`` names another."""
+
+    name: str = Field(..., min_length=1, max_length=100)
+    scopes: list[Literal["read", "submit", "admin"]] = Field(..., min_length=1)
+    tenant: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="created when new"
+    )
+    expires_in_days: int | None = Field(None, ge=1, le=3650, description="never when absent")
+
+
+class KeyListQuery(_Query):
+    """``GET /keys``: optionally one tenant's keys only."""
+
+    tenant: str | None = Field(None, max_length=64)
+
+
+class KeyInfo(_Response):
+    """An API key as listed: never its secret."""
+
+    id: int
+    prefix: str = Field(..., description="the visible start of the key, `aer_<prefix>_…`")
+    name: str
+    tenant: str
+    scopes: list[str]
+    created_at: str
+    expires_at: str | None
+    last_used_at: str | None = Field(..., description="to the minute")
+    revoked_at: str | None
+    active: bool
+
+
+class KeyList(_Response):
+    items: list[KeyInfo]
+
+
+class KeyCreated(KeyInfo):
+    """The new key, with its secret: shown once, never again."""
+
+    key: str

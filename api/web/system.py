@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, jsonify
 
 from api.store import health
+from api.web.auth import PUBLIC, requires
 from api.web.context import settings
 from api.web.schemas import Health
 from api.web.spec import Response as Responses
@@ -28,7 +29,7 @@ def health_details_allowed() -> bool:
 
 
 @bp.get("/healthz")
-@endpoint(resp=Responses(HTTP_200=Health, HTTP_503=Health), tags=("system",))
+@endpoint(resp=Responses(HTTP_200=Health, HTTP_503=Health), tags=("system",), scope=PUBLIC)
 def healthz():
     """200 when the database answers ``SELECT 1`` and the broker answers PING, else 503.
 
@@ -55,6 +56,7 @@ def healthz():
 
 
 @bp.get("/openapi.json")
+@requires(PUBLIC)
 def openapi():
     """The OpenAPI 3.1 document of this API, generated from its typed models."""
     return jsonify(document())

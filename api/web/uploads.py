@@ -138,6 +138,18 @@ def _head(storage: FileStorage, size: int = 16) -> bytes:
     return head
 
 
+def upload_size(storage: FileStorage) -> int:
+    """Bytes of one uploaded file (already spooled to disk)."""
+    stream = storage.stream
+    if isinstance(stream, DiskPart):
+        stream.close()
+        return os.path.getsize(stream.name)
+    position = stream.tell()
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(position)
+    return size
+
+
 def check_uploads(files: list[FileStorage]) -> None:
     """Raise a 415 :class:`APIError` naming the first upload that is plainly not audio or zip
     (see :func:`api.store.uploads.upload_problem`)."""

@@ -30,6 +30,7 @@ def upgrade() -> None:
     op.create_table(
         "trainings",
         sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("tenant_id", sa.String(64), server_default="default", nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("state", sa.String(16), server_default="queued", nullable=False),
         sa.Column("source", JSONType, nullable=False),

@@ -62,6 +62,12 @@ def test_every_variable_is_read(tmp_path):
         "AER_RETENTION_DAYS": "30",
         "AER_RESULTS_RETENTION_DAYS": "90.5",
         "AER_KEEP_EXTRACTED": "true",
+        "AER_SECRET_KEY": "s" * 40,
+        "AER_BOOTSTRAP_KEY": "aer_abcd1234_" + "k" * 43,
+        "AER_COOKIE_SECURE": "true",
+        "AER_TENANT_MAX_ACTIVE_JOBS": "3",
+        "AER_TENANT_MAX_FILES_PER_JOB": "20",
+        "AER_TENANT_MAX_STORED_MB": "1000",
     }
     s = load_settings(env)
     assert s == Settings(
@@ -94,6 +100,12 @@ def test_every_variable_is_read(tmp_path):
         retention_days=30,
         results_retention_days=90.5,
         keep_extracted=True,
+        secret_key="s" * 40,
+        bootstrap_key="aer_abcd1234_" + "k" * 43,
+        cookie_secure=True,
+        tenant_max_active_jobs=3,
+        tenant_max_files_per_job=20,
+        tenant_max_stored_mb=1000,
     )
     assert s.celery_broker_url == "redis://broker:6379/0"
     # every AER_ variable the README documents is one load_settings reads
@@ -130,6 +142,16 @@ def test_derived_limits_follow_the_task_time_limit(tmp_path):
 def test_bad_values_are_named(tmp_path, name, value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings({"AER_DATA_DIR": str(tmp_path), name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("AER_BOOTSTRAP_KEY", "aer_short_secret-value"), ("AER_SECRET_KEY", "too-short-secret")],
+)
+def test_bad_secrets_are_named_but_not_shown(tmp_path, name, value):
+    with pytest.raises(ConfigError, match=name) as raised:
+        load_settings({"AER_DATA_DIR": str(tmp_path), name: value})
+    assert value not in str(raised.value)
 
 
 @pytest.mark.parametrize("name", ["AER_VISIBILITY_TIMEOUT_S", "AER_LEASE_S"])
