@@ -45,6 +45,7 @@ __all__ = [
     "TERMINAL_JOB_STATES",
     "UNFINISHED_FILE_STATES",
     "ApiKey",
+    "AuditEvent",
     "Base",
     "File",
     "FileState",
@@ -328,3 +329,22 @@ class Purge(Base):
 
     def __repr__(self) -> str:
         return f"<Purge {self.kind} {self.jobs} jobs at {self.ran_at}>"
+
+
+class AuditEvent(Base):
+    """One thing a key did to a tenant's data: created, downloaded, relabelled, trained,
+    cancelled or deleted what, and when (``api.store.audit``)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index(None, "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    #: The key that acted (None for the service itself, e.g. the retention task).
+    key_id: Mapped[int | None]
+    key_prefix: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict | None] = mapped_column(JSONType)

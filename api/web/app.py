@@ -5,13 +5,34 @@ from __future__ import annotations
 from flask import Flask
 
 from api.store.settings import Settings, load_settings
-from api.web import auth, context, jobs, keys, labels, models, results, segments, sessions, system
+from api.web import (
+    audit,
+    auth,
+    context,
+    jobs,
+    keys,
+    labels,
+    models,
+    results,
+    segments,
+    sessions,
+    system,
+)
 from api.web.errors import register_error_handlers
 from api.web.uploads import UploadRequest
 
 #: Every path of the JSON API starts with this.
 API_PREFIX = "/api/v1"
-BLUEPRINTS = (jobs.bp, results.bp, segments.bp, labels.bp, models.bp, keys.bp, system.bp)
+BLUEPRINTS = (
+    jobs.bp,
+    results.bp,
+    segments.bp,
+    labels.bp,
+    models.bp,
+    keys.bp,
+    audit.bp,
+    system.bp,
+)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

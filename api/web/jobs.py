@@ -15,11 +15,11 @@ import shutil
 
 from flask import Blueprint, Response, request, url_for
 
-from api.store import jobs, quotas
+from api.store import audit, jobs, quotas
 from api.store.queue import enqueue_enumeration
 from api.store.tables import Job
 from api.store.uploads import upload_dir
-from api.web.auth import require, tenant
+from api.web.auth import principal, require, tenant
 from api.web.context import celery, db, registry, settings
 from api.web.errors import APIError, invalid
 from api.web.schemas import FolderJobRequest, JobListQuery, JobOptions, JobPage, UploadForm
@@ -128,6 +128,7 @@ def create_job():
         job = _from_uploads(job_id, request.context.form)
     else:
         job = _from_folder(job_id, request.context.json)
+    audit.record(db(), principal(), "job.create", "job", job.id, source=job.source_kind)
     db().commit()  # the worker must find the job when the message arrives
     enqueue_enumeration(celery(), job.id)
     location = url_for("jobs.get_job", job_id=job.id, _external=True)
@@ -180,6 +181,7 @@ def cancel_job(job_id: str):
     A job that already ended is answered unchanged."""
     found = jobs.find_job(db(), job_id, tenant_id=tenant())
     job = jobs.cancel_job(db(), found.id, tenant_id=tenant())
+    audit.record(db(), principal(), "job.cancel", "job", job.id)
     db().commit()
     return job_json(job, jobs.file_counts(db(), job.id))
 
@@ -190,4 +192,5 @@ def delete_job(job_id: str):
     """Cancel the job's queued work, delete its results and its uploaded audio."""
     found = jobs.find_job(db(), job_id, tenant_id=tenant())
     jobs.delete_job(db(), settings(), found.id, tenant_id=tenant())
+    audit.record(db(), principal(), "job.delete", "job", found.id)
     return Response(status=204)

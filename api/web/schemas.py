@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from api.store.audit import ACTIONS
 from api.store.jobs import CHANNEL_MODES, SEGMENTATIONS
 from api.store.tables import FileState, JobState, TrainingState
 
@@ -501,3 +502,33 @@ class KeyCreated(KeyInfo):
     """The new key, with its secret: shown once, never again."""
 
     key: str
+
+
+# --- audit log -----------------------------------------------------------------------------------
+
+
+class AuditQuery(_Query):
+    """``GET /audit``: newest first, ``cursor`` (an event id) for older ones."""
+
+    cursor: int | None = Field(None, ge=0, le=MAX_CURSOR)
+    limit: int = Field(100, ge=1, le=500)
+    action: Literal[ACTIONS] | None = None  # type: ignore[valid-type]
+    tenant: str | None = Field(None, max_length=64, description="another tenant's log")
+
+
+class AuditEvent(_Response):
+    id: int
+    at: str
+    tenant: str
+    key_id: int | None
+    key_prefix: str | None
+    action: str
+    target_kind: str
+    target_id: str
+    detail: dict[str, Any] | None
+
+
+class AuditPage(_Response):
+    items: list[AuditEvent]
+    next_cursor: str | None
+    links: NextLink

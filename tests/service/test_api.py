@@ -455,6 +455,7 @@ def _jobs_with_ids(api_settings, *ids: str) -> None:
                 options={},
                 model_name="m",
                 job_id=job_id,
+                tenant_id="default",
             )
 
 
