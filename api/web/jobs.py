@@ -111,12 +111,14 @@ def list_jobs():
     """Jobs, newest first, one page at a time, optionally in one state."""
     query: JobListQuery = request.context.query
     rows, total = jobs.list_jobs(db(), offset=query.offset, limit=query.size, state=query.state)
-    counts = jobs.counts_by_job(db(), [job.id for job in rows])
+    ids = [job.id for job in rows]
+    counts = jobs.counts_by_job(db(), ids)
+    recovering = jobs.recovering_files(db(), ids, worker_timeout_s=settings().worker_timeout_s)
     args = {"size": query.size, **({"state": query.state.value} if query.state else {})}
     more = query.offset + len(rows) < total
     page = query.page
     return {
-        "items": [job_json(job, counts[job.id]) for job in rows],
+        "items": [job_json(job, counts[job.id], recovering[job.id]) for job in rows],
         "page": page,
         "size": query.size,
         "total": total,
@@ -132,7 +134,9 @@ def list_jobs():
 def get_job(job_id: str):
     """One job with its counts, progress and timings."""
     job = jobs.get_job(db(), job_id)
-    return job_json(job, jobs.file_counts(db(), job_id))
+    timeout_s = settings().worker_timeout_s
+    recovering = jobs.recovering_files(db(), [job_id], worker_timeout_s=timeout_s)[job_id]
+    return job_json(job, jobs.file_counts(db(), job_id), recovering)
 
 
 @bp.delete("/jobs/<job_id>")
