@@ -50,16 +50,16 @@ class _Heart:
                 log.warning("heartbeat of %s failed", sorted(ids), exc_info=True)
 
 
-_heart: _Heart | None = None
-_heart_lock = threading.Lock()
+_hearts: dict[str, _Heart] = {}  # by database URL
+_hearts_lock = threading.Lock()
 
 
 def _get_heart(settings: Settings) -> _Heart:
-    global _heart
-    with _heart_lock:
-        if _heart is None or _heart.pid != os.getpid():  # threads do not survive a fork
-            _heart = _Heart(settings)
-        return _heart
+    with _hearts_lock:
+        heart = _hearts.get(settings.database_url)
+        if heart is None or heart.pid != os.getpid():  # threads do not survive a fork
+            heart = _hearts[settings.database_url] = _Heart(settings)
+        return heart
 
 
 @contextmanager

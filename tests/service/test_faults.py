@@ -295,3 +295,59 @@ def test_embedded_stack_starts_over_a_dead_stacks_leftovers(tmp_path):
         with pytest.raises(EmbeddedError, match="AER is already running on"):
             with embedded_stack(settings, workers=1):
                 pass
+
+
+# --- a listing stopped by the database --------------------------------------------------------
+
+
+def test_a_listing_stopped_by_a_full_database_is_retried_by_the_sweep(tmp_path):
+    """The database fills up while a job's files are listed: the job stays queued with its
+    attempt given back, and once there is room the sweep sends it again and it is listed."""
+    from sqlalchemy import event, update
+
+    from api.store import jobs
+    from api.store.db import dispose_engines, get_engine, upgrade
+    from api.store.tables import Job
+    from worker import pipeline
+
+    settings = load_settings(_env(tmp_path))
+    upgrade(settings.database_url)
+    folder = _folder(tmp_path, copies=40)  # 640 rows: more than the pages left
+    with session_scope(settings) as session:
+        job_id = jobs.create_job(
+            session, source_kind="folder", source=str(folder), options={}, model_name="default"
+        ).id
+
+    def disk_full(dbapi_connection, _record) -> None:
+        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+    dispose_engines()
+    engine = get_engine(settings.database_url)
+    event.listen(engine, "connect", disk_full)
+    sent: list = []
+    try:
+        pipeline.run_enumeration(settings, job_id, lambda *a: sent.append(a))
+    finally:
+        event.remove(engine, "connect", disk_full)
+        dispose_engines()
+    with session_scope(settings) as session:
+        job = session.get(Job, job_id)
+        assert (job.state, job.enumerated, job.attempts, job.claimed_by) == (
+            "queued", False, 0, None
+        )  # fmt: skip
+        # an hour later, with room again: the sweep's next pass sends it
+        session.execute(
+            update(Job).where(Job.id == job_id).values(created_at=job.created_at.replace(hour=0))
+        )
+    assert _states(settings, job_id) == Counter()
+    resent: list[str] = []
+    counts = pipeline.run_sweep(
+        settings, lambda *a: None, resent.append, queue_idle=True, control_idle=True
+    )
+    assert resent == [job_id] and counts["requeued_enumerations"] == 1
+    pipeline.run_enumeration(settings, job_id, lambda *a: sent.append(a))
+    assert _states(settings, job_id) == {"pending": 40 * len(CLIPS)}
+    with session_scope(settings) as session:
+        job = session.get(Job, job_id)
+        assert (job.enumerated, job.attempts) == (True, 1)
