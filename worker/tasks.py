@@ -43,7 +43,7 @@ def sweep() -> dict[str, int]:
         enqueue_chunk,
         enqueue_enumeration,
         queue_idle=queue_idle(CHUNK_QUEUE),
-        control_idle=queue_idle(CONTROL_QUEUE, busy=1),  # this sweep's own message
+        control_idle=queue_idle(CONTROL_QUEUE),
         messages_lost=lost,
     )
     if lost:  # only once the work is sent again: a sweep that dies midway retries it all
@@ -61,12 +61,11 @@ def enqueue_chunk(job_id: str, file_ids: list[int]) -> None:
     process_chunk.apply_async(args=(job_id, list(file_ids)))
 
 
-def queue_idle(queue: str, busy: int = 0) -> bool:
-    """Whether no more than ``busy`` messages wait in ``queue`` (those being processed are not
-    counted)."""
+def queue_idle(queue: str) -> bool:
+    """Whether no message waits in ``queue`` (those being processed are not counted)."""
     with app.connection_for_read() as conn:
         try:
-            return conn.default_channel.queue_declare(queue, passive=True).message_count <= busy
+            return conn.default_channel.queue_declare(queue, passive=True).message_count == 0
         except ChannelError:  # Redis drops an empty list: no queue means no message
             return True
 
