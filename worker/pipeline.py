@@ -177,7 +177,9 @@ def _run_chunk(
         if job is None:
             log.info("job %s is not active: skipping %s files", job_id, len(file_ids))
             return 0
-        processing.extend_pending_leases(session, job_id, file_ids, lease_until=lease_until)
+        processing.extend_pending_leases(
+            session, job_id, file_ids, worker_id=worker_id, lease_until=lease_until
+        )
     try:
         options = jobs.analysis_options(job.options)
     except jobs.InvalidOptionsError as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from api.store import uploads
@@ -31,7 +31,7 @@ from api.store.tables import (
     Segment,
     utcnow,
 )
-from api.store.workers import gone
+from api.store.workers import file_lost
 from core.options import CHANNEL_MODES, SEGMENTATIONS
 
 SOURCE_KINDS = ("upload", "folder")
@@ -206,15 +206,14 @@ def counts_by_job(session: Session, job_ids: list[str]) -> dict[str, dict[str, i
 def recovering_files(
     session: Session, job_ids: list[str], *, worker_timeout_s: float
 ) -> dict[str, int]:
-    """Per job, its running files whose task is gone or whose lease expired: they wait for the
-    sweep to queue them again."""
+    """Per job, its files whose task is gone or whose lease expired
+    (:func:`api.store.workers.file_lost`): they wait for the sweep to queue them again."""
     out = dict.fromkeys(job_ids, 0)
     if not job_ids:
         return out
-    lost = or_(File.lease_expires_at < utcnow(), gone(File.claimed_by, timeout_s=worker_timeout_s))
     rows = session.execute(
         select(File.job_id, func.count())
-        .where(File.job_id.in_(job_ids), File.state == FileState.RUNNING, lost)
+        .where(File.job_id.in_(job_ids), file_lost(utcnow(), timeout_s=worker_timeout_s))
         .group_by(File.job_id)
     )
     out.update(dict(rows.all()))

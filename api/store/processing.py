@@ -40,7 +40,7 @@ from api.store.tables import (
     Segment,
     utcnow,
 )
-from api.store.workers import gone
+from api.store.workers import file_lost, gone
 
 if TYPE_CHECKING:  # core.predict pulls in the audio stack, which the API does not need here
     from core.predict import FilePrediction
@@ -207,13 +207,19 @@ def mark_job_running(session: Session, job_id: str, model_version: str | None) -
 
 
 def extend_pending_leases(
-    session: Session, job_id: str, file_ids: Sequence[int], *, lease_until: datetime
+    session: Session,
+    job_id: str,
+    file_ids: Sequence[int],
+    *,
+    worker_id: str,
+    lease_until: datetime,
 ) -> None:
-    """Push back the lease of a chunk's still-pending files, so the sweep leaves them alone."""
+    """Hold a chunk's still-pending files for the task ``worker_id`` until ``lease_until``, so
+    the sweep leaves them alone while the task lives."""
     session.execute(
         update(File)
         .where(File.job_id == job_id, File.id.in_(file_ids), File.state == FileState.PENDING)
-        .values(lease_expires_at=lease_until)
+        .values(claimed_by=worker_id, lease_expires_at=lease_until)
         .execution_options(synchronize_session=False)
     )
 
@@ -307,6 +313,7 @@ def release_files(
         .values(
             state=FileState.PENDING,
             attempts=File.attempts - 1,
+            claimed_by=None,
             lease_expires_at=utcnow() + timedelta(seconds=lease_s),
         )
         .returning(File.id)
@@ -319,7 +326,7 @@ def _claimable(job_id: str, now: datetime, max_attempts: int, worker_timeout_s: 
     """WHERE terms of a file of ``job_id`` that a worker may take now."""
     return [
         File.job_id == job_id,
-        or_(File.state == FileState.PENDING, _lost(now, worker_timeout_s)),
+        or_(File.state == FileState.PENDING, file_lost(now, timeout_s=worker_timeout_s)),
         File.attempts < max_attempts,
         exists().where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES)),
     ]
@@ -479,7 +486,7 @@ def give_up_files(session: Session, *, max_attempts: int, worker_timeout_s: floa
         update(File)
         .where(
             File.state.in_(UNFINISHED_FILE_STATES),
-            or_(File.lease_expires_at < now, _lost(now, worker_timeout_s)),
+            or_(File.lease_expires_at < now, file_lost(now, timeout_s=worker_timeout_s)),
             File.attempts >= max_attempts,
             _job_is_active(),
         )
@@ -514,7 +521,7 @@ def expired_files(
     """
     now = utcnow()
     expired = or_(File.lease_expires_at < now, File.lease_expires_at.is_(None))
-    stuck = and_(_lost(now, worker_timeout_s), File.attempts < max_attempts)
+    stuck = and_(file_lost(now, timeout_s=worker_timeout_s), File.attempts < max_attempts)
     if messages_lost:
         stuck = or_(stuck, File.state == FileState.PENDING)
     elif include_pending:
@@ -522,7 +529,11 @@ def expired_files(
     rows = session.execute(
         update(File)
         .where(stuck, _job_is_active())
-        .values(state=FileState.PENDING, lease_expires_at=now + timedelta(seconds=lease_s))
+        .values(
+            state=FileState.PENDING,
+            claimed_by=None,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+        )
         .returning(File.job_id, File.id)
         .execution_options(synchronize_session=False)
     ).all()
@@ -583,14 +594,6 @@ def stalled_enumerations(
             .returning(Job.id)
             .execution_options(synchronize_session=False)
         )
-    )
-
-
-def _lost(now: datetime, worker_timeout_s: float):
-    """A running file whose lease expired or whose task is gone."""
-    return and_(
-        File.state == FileState.RUNNING,
-        or_(File.lease_expires_at < now, gone(File.claimed_by, timeout_s=worker_timeout_s)),
     )
 
 

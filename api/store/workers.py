@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, exists, insert, update
+from sqlalchemy import ColumnElement, and_, delete, exists, insert, or_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from api.store.tables import Worker, utcnow
+from api.store.tables import File, FileState, Worker, utcnow
 
 
 def register(session: Session, worker_id: str, *, hostname: str, pid: int, task: str) -> None:
@@ -58,3 +58,13 @@ def gone(claimer: InstrumentedAttribute, *, timeout_s: float) -> ColumnElement[b
     """SQL: the task named by ``claimer`` has not been seen for ``timeout_s`` (or none is)."""
     alive = exists().where(Worker.id == claimer, Worker.last_seen >= seen_since(timeout_s))
     return ~alive
+
+
+def file_lost(now: datetime, *, timeout_s: float) -> ColumnElement[bool]:
+    """SQL: a file waiting for recovery: running under an expired lease or for a gone task,
+    or pending in the hands of a chunk whose task is gone (its message went with it)."""
+    holder_gone = gone(File.claimed_by, timeout_s=timeout_s)
+    return or_(
+        and_(File.state == FileState.RUNNING, or_(File.lease_expires_at < now, holder_gone)),
+        and_(File.state == FileState.PENDING, File.claimed_by.is_not(None), holder_gone),
+    )

@@ -323,8 +323,12 @@ def test_sweep_statements(settings):
 def test_files_of_a_gone_task_are_taken_back_before_their_lease(settings):
     with session_scope(settings) as session:
         job_id = _job(session).id
-        live_file, dead_file, pending = _files(session, job_id, 3)
+        live_file, dead_file, pending, held = _files(session, job_id, 4)
         live, dead = _task(session, seen_ago_s=5), _task(session, seen_ago_s=60)
+        # a chunk of the dead task held this file for later: its message died with the task
+        processing.extend_pending_leases(
+            session, job_id, [held], worker_id=dead, lease_until=utcnow() + timedelta(hours=1)
+        )
     for fid, task in ((live_file, live), (dead_file, dead)):
         with session_scope(settings) as session:
             kw = {"worker_id": task, "max_attempts": 3, **CLAIM}
@@ -338,11 +342,11 @@ def test_files_of_a_gone_task_are_taken_back_before_their_lease(settings):
         session.execute(update(File).where(File.id == dead_file).values(claimed_by=dead))
     with session_scope(settings) as session:
         requeued = processing.expired_files(session, max_attempts=3, include_pending=True, **CLAIM)
-        assert requeued[job_id] == [dead_file]  # leases all valid: the pending file waits
+        assert requeued[job_id] == [dead_file, held]  # leases valid: the pending file waits
         lost = processing.expired_files(
             session, max_attempts=3, include_pending=False, messages_lost=True, **CLAIM
         )
-        assert lost[job_id] == [dead_file, pending]  # the broker lost every message
+        assert lost[job_id] == [dead_file, pending, held]  # the broker lost every message
         assert session.get(File, live_file).state == "running"
         assert workers.prune(session, timeout_s=40) >= 1
         assert set(session.scalars(select(Worker.id))) >= {live, other}  # dead ones removed
