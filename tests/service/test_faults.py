@@ -8,6 +8,7 @@ Select them with ``-m faults`` (or leave them out with ``-m "not faults"``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -200,11 +201,12 @@ def test_aer_serve_killed_and_restarted_on_the_same_data_dir(tmp_path):
     url = f"http://127.0.0.1:{port}"
     first = _serve(tmp_path, port, "serve-1.log")
     second = None
+    children: list[psutil.Process] = []
     try:
         _wait_healthy(url, first, tmp_path, "serve-1.log")
         job_id = AERClient(url).submit_folder(str(folder))["id"]
         _wait_mid_chunk(settings, job_id)
-        children = psutil.Process(first.pid).children(recursive=True)
+        children += psutil.Process(first.pid).children(recursive=True)
         assert len(children) >= 3  # redis-server, the celery worker, its pool process and beat
         first.kill()
         first.wait(10)
@@ -215,10 +217,11 @@ def test_aer_serve_killed_and_restarted_on_the_same_data_dir(tmp_path):
         _wait_healthy(url, second, tmp_path, "serve-2.log")
         job = _finish(AERClient(url), job_id)
         _assert_each_file_done_once(settings, job, files=3 * len(CLIPS))
-        children = psutil.Process(second.pid).children(recursive=True)
+        more = psutil.Process(second.pid).children(recursive=True)
+        children += more
         second.send_signal(signal.SIGTERM)
         assert second.wait(60) == 0
-        _, alive = psutil.wait_procs(children, timeout=30)
+        _, alive = psutil.wait_procs(more, timeout=30)
         assert alive == []
         assert not (settings.data_dir / OWNER_FILE).exists()
     finally:
@@ -226,6 +229,9 @@ def test_aer_serve_killed_and_restarted_on_the_same_data_dir(tmp_path):
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        for child in children:  # what a failing run left behind
+            with contextlib.suppress(psutil.Error):
+                child.kill()
 
 
 # --- what a crashed stack leaves on its data directory --------------------------------------
