@@ -56,6 +56,7 @@ __all__ = [
     "Training",
     "TrainingState",
     "Tenant",
+    "Worker",
     "utcnow",
 ]
 
@@ -177,6 +178,8 @@ class Job(Base):
     #: Enumeration attempts and lease, so the sweep can restart a lost enumeration.
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The :class:`Worker` task that holds the enumeration (its heartbeat keeps the claim).
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -209,6 +212,8 @@ class File(Base):
     )
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The :class:`Worker` task that last claimed the file.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     duration_s: Mapped[float | None]
     sample_rate: Mapped[int | None]
     channels: Mapped[int | None]
@@ -348,3 +353,24 @@ class AuditEvent(Base):
     target_kind: Mapped[str] = mapped_column(String(16))
     target_id: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict | None] = mapped_column(JSONType)
+
+
+class Worker(Base):
+    """One running task of a worker process, kept alive by the process's heartbeat thread.
+
+    Claims of files and enumerations name their task's row: when ``last_seen`` falls behind by
+    ``AER_WORKER_TIMEOUT_S`` (the process died, or the task ended without finishing), the sweep
+    takes the work back without waiting for the lease.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    task: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.id} {self.task}>"

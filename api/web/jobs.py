@@ -148,12 +148,14 @@ def list_jobs():
     rows, total = jobs.list_jobs(
         db(), tenant_id=tenant(), offset=query.offset, limit=query.size, state=query.state
     )
-    counts = jobs.counts_by_job(db(), [job.id for job in rows])
+    ids = [job.id for job in rows]
+    counts = jobs.counts_by_job(db(), ids)
+    recovering = jobs.recovering_files(db(), ids, worker_timeout_s=settings().worker_timeout_s)
     args = {"size": query.size, **({"state": query.state.value} if query.state else {})}
     more = query.offset + len(rows) < total
     page = query.page
     return {
-        "items": [job_json(job, counts[job.id]) for job in rows],
+        "items": [job_json(job, counts[job.id], recovering[job.id]) for job in rows],
         "page": page,
         "size": query.size,
         "total": total,
@@ -167,11 +169,14 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 @endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",), scope="read")
 def get_job(job_id: str):
-    """One job with its counts, progress, timings and how much of it is off-domain
-    (``job_id``: the id or a unique prefix of at least 6 hex digits, as every
+    """One job with its counts, progress, timings, files waiting for recovery and how much of
+    it is off-domain (``job_id``: the id or a unique prefix of at least 6 hex digits, as every
     ``/jobs/{job_id}`` path accepts)."""
     job = jobs.find_job(db(), job_id, tenant_id=tenant())
-    return job_json(job, jobs.file_counts(db(), job.id)) | {"domain": domain_summary(job)}
+    timeout_s = settings().worker_timeout_s
+    recovering = jobs.recovering_files(db(), [job.id], worker_timeout_s=timeout_s)[job.id]
+    counts = jobs.file_counts(db(), job.id)
+    return job_json(job, counts, recovering) | {"domain": domain_summary(job)}
 
 
 @bp.post("/jobs/<job_id>/cancel")

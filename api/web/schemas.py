@@ -246,7 +246,10 @@ class Job(_Response):
     counts: JobCounts
     percent: float
     files_per_second: float | None
-    eta_s: float | None
+    eta_s: float | None = Field(description="unknown (null) while files wait for recovery")
+    recovering: int = Field(
+        description="running files whose worker was lost: the sweep will queue them again"
+    )
     error: str | None
     created_at: str
     started_at: str | None
