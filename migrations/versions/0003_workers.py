@@ -35,8 +35,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("claimed_by")
-    with op.batch_alter_table("files") as batch:
-        batch.drop_column("claimed_by")
+    # Plain DROP COLUMN (SQLite 3.35+): batch mode would copy the table, and dropping the old
+    # copy with foreign keys on would cascade-delete the rows that refer to it.
+    op.drop_column("jobs", "claimed_by")
+    op.drop_column("files", "claimed_by")
     op.drop_table("workers")

@@ -29,6 +29,7 @@ from api.cli.stale import OWNER_FILE, EmbeddedError, listening_process, owned_da
 from api.store.db import session_scope
 from api.store.settings import Settings, load_settings
 from api.store.tables import File, Worker
+from tests.auth import create_key
 from tests.conftest import FIXTURE_CLIPS, REPO
 
 CLIPS = sorted(FIXTURE_CLIPS.glob("*.flac"))
@@ -49,12 +50,17 @@ def _models_dir() -> Path:
     return Path(os.environ.get("AER_MODELS_DIR") or DEFAULT_MODELS_DIR)
 
 
+#: The admin key of the stacks these tests start.
+KEY = "aer_faults12_" + "k" * 43
+
+
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {
         "AER_DATA_DIR": str(tmp_path / "data"),
         "AER_MODELS_DIR": str(_models_dir()),
         "AER_ALLOWED_ROOTS": str(tmp_path / "audio"),
         "AER_BROKER_URL": "",  # the embedded Redis (the session's is set for the other tests)
+        "AER_BOOTSTRAP_KEY": KEY,  # `aer serve` installs it as the first admin key
         **extra,
     }
 
@@ -124,7 +130,7 @@ def test_pool_worker_killed_mid_chunk_with_default_settings(tmp_path):
     settings = load_settings(_env(tmp_path))
     folder = _folder(tmp_path, copies=4)
     with embedded_stack(settings, workers=1, worker_log=tmp_path / "worker.log") as url:
-        client = AERClient(url)
+        client = AERClient(url, api_key=create_key(settings))
         job_id = client.submit_folder(str(folder))["id"]
         _wait_mid_chunk(settings, job_id)
         pids = _chunk_pids(settings)
@@ -148,7 +154,7 @@ def test_redis_killed_mid_job(tmp_path):
     settings = load_settings(_env(tmp_path, **FAST))
     folder = _folder(tmp_path, copies=3)
     with embedded_stack(settings, workers=1, worker_log=tmp_path / "worker.log") as url:
-        client = AERClient(url)
+        client = AERClient(url, api_key=create_key(settings))
         job_id = client.submit_folder(str(folder))["id"]
         _wait_mid_chunk(settings, job_id)
         redis = _redis_process(settings.embedded_redis_socket)
@@ -204,7 +210,7 @@ def test_aer_serve_killed_and_restarted_on_the_same_data_dir(tmp_path):
     children: list[psutil.Process] = []
     try:
         _wait_healthy(url, first, tmp_path, "serve-1.log")
-        job_id = AERClient(url).submit_folder(str(folder))["id"]
+        job_id = AERClient(url, api_key=KEY).submit_folder(str(folder))["id"]
         _wait_mid_chunk(settings, job_id)
         children += psutil.Process(first.pid).children(recursive=True)
         assert len(children) >= 3  # redis-server, the celery worker, its pool process and beat
@@ -215,7 +221,7 @@ def test_aer_serve_killed_and_restarted_on_the_same_data_dir(tmp_path):
 
         second = _serve(tmp_path, port, "serve-2.log")
         _wait_healthy(url, second, tmp_path, "serve-2.log")
-        job = _finish(AERClient(url), job_id)
+        job = _finish(AERClient(url, api_key=KEY), job_id)
         _assert_each_file_done_once(settings, job, files=3 * len(CLIPS))
         more = psutil.Process(second.pid).children(recursive=True)
         children += more
@@ -321,7 +327,12 @@ def test_a_listing_stopped_by_a_full_database_is_retried_by_the_sweep(tmp_path):
     folder = _folder(tmp_path, copies=40)  # 640 rows: more than the pages left
     with session_scope(settings) as session:
         job_id = jobs.create_job(
-            session, source_kind="folder", source=str(folder), options={}, model_name="default"
+            session,
+            source_kind="folder",
+            source=str(folder),
+            options={},
+            model_name="default",
+            tenant_id="default",
         ).id
 
     def disk_full(dbapi_connection, _record) -> None:
