@@ -23,6 +23,8 @@ it on the same held-out clips: a default model that never heard the test speaker
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -121,7 +123,9 @@ def main() -> None:
         help="copies for the base model that never heard the test actors (comma-"
         "separated specs; '' = none; omit the base with --no-base)",
     )
-    ap.add_argument("--no-base", dest="base_augment", action="store_const", const=None)
+    ap.add_argument(
+        "--no-base", dest="base_augment", action="store_const", const=None, default="telephone"
+    )
     args = ap.parse_args()
     mapping = _mapping(args.labels)
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,12 +172,22 @@ def main() -> None:
         )
         print(
             f"default model on the same held-out clips ({len(mapping)}-way among "
-            f"{', '.join(mapping)}, renamed): UAR {base:.3f}"
+            f"{', '.join(mapping)}, renamed): UAR {base:.3f} (it was trained on RAVDESS)"
         )
+        if args.base_augment is not None:
+            augment = [a for a in args.base_augment.split(",") if a]
+            model = unseen_base(
+                args.data, args.train_actors, args.preset, augment, cache, args.jobs
+            )
+            unseen = base_uar(model, test, mapping, cache, args.jobs)
+            print(
+                f"the {args.preset} recipe fitted on all clips of actors 1-{args.train_actors} "
+                f"(+ {'+'.join(augment) or 'no'} copies), same clips and choice: UAR {unseen:.3f}"
+            )
         timing = _pick(
             pool, -(-args.timing_clips // len(set(mapping.values()))), np.random.default_rng(99)
         )[: args.timing_clips]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_s()
         train_custom(
             [c[:3] for c in timing],
             name="timing",
@@ -184,8 +198,16 @@ def main() -> None:
         )
         print(
             f"train_custom on {len(timing)} clips (cold feature cache, 25 % held out, learning "
-            f"curve, comparison, final refit): {time.perf_counter() - start:.1f} s"
+            f"curve, comparison, final refit): {time.perf_counter() - start:.1f} s wall, "
+            f"{_cpu_s() - cpu:.1f} s CPU (this process and its workers; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
         )
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished child processes."""
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 if __name__ == "__main__":
