@@ -295,6 +295,11 @@ def train_custom(
         progress=lambda d, t: report("features", d, t),
     )
     kept = [c for c, k in zip(every, ok, strict=True) if k]
+    if failed and len(failed) * 2 > len(every):
+        raise DatasetError(
+            f"{len(failed)} of {len(every)} clips could not be used, e.g. {failed[0][0]}: "
+            f"{failed[0][1]}"
+        )
     if given is None:
         split = holdout_split(kept, float(holdout), seed)
     else:
