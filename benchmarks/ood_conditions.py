@@ -33,7 +33,7 @@ from core.training import featurize, fit_pipeline, resolve_feature_set
 def _fold(k, train, test, table, extra, tests, preset):
     X, y, groups, sources = training_rows(table, extra, train)
     pipeline, _ = fit_pipeline(preset, X, y, groups=groups, sources=sources)
-    scorer = DistanceScorer().fit(X)
+    scorer = DistanceScorer().fit(X, y)
     out = {}
     for cond, (rows, has_row) in tests.items():
         idx = test[has_row[test]]
@@ -102,6 +102,11 @@ def main() -> None:
             "accuracy_kept": float(right[~flag].mean()) if (~flag).any() else None,
             "accuracy_flagged": float(right[flag].mean()) if flag.any() else None,
             "ood_median": float(np.median(ood)),
+            "ood_share_above": {t: float(np.mean(ood > t)) for t in (0.9, 0.95, 0.98, 0.99)},
+            "accuracy_ood_above": {
+                t: float(right[ood > t].mean()) if (ood > t).any() else None
+                for t in (0.9, 0.95, 0.98, 0.99)
+            },
         }
         report[cond] = row
         kind = "held out" if row["held_out"] else ("" if cond == "clean" else "trained")

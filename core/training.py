@@ -211,7 +211,7 @@ def train_model(
         preset, X, y, groups=groups, sources=sources, random_state=random_state
     )
     slim(pipeline)
-    ood = DistanceScorer().fit(X)  # every training row, augmented copies included
+    ood = DistanceScorer().fit(X, y)  # every training row, augmented copies included
     counts = Counter(table.labels)
     speakers = sorted({s for s in table.speakers if s})
     metadata = {
@@ -232,8 +232,8 @@ def train_model(
         },
         "metrics": {},
         "ood": {
-            "method": "Mahalanobis distance over the first principal axes plus the rest "
-            "(core.ood.DistanceScorer), as the share of training rows nearer",
+            "method": "Mahalanobis distance to the nearest class mean over the first principal "
+            "axes plus the rest (core.ood.DistanceScorer), as the share of training rows nearer",
             "n_components": int(len(ood.components_)),
         },
         "suggested_ood_above": OOD_ABOVE,

@@ -32,8 +32,22 @@ def test_training_like_rows_score_mid_and_far_rows_score_high():
     assert np.mean(near > OOD_ABOVE) < 0.05
 
 
+def test_rows_of_a_far_class_are_typical():
+    rng = np.random.default_rng(0)
+    far = np.zeros(20)
+    far[0] = 12.0  # one class lies far from the other, and from the mean of both
+    X = np.vstack([rng.normal(size=(1000, 20)), rng.normal(size=(200, 20)) + far])
+    y = np.array([0] * 1000 + [1] * 200)
+    scorer = DistanceScorer(n_components=8).fit(X, y)
+    new = scorer.score(rng.normal(size=(300, 20)) + far)
+    assert 0.3 < np.median(new) < 0.7
+    off = np.zeros((1, 20))
+    off[0, 5] = 10.0
+    assert scorer.score(off)[0] > OOD_ABOVE
+
+
 def test_state_round_trip():
-    scorer = DistanceScorer(n_components=5).fit(_gaussian(400))
+    scorer = DistanceScorer(n_components=5).fit(_gaussian(400), np.arange(400) % 3)
     again = DistanceScorer.from_state(scorer.state())
     X = _gaussian(50, shift=1.0, seed=3)
     np.testing.assert_array_equal(again.score(X), scorer.score(X))
