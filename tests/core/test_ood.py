@@ -12,9 +12,10 @@ from core.artifacts import load_model, save_model
 from core.datasets import read_dataset
 from core.ood import OOD_ABOVE, DistanceScorer, is_uncertain
 from core.predict import predict_file
+from core.samples import demo_folder
 from core.training import train_model
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ravdess"
+FIXTURES = demo_folder()
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
