@@ -184,16 +184,37 @@ def file_counts(session: Session, job_id: str) -> dict[str, int]:
 
 
 def list_jobs(
-    session: Session, *, offset: int, limit: int, state: str | None = None
+    session: Session,
+    *,
+    offset: int,
+    limit: int,
+    state: str | None = None,
+    search: str | None = None,
 ) -> tuple[list[Job], int]:
-    """One page of jobs, newest first, optionally in one state; returns (jobs, total)."""
+    """One page of jobs, newest first, optionally in one state and matching ``search``
+    (a case-insensitive part of the job's ``name`` option, its folder or its id);
+    returns (jobs, total)."""
     stmt = select(Job)
     if state:
         stmt = stmt.where(Job.state == state)
+    if search:
+        pattern = _contains(search)
+        stmt = stmt.where(
+            Job.options["name"].as_string().ilike(pattern, escape="\\")
+            | Job.source.ilike(pattern, escape="\\")
+            | Job.id.ilike(pattern, escape="\\")
+        )
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     order = (Job.created_at.desc(), Job.id.desc())
     rows = list(session.scalars(stmt.order_by(*order).offset(offset).limit(limit)))
     return rows, total
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern (escape character ``\\``) matching ``text`` anywhere."""
+    for char in ("\\", "%", "_"):
+        text = text.replace(char, "\\" + char)
+    return f"%{text}%"
 
 
 def counts_by_job(session: Session, job_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -210,6 +231,18 @@ def counts_by_job(session: Session, job_ids: list[str]) -> dict[str, dict[str, i
         out[job_id][state] = n
         out[job_id]["total"] += n
     return out
+
+
+def first_files(session: Session, job_ids: list[str]) -> dict[str, str]:
+    """The first file (by relative path) of each of the jobs that have files."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(File.job_id, func.min(File.rel_path))
+        .where(File.job_id.in_(job_ids))
+        .group_by(File.job_id)
+    )
+    return {job_id: rel_path for job_id, rel_path in rows}
 
 
 def cancel_job(session: Session, job_id: str) -> Job:

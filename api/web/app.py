@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from api.store.settings import Settings, load_settings
-from api.web import context, jobs, labels, models, results, segments, system
+from api.web import context, jobs, labels, models, pages, results, segments, system
 from api.web.errors import register_error_handlers
 from api.web.uploads import UploadRequest
 
@@ -31,4 +31,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     context.init_app(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    pages.init_app(app)  # the dashboard at /
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from core.errors import (
@@ -80,12 +80,23 @@ def error_response(
     return jsonify(error=body), status
 
 
+def _page(status: int, code: str, message: str):
+    """The HTML error page for requests outside the JSON API, when the app has pages."""
+    render = current_app.extensions.get("aer.error_page")
+    if render is None or request.path.startswith("/api/"):
+        return None
+    return render(status, code, message)
+
+
 def _handle_http(exc: HTTPException) -> Response:
     status = exc.code or 500
     message = exc.description or ""
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if status == 413 and limit:
         message = f"the request is larger than the upload limit of {limit // 2**20} MB"
+    page = _page(status, HTTP_CODES.get(status, "error"), message)
+    if page is not None:
+        return page
     response, _ = error_response(status, HTTP_CODES.get(status, "error"), message)
     response.status_code = status
     # Keep headers such as Allow (405) that werkzeug attaches to the exception.
@@ -96,6 +107,13 @@ def _handle_http(exc: HTTPException) -> Response:
 
 
 def _handle_any(exc: Exception) -> tuple[Response, int]:
+    response, status = _json_error(exc)
+    error = response.get_json()["error"]
+    page = _page(status, error["code"], error["message"])
+    return (response, status) if page is None else page
+
+
+def _json_error(exc: Exception) -> tuple[Response, int]:
     if isinstance(exc, APIError):
         return error_response(exc.status, exc.code, exc.message, exc.details)
     status = getattr(exc, "status", None) or getattr(exc, "status_code", None)

@@ -108,11 +108,14 @@ def create_job():
 @bp.get("/jobs")
 @endpoint(query=JobListQuery, resp=Responses(HTTP_200=JobPage, **errors(422)), tags=("jobs",))
 def list_jobs():
-    """Jobs, newest first, one page at a time, optionally in one state."""
+    """Jobs, newest first, one page at a time, optionally in one state or matching ``q``."""
     query: JobListQuery = request.context.query
-    rows, total = jobs.list_jobs(db(), offset=query.offset, limit=query.size, state=query.state)
+    rows, total = jobs.list_jobs(
+        db(), offset=query.offset, limit=query.size, state=query.state, search=query.q
+    )
     counts = jobs.counts_by_job(db(), [job.id for job in rows])
     args = {"size": query.size, **({"state": query.state.value} if query.state else {})}
+    args |= {"q": query.q} if query.q else {}
     more = query.offset + len(rows) < total
     page = query.page
     return {

@@ -24,18 +24,14 @@ def _public(entry: dict) -> dict:
     return {k: entry[k] for k in _PUBLIC_MODEL_FIELDS if k in entry}
 
 
-@bp.get("/models")
-@endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",))
-def list_models():
-    """Models in the registry, with labels, metrics and the default (no server paths)."""
+def model_list() -> dict:
+    """The :class:`~api.web.schemas.ModelList` of the registry (the dashboard shows it too)."""
     items = [_public(entry) for entry in registry().list()]
     return {"items": items, "default": settings().default_model}
 
 
-@bp.get("/models/<name>")
-@endpoint(resp=Responses(HTTP_200=ModelDetail, **errors(404)), tags=("models",))
-def get_model(name: str):
-    """One model with its card (Markdown): metrics, held-out results, what it was trained on."""
+def model_detail(name: str) -> dict:
+    """The :class:`~api.web.schemas.ModelDetail` of model ``name``; 404 when unknown."""
     entry = next((e for e in registry().list() if e["name"] == name), None)
     if entry is None:
         raise APIError(f"no model {name!r}", status=404, code="model_not_found")
@@ -45,6 +41,20 @@ def get_model(name: str):
             card = (folder / f"{name}.md").read_text(encoding="utf-8")
             break
     return {**_public(entry), "card": card}
+
+
+@bp.get("/models")
+@endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",))
+def list_models():
+    """Models in the registry, with labels, metrics and the default (no server paths)."""
+    return model_list()
+
+
+@bp.get("/models/<name>")
+@endpoint(resp=Responses(HTTP_200=ModelDetail, **errors(404)), tags=("models",))
+def get_model(name: str):
+    """One model with its card (Markdown): metrics, held-out results, what it was trained on."""
+    return model_detail(name)
 
 
 def _check_request(body: TrainingRequest) -> dict:
