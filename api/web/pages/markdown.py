@@ -60,8 +60,10 @@ def render(text: str) -> Markup:
             out.append(f"<pre><code>{escape(chr(10).join(lines[index + 1 : end]))}</code></pre>")
             index = end + 1
             continue
-        if line.lstrip().startswith("|") and index + 1 < len(lines) and _RULE.match(
-            lines[index + 1]
+        if (
+            line.lstrip().startswith("|")
+            and index + 1 < len(lines)
+            and _RULE.match(lines[index + 1])
         ):
             flush()
             end = index + 2
