@@ -21,7 +21,7 @@ from api.web.views import job_view
 #: Most segments one call page draws (a call of several hours at the default segmentation).
 MAX_SEGMENTS = 5000
 #: Audio types browsers play that ``mimetypes`` may not know.
-AUDIO_TYPES = {".flac": "audio/flac", ".opus": "audio/ogg", ".m4a": "audio/mp4"}
+AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".opus": "audio/ogg", ".m4a": "audio/mp4"}
 
 
 def _segments(file_id: int) -> list:

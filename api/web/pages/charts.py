@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 EMOTION_COLOURS = {
     "neutral": "#6b7280",
     "calm": "#0f766e",
-    "happy": "#b45309",
+    "happy": "#ca8a04",
     "sad": "#1d4ed8",
     "angry": "#b91c1c",
     "fearful": "#6d28d9",
