@@ -134,7 +134,9 @@ def upload(tmp_path_factory) -> list[str]:
 
 
 def test_a_user_goes_through_the_dashboard(browser, base_url, upload, settings):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select
 
@@ -168,6 +170,18 @@ def test_a_user_goes_through_the_dashboard(browser, base_url, upload, settings):
     row = driver.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
     assert "Browser test calls" in row.text and "succeeded" in row.text
     shot(driver, "jobs")
+
+    # --- on a phone's width the pages reflow: only the tables scroll sideways ----------------
+    for width, height in ((1366, 900), (390, 844)):
+        driver.set_window_size(width, height)
+        for path in ("/", f"/jobs/{job_id}", "/jobs/new", "/models"):
+            driver.get(base_url + path)
+            assert driver.execute_script(
+                "return document.documentElement.scrollWidth <= window.innerWidth"
+            ), (width, path)
+    if SCREENSHOTS:
+        driver.save_screenshot(str(Path(SCREENSHOTS) / "new-job-narrow.png"))
+    driver.set_window_size(1366, 900)
 
     # --- filter the table by a label the API reports -----------------------------------------
     results = api(base_url, f"/api/v1/jobs/{job_id}/results?limit=100")["items"]
@@ -213,6 +227,12 @@ def test_a_user_goes_through_the_dashboard(browser, base_url, upload, settings):
         "await r.arrayBuffer()))]))", audio_url)  # fmt: skip
     assert ranged == [206, "audio/wav", list(b"RIFF")]
     shot(driver, "call")
+    other = bars[1]  # by keyboard: a segment is focusable and plays on Enter
+    driver.execute_script("arguments[0].focus()", other)
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
+    other_start = float(other.get_attribute("data-start"))
+    wait(driver, lambda d: f"Playing {other_start:.1f}" in d.find_element(By.ID, "now-playing")
+         .text, 10, "Enter to play the focused segment")  # fmt: skip
 
     # --- correct the call's label and a segment's, stored through the JSON API -------------
     file_id = int(audio_url.rstrip("/").split("/")[-2])
