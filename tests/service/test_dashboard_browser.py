@@ -73,7 +73,8 @@ def browser(tmp_path_factory):
                      "--mute-audio", "--disable-gpu"):  # fmt: skip
         options.add_argument(argument)
     options.add_experimental_option(
-        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
     )
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -106,7 +107,9 @@ def shot(driver, name: str, height: int | None = None) -> None:
 def api(base_url: str, path: str):
     with urllib.request.urlopen(base_url + path, timeout=30) as response:
         body = response.read()
-        return json.loads(body) if response.headers.get_content_type() == "application/json" else body
+        return (
+            json.loads(body) if response.headers.get_content_type() == "application/json" else body
+        )
 
 
 def no_script_errors(driver) -> None:
@@ -146,7 +149,7 @@ def test_a_user_goes_through_the_dashboard(browser, base_url, upload, settings):
     driver.find_element(By.ID, "files").send_keys("\n".join(upload))
     wait(driver, lambda d: "9 file(s)" in d.find_element(By.ID, "selection").text, 10)
     driver.find_element(By.ID, "up-name").send_keys("Browser test calls")
-    driver.find_element(By.CSS_SELECTOR, '#upload-form input[name=channels][value=split]').click()
+    driver.find_element(By.CSS_SELECTOR, "#upload-form input[name=channels][value=split]").click()
     shot(driver, "new-job")
     driver.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
     wait(driver, lambda d: "/jobs/" in d.current_url and "/new" not in d.current_url, 60, "upload")

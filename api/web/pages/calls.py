@@ -20,8 +20,11 @@ from api.web.views import job_view
 
 #: Most segments one call page draws (a call of several hours at the default segmentation).
 MAX_SEGMENTS = 5000
-#: Audio types browsers play that ``mimetypes`` may not know.
-AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".opus": "audio/ogg", ".m4a": "audio/mp4"}
+#: Audio types browsers play, whatever this system's ``mimetypes`` says.
+AUDIO_TYPES = {
+    ".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
+    ".opus": "audio/ogg", ".m4a": "audio/mp4",
+}  # fmt: skip
 
 
 def _segments(file_id: int) -> list:
