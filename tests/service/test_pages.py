@@ -280,6 +280,16 @@ def test_model_cards_are_rendered_escaped():
     assert "<pre><code>&lt;b&gt;</code></pre>" in html and "<a " not in html
 
 
+def test_new_job_offers_the_apis_models_and_the_channel_names(client):
+    models = client.get("/api/v1/models").get_json()["items"]
+    text = client.get("/jobs/new").get_data(as_text=True)
+    offered = re.findall(r'<option value="([^"]+)"[^>]*>[^<]*\(', text.split("up-segmentation")[0])
+    assert offered == [m["name"] for m in models]
+    default = next(m["name"] for m in models if m["default"])
+    assert re.search(rf'<option value="{default}" selected>', text)
+    assert "0 = agent, 1 = customer" in text and 'data-max-mb="512"' in text
+
+
 def test_models_page_marks_the_default_and_shows_cards(client):
     models = client.get("/api/v1/models").get_json()["items"]
     text = client.get("/models").get_data(as_text=True)

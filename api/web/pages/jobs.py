@@ -7,7 +7,8 @@ from flask import redirect, render_template, request, url_for
 
 from api.store import jobs, results
 from api.store.states import ACTIVE_JOB_STATES, JobState
-from api.web.context import db, registry, settings
+from api.web.context import db, settings
+from api.web.models import model_list
 from api.web.pages import bp
 from api.web.pages.charts import distribution_svg
 from api.web.pages.display import job_name, job_row
@@ -46,8 +47,7 @@ def new_job():
     current = settings()
     return render_template(
         "pages/new_job.html",
-        models=registry().list(),
-        default_model=current.default_model,
+        models=model_list()["items"],  # what GET /api/v1/models lists, custom models included
         channel_names=dict(current.channel_names),
         max_upload_mb=current.max_upload_mb,
         max_files=current.max_files_per_job,
