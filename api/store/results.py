@@ -33,6 +33,7 @@ CSV_COLUMNS = (
     File.model_version,
     File.segment_count,
     File.summary,
+    File.ood,
     File.corrected_label,
 )
 
@@ -140,3 +141,12 @@ def first_probabilities(session: Session, job_id: str) -> dict[str, float] | Non
         .order_by(File.id)
         .limit(1)
     )
+
+
+def ood_counts(session: Session, job_id: str, above: float | None) -> tuple[int, int]:
+    """(files with an out-of-domain score, those scored above ``above``) of a job."""
+    scored = func.count(File.ood)
+    outside = func.count(File.ood).filter(File.ood > above) if above is not None else None
+    columns = (scored, outside) if outside is not None else (scored,)
+    row = session.execute(select(*columns).where(File.job_id == job_id)).one()
+    return int(row[0]), int(row[1]) if outside is not None else 0

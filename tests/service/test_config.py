@@ -53,6 +53,7 @@ def test_every_variable_is_read(tmp_path):
         "AER_SWEEP_INTERVAL_S": "7.5",
         "AER_CHANNEL_NAMES": "1=caller,0=advisor",
         "AER_UNCERTAIN_BELOW": "0.4",
+        "AER_OOD_ABOVE": "0.95",
     }
     s = load_settings(env)
     assert s == Settings(
@@ -76,6 +77,7 @@ def test_every_variable_is_read(tmp_path):
         sweep_interval_s=7.5,
         channel_names=((0, "advisor"), (1, "caller")),
         uncertain_below=0.4,
+        ood_above=0.95,
     )
     assert s.celery_broker_url == "redis://broker:6379/0"
     # every AER_ variable the README documents is one load_settings reads

@@ -58,7 +58,7 @@ def new_job():
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str):
     """One job: live counts and progress, its emotion distribution and its results table."""
-    job = jobs.get_job(db(), job_id)
+    job = jobs.find_job(db(), job_id)
     view = job_view(job)
     query = ResultsFilter.from_args(request.args, view.labels)
     rows, next_id = results.result_page(
@@ -95,14 +95,14 @@ def job_page(job_id: str):
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str):
     """Cancel a queued or running job (the form asks for a confirmation first)."""
-    job = jobs.cancel_job(db(), job_id)
+    job = jobs.cancel_job(db(), jobs.find_job(db(), job_id).id)
     return redirect(url_for("pages.job_page", job_id=job.id, notice="cancel"), 303)
 
 
 @bp.post("/jobs/<job_id>/delete")
 def delete_job(job_id: str):
     """Delete a job, its results and its uploaded audio (after a confirmation)."""
-    job = jobs.get_job(db(), job_id)
+    job = jobs.find_job(db(), job_id)
     name = job_name(job, jobs.first_files(db(), [job.id]).get(job.id))
     jobs.delete_job(db(), settings(), job.id)
     return redirect(url_for("pages.job_list", deleted=name), 303)

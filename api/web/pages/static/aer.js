@@ -72,26 +72,29 @@
       selection.textContent = chosen.length ? chosen.length + " file(s), " +
         (bytes / 1048576).toFixed(1) + " MB" : "No files chosen.";
       var name = form.elements.name;
-      if (chosen.length && !name.value) { name.placeholder = chosen[0].top || chosen[0].name; }
+      if (chosen.length && !name.value) { name.placeholder = chosen[0].top; }
     };
-    var add = function (file, top) { file.top = top; chosen.push(file); };
+    /* A file keeps its path inside a dropped or chosen folder: the API stores it so. */
+    var add = function (file, path) {
+      chosen.push({ file: file, path: path, top: path.split("/")[0], size: file.size });
+    };
     var addList = function (files) {
-      Array.prototype.forEach.call(files, function (f) {
-        var rel = f.webkitRelativePath || "";
-        add(f, rel ? rel.split("/")[0] : f.name);
-      });
+      Array.prototype.forEach.call(files, function (f) { add(f, f.webkitRelativePath || f.name); });
       showChosen();
     };
     $("#files").addEventListener("change", function (ev) { addList(ev.target.files); ev.target.value = ""; });
     $("#folder-files").addEventListener("change", function (ev) { addList(ev.target.files); ev.target.value = ""; });
-    var walk = function (entry, top) {
+    var walk = function (entry) {
       return new Promise(function (done) {
-        if (entry.isFile) { entry.file(function (f) { add(f, top); done(); }, function () { done(); }); return; }
+        if (entry.isFile) {
+          entry.file(function (f) { add(f, entry.fullPath.replace(/^\//, "")); done(); }, function () { done(); });
+          return;
+        }
         var reader = entry.createReader(), all = [];
         var more = function () {
           reader.readEntries(function (batch) {
             if (!batch.length) { Promise.all(all).then(done); return; }
-            batch.forEach(function (e) { all.push(walk(e, top)); });
+            batch.forEach(function (e) { all.push(walk(e)); });
             more();
           }, function () { Promise.all(all).then(done); });
         };
@@ -109,7 +112,7 @@
       var items = Array.prototype.slice.call(ev.dataTransfer.items || []);
       var entries = items.map(function (i) { return i.webkitGetAsEntry && i.webkitGetAsEntry(); });
       if (entries.length && entries.every(Boolean)) {
-        Promise.all(entries.map(function (e) { return walk(e, e.name); })).then(showChosen);
+        Promise.all(entries.map(function (e) { return walk(e); })).then(showChosen);
       } else { addList(ev.dataTransfer.files); }
     });
     form.addEventListener("submit", function (ev) {
@@ -122,7 +125,7 @@
       if (bytes > maxMb * 1048576) { error.textContent = "the request is larger than the upload limit of " + maxMb + " MB"; return; }
       if (chosen.length > maxFiles) { error.textContent = "at most " + maxFiles + " files per job"; return; }
       var data = new FormData();
-      chosen.forEach(function (f) { data.append("files", f, f.name); });
+      chosen.forEach(function (c) { data.append("files", c.file, c.path); });
       ["model", "segmentation"].forEach(function (n) { data.append(n, form.elements[n].value); });
       data.append("channels", form.querySelector('input[name="channels"]:checked').value);
       var name = form.elements.name.value.trim() || form.elements.name.placeholder;
