@@ -281,3 +281,59 @@ def test_a_user_goes_through_the_dashboard(browser, base_url, upload, settings):
     no_script_errors(driver)
     driver.get(base_url + f"/jobs/{job_id}")
     assert "Not found" in driver.find_element(By.TAG_NAME, "h1").text
+
+
+def test_progress_on_the_jobs_list_is_live(browser, base_url, settings):
+    """A running job's row follows the database without a reload (the files' leases are held
+    far ahead, so the worker's sweep leaves them to this test)."""
+    from datetime import timedelta
+
+    from selenium.webdriver.common.by import By
+    from sqlalchemy import update
+
+    from api.store import jobs
+    from api.store.db import session_scope
+    from api.store.tables import File, Job, utcnow
+
+    with session_scope(settings) as s:
+        job = jobs.create_job(
+            s, source_kind="upload", source="x", options={"name": "Live progress"},
+            model_name="aer8",
+        )  # fmt: skip
+        job.state, job.enumerated = "running", True
+        job.started_at = utcnow() - timedelta(seconds=10)
+        lease = utcnow() + timedelta(hours=1)
+        s.add_all(
+            File(
+                job_id=job.id,
+                rel_path=f"{i}.wav",
+                path="/nowhere",
+                state="running",
+                lease_expires_at=lease,
+            )  # fmt: skip
+            for i in range(2)
+        )
+        job_id = job.id
+    driver = browser
+    driver.get_log("browser")  # forget what earlier tests left in the log
+    driver.get(base_url + "/?q=live+progress")
+    row = driver.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
+
+    def field(name: str) -> str:
+        return row.find_element(By.CSS_SELECTOR, f'[data-field="{name}"]').text
+
+    assert (field("finished"), field("total"), field("percent")) == ("0", "2", "0 %")
+    with session_scope(settings) as s:
+        s.execute(update(File).where(File.job_id == job_id, File.rel_path == "0.wav")
+                  .values(state="done", processed_at=utcnow()))  # fmt: skip
+    wait(driver, lambda d: field("percent") == "50 %", 20, "the row to show 50 %")
+    assert field("finished") == "1" and field("rate") != "–" and field("eta").endswith(" s")
+    bar = row.find_element(By.CSS_SELECTOR, '[data-field="progress"]')
+    assert float(bar.get_attribute("value")) == 50
+    with session_scope(settings) as s:
+        s.execute(update(File).where(File.job_id == job_id).values(state="done"))
+        s.execute(update(Job).where(Job.id == job_id)
+                  .values(state="succeeded", finished_at=utcnow()))  # fmt: skip
+    wait(driver, lambda d: field("state") == "succeeded", 20, "the row to show succeeded")
+    assert field("percent") == "100 %" and row.get_attribute("data-poll") is None
+    no_script_errors(driver)

@@ -22,13 +22,22 @@ bp = Blueprint(
 
 
 def guard():
-    """Run before every page request; return a response to refuse it (e.g. a redirect to the
-    login page), None to let it through. Today: no authentication, everyone passes."""
+    """Run before every page request (pages, their forms, the call audio, the static files);
+    return a response to refuse it (e.g. a redirect to the login page), None to let it through.
+
+    Today there is no authentication and everyone passes. Wiring login in: make this call the
+    session check (and let the login page itself through).
+    """
     return None
 
 
 def csrf_token() -> str:
-    """The CSRF token forms and script calls carry. A stub (empty) until login exists."""
+    """The CSRF token every form carries (hidden field ``csrf_token``) and every script call
+    sends (header ``X-CSRF-Token``, from ``<meta name="csrf-token">``).
+
+    A stub (empty) until login exists: then return the session's token, and check it on the
+    pages' POSTs (cancel, delete) and on cookie-authenticated API calls.
+    """
     return ""
 
 
