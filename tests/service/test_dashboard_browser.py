@@ -172,7 +172,6 @@ def test_a_user_goes_through_the_dashboard(browser, base_url, upload, settings):
     driver.get(base_url + "/?q=browser+test")
     row = driver.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
     assert "Browser test calls" in row.text and "succeeded" in row.text
-    shot(driver, "jobs")
 
     # --- on a phone's width the pages reflow: only the tables scroll sideways ----------------
     for width, height in ((1366, 900), (390, 844)):
@@ -314,12 +313,14 @@ def test_progress_on_the_jobs_list_is_live(browser, base_url, settings):
             for i in range(2)
         )
         job_id = job.id
+        _other_jobs(s)
     driver = browser
     driver.get_log("browser")  # forget what earlier tests left in the log
     driver.get(base_url + "/?q=live+progress")
     row = driver.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
 
     def field(name: str) -> str:
+        row = driver.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
         return row.find_element(By.CSS_SELECTOR, f'[data-field="{name}"]').text
 
     assert (field("finished"), field("total"), field("percent")) == ("0", "2", "0 %")
@@ -330,6 +331,11 @@ def test_progress_on_the_jobs_list_is_live(browser, base_url, settings):
     assert field("finished") == "1" and field("rate") != "–" and field("eta").endswith(" s")
     bar = row.find_element(By.CSS_SELECTOR, '[data-field="progress"]')
     assert float(bar.get_attribute("value")) == 50
+    if SCREENSHOTS:
+        driver.get(base_url + "/")
+        shot(driver, "jobs", height=600)
+        driver.get(base_url + "/?q=live+progress")
+        row = driver.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')
     with session_scope(settings) as s:
         s.execute(update(File).where(File.job_id == job_id).values(state="done"))
         s.execute(update(Job).where(Job.id == job_id)
@@ -337,3 +343,28 @@ def test_progress_on_the_jobs_list_is_live(browser, base_url, settings):
     wait(driver, lambda d: field("state") == "succeeded", 20, "the row to show succeeded")
     assert field("percent") == "100 %" and row.get_attribute("data-poll") is None
     no_script_errors(driver)
+
+
+def _other_jobs(s) -> None:
+    """Finished jobs beside the live one, so that the jobs page's screenshot shows a few."""
+    from api.store import jobs
+    from api.store.tables import File, utcnow
+
+    for name, state, done, failed in (("Monday calls", "completed_with_errors", 41, 2),
+                                      ("Escalations week 48", "succeeded", 12, 0),
+                                      ("Old archive", "failed", 0, 0)):  # fmt: skip
+        job = jobs.create_job(
+            s, source_kind="upload", source="x", options={"name": name}, model_name="aer8"
+        )
+        job.state, job.enumerated, job.started_at, job.finished_at = state, True, utcnow(), utcnow()
+        job.error = "the folder could not be listed" if state == "failed" else None
+        s.add_all(
+            File(
+                job_id=job.id,
+                rel_path=f"{i}.wav",
+                path="/nowhere",
+                processed_at=utcnow(),
+                state="done" if i < done else "failed",
+            )  # fmt: skip
+            for i in range(done + failed)
+        )

@@ -267,6 +267,16 @@ def test_cancel_and_delete_forms(client, api_settings, seeded):
     assert client.post(f"/jobs/{job_id}/delete").status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "–"), (0.4, "0 s"), (59.4, "59 s"), (61, "1 min 1 s"), (7322, "2 h 02 min")],
+)
+def test_durations_read_like_a_person_says_them(seconds, text):
+    from api.web.pages.display import duration
+
+    assert duration(seconds) == text
+
+
 def test_model_cards_are_rendered_escaped():
     from api.web.pages.markdown import render
 

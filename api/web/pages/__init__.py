@@ -50,9 +50,10 @@ def init_app(app: Flask) -> None:
     """Register the pages, their error pages and their template globals on ``app``."""
     app.add_template_global(csrf_token, "csrf_token")
     app.add_template_global(charts.colour, "colour")
+    app.add_template_filter(display.duration, "duration")
     app.register_blueprint(bp)
     errors.init_app(app)
 
 
 # The page modules add their routes to bp.
-from api.web.pages import calls, charts, errors, jobs, models  # noqa: E402, F401
+from api.web.pages import calls, charts, display, errors, jobs, models  # noqa: E402, F401

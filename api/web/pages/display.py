@@ -25,3 +25,15 @@ def job_name(job: Job, first_file: str | None) -> str:
 def job_row(job: Job, counts: Mapping[str, int], first_file: str | None) -> dict:
     """The API's JSON of the job (:func:`api.web.serializers.job_json`) with its ``name``."""
     return job_json(job, counts) | {"name": job_name(job, first_file)}
+
+
+def duration(seconds: float | None) -> str:
+    """``seconds`` for people: ``42 s``, ``7 min 5 s``, ``2 h 05 min``; ``–`` when unknown."""
+    if seconds is None:
+        return "–"
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    if total < 3600:
+        return f"{total // 60} min {total % 60} s"
+    return f"{total // 3600} h {total % 3600 // 60:02d} min"

@@ -12,6 +12,14 @@
     for (var k in extra || {}) { h[k] = extra[k]; }
     return h;
   }
+  function duration(s) {  /* as display.duration on the server */
+    if (s == null) { return "–"; }
+    var t = Math.round(s);
+    if (t < 60) { return t + " s"; }
+    if (t < 3600) { return Math.floor(t / 60) + " min " + (t % 60) + " s"; }
+    var m = Math.floor((t % 3600) / 60);
+    return Math.floor(t / 3600) + " h " + (m < 10 ? "0" : "") + m + " min";
+  }
   function errorText(body, status) {
     return (body && body.error && body.error.message) || ("the server answered " + status);
   }
@@ -41,7 +49,7 @@
     setField(root, "pending", c.pending + c.running);
     setField(root, "total", c.total);
     setField(root, "rate", job.files_per_second == null ? "–" : job.files_per_second.toFixed(2));
-    setField(root, "eta", job.eta_s == null ? "–" : Math.round(job.eta_s) + " s");
+    setField(root, "eta", duration(job.eta_s));
   }
   function poll(root) {
     var url = root.getAttribute("data-poll");
