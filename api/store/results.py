@@ -58,7 +58,8 @@ def result_page(
     label: str | None = None,
     min_confidence: float | None = None,
     state: str | None = None,
-    below_confidence: float | None = None,
+    uncertain_below: float | None = None,
+    ood_above: float | None = None,
     order: str = "id",
     after_confidence: float | None = None,
 ) -> tuple[list[File], int | None]:
@@ -68,7 +69,8 @@ def result_page(
     ``"-confidence"`` list only files with a confidence, by (confidence, id) ascending or
     descending; their cursor is the last row's ``(after_confidence, after_id)``. Every page is
     one query that starts after the cursor: no OFFSET, whatever the page.
-    ``below_confidence`` keeps files less confident than it (the ``uncertain`` ones).
+    ``uncertain_below`` keeps only the files the API flags ``uncertain``: less confident than
+    it, or (with ``ood_above``) with audio scored off-domain above ``ood_above``.
     """
     if order not in RESULT_ORDERS:
         raise ValueError(f"order must be one of {RESULT_ORDERS}, got {order!r}")
@@ -77,8 +79,11 @@ def result_page(
         stmt = stmt.where(File.label == label)
     if min_confidence is not None:
         stmt = stmt.where(File.confidence >= min_confidence)
-    if below_confidence is not None:
-        stmt = stmt.where(File.confidence < below_confidence)
+    if uncertain_below is not None:
+        flagged = File.confidence < uncertain_below
+        if ood_above is not None:
+            flagged = flagged | (File.ood > ood_above)
+        stmt = stmt.where(File.confidence.is_not(None), flagged)
     if state is not None:
         stmt = stmt.where(File.state == state)
     if order == "id":

@@ -62,6 +62,7 @@ def seeded(api_settings) -> dict:
                     processed_at=utcnow(),
                     segment_count=2,
                     summary=summary(label, "angry"),
+                    ood=0.999 if i == 0 else 0.01,
                 )  # fmt: skip
             )
         files.append(File(job_id=job.id, rel_path="broken.wav", path=str(folder / "broken.wav"),
@@ -164,7 +165,7 @@ def rows_of(text: str) -> list[str]:
     return re.findall(r'<tr data-file="(\d+)">', text)
 
 
-def test_results_table_filters_sorts_and_escapes(client, seeded):
+def test_results_table_filters_sorts_and_escapes(client, make_app, seeded):
     job, ids = seeded["job"], seeded["files"]
     text = client.get(f"/jobs/{job}").get_data(as_text=True)
     assert rows_of(text) == [str(i) for i in ids]
@@ -177,10 +178,12 @@ def test_results_table_filters_sorts_and_escapes(client, seeded):
     assert rows_of(happy) == [str(ids[0]), str(ids[3])]
     confident = client.get(f"/jobs/{job}?min_confidence=0.6").get_data(as_text=True)
     assert rows_of(confident) == [str(ids[0]), str(ids[2])]
-    uncertain = client.get(f"/jobs/{job}?uncertain=1").get_data(as_text=True)
-    threshold = float(re.search(r"Uncertain \(below ([\d.]+)\)", uncertain).group(1))
-    expected = [i for i, c in zip(ids, [0.91, 0.35, 0.62, 0.48], strict=False) if c < threshold]
-    assert rows_of(uncertain) == [str(i) for i in expected]
+    for app_client in (client, make_app(ood_above=0.9).test_client()):
+        uncertain = app_client.get(f"/jobs/{job}?uncertain=1").get_data(as_text=True)
+        api = app_client.get(f"/api/v1/jobs/{job}/results").get_json()["items"]
+        flagged = [str(r["id"]) for r in api if r["uncertain"]]
+        assert rows_of(uncertain) == flagged and flagged  # the API's rule
+    assert str(ids[0]) in flagged and "off-domain</span>" in uncertain  # confident, off-domain
     lowest = client.get(f"/jobs/{job}?sort=confidence").get_data(as_text=True)
     assert rows_of(lowest) == [str(ids[i]) for i in (1, 3, 2, 0)]
     highest = client.get(f"/jobs/{job}?sort=-confidence").get_data(as_text=True)

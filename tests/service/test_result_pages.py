@@ -10,6 +10,7 @@ from sqlalchemy import insert
 from api.store import jobs, results
 from api.store.db import session_scope
 from api.store.tables import File
+from api.web.serializers import ResultView
 
 N = 300
 
@@ -41,11 +42,19 @@ def seeded(store_settings) -> dict:
                 "state": "failed" if failed else "done",
                 "label": None if failed else ("sad", "happy", "angry")[i % 3],
                 "confidence": None if failed else (i * 37 % 20) / 20,
+                "ood": None if i % 4 == 0 else (i * 13 % 10) / 10,  # also on failed files
             })  # fmt: skip
         rows.append({"job_id": other.id, "rel_path": "a.wav", "path": "/y", "state": "done",
                      "label": "sad", "confidence": 0.5})  # fmt: skip
         s.execute(insert(File), rows)
         return {"job": job.id, "other": other.id}
+
+
+def uncertain(row: File, uncertain_below: float, ood_above: float | None = None, **_) -> bool:
+    """The API's rule: what ``ResultView.uncertain`` says of the row."""
+    view = ResultView(labels=(), uncertain_below=uncertain_below, ood_above=ood_above,
+                      channel_name=str)  # fmt: skip
+    return bool(view.uncertain(row.confidence, row.ood))
 
 
 def every_page(s, job_id: str, limit: int, **filters) -> list[File]:
@@ -62,7 +71,10 @@ def every_page(s, job_id: str, limit: int, **filters) -> list[File]:
 
 
 @pytest.mark.parametrize("order", ["id", "confidence", "-confidence"])
-@pytest.mark.parametrize("filters", [{}, {"label": "sad"}, {"below_confidence": 0.3}])
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"label": "sad"}, {"uncertain_below": 0.3}, {"uncertain_below": 0.3, "ood_above": 0.8}],
+)
 def test_keyset_pages_list_each_file_once_in_order(store_settings, seeded, order, filters):
     with session_scope(store_settings) as s:
         rows = every_page(s, seeded["job"], 7, order=order, **filters)
@@ -71,8 +83,7 @@ def test_keyset_pages_list_each_file_once_in_order(store_settings, seeded, order
         r for r in everything
         if (order == "id" or r.confidence is not None)
         and r.label == filters.get("label", r.label)
-        and ("below_confidence" not in filters
-             or (r.confidence is not None and r.confidence < filters["below_confidence"]))
+        and ("uncertain_below" not in filters or uncertain(r, **filters))
     ]  # fmt: skip
     if order != "id":
         wanted.sort(key=lambda r: (r.confidence, r.id), reverse=order.startswith("-"))

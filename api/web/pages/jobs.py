@@ -14,7 +14,7 @@ from api.web.pages.charts import distribution_svg
 from api.web.pages.display import job_name, job_row
 from api.web.pages.query import JobsFilter, ResultsFilter
 from api.web.serializers import result_row
-from api.web.views import job_view
+from api.web.views import domain_summary, job_view
 
 #: Jobs per page of the list, results per page of a job's table.
 JOBS_PER_PAGE = 25
@@ -67,7 +67,8 @@ def job_page(job_id: str):
         limit=RESULTS_PER_PAGE,
         label=query.label,
         min_confidence=query.min_confidence,
-        below_confidence=view.uncertain_below if query.uncertain else None,
+        uncertain_below=view.uncertain_below if query.uncertain else None,
+        ood_above=view.ood_above,
         state="failed" if query.failed else None,
         order=query.sort,
         after_id=query.after_id,
@@ -89,6 +90,7 @@ def job_page(job_id: str):
         chart=distribution_svg(distribution, view.labels),
         distribution=distribution,
         active=job.state in ACTIVE_JOB_STATES,
+        domain=domain_summary(job),
     )
 
 
