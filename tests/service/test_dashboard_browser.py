@@ -368,3 +368,30 @@ def _other_jobs(s) -> None:
             )  # fmt: skip
             for i in range(done + failed)
         )
+
+
+def test_a_server_folder_job_and_a_refused_folder(browser, base_url, settings, allowed_root):
+    """The folder form answers with the API's own error, then starts a job on an allowed
+    folder."""
+    from selenium.webdriver.common.by import By
+
+    folder = allowed_root / "calls-friday"
+    folder.mkdir()
+    for clip in demo_clips()[:2]:
+        shutil.copy(clip, folder / clip.name)
+    driver = browser
+    driver.get_log("browser")
+    driver.get(base_url + "/jobs/new")
+    path = driver.find_element(By.ID, "folder")
+    path.send_keys("/etc")
+    driver.find_element(By.CSS_SELECTOR, "#folder-form button[type=submit]").click()
+    wait(driver, lambda d: d.find_element(By.ID, "folder-error").text, 20, "the refusal")
+    assert "AER_ALLOWED_ROOTS" in driver.find_element(By.ID, "folder-error").text
+    path.clear()
+    path.send_keys(str(folder))
+    driver.find_element(By.CSS_SELECTOR, "#folder-form button[type=submit]").click()
+    wait(driver, lambda d: "/jobs/new" not in d.current_url, 20, "the job page")
+    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#job-status .state").text
+         == "succeeded", what="the folder job to finish")  # fmt: skip
+    assert driver.find_element(By.TAG_NAME, "h1").text == "calls-friday"  # named by its folder
+    assert len(driver.find_elements(By.CSS_SELECTOR, "table.results tbody tr")) == 2
