@@ -4,7 +4,8 @@ Every page and form goes through the ``pages`` blueprint, so one hook guards the
 :func:`guard` runs before each page request (today it lets everyone in; point it at the login
 check to require a session), and templates put :func:`csrf_token` in every form and in the
 ``X-CSRF-Token`` header of the scripts' API calls (today a stub that returns an empty string).
-The pages read through the same store functions and rules as the JSON API, and the scripts in
+Pages reach jobs only through :mod:`api.web.pages.access` (the one place for tenancy). They
+read through the same store functions and rules as the JSON API, and the scripts in
 ``static/`` call the JSON API itself for uploads, live progress and label corrections.
 """
 
@@ -48,7 +49,7 @@ def _before_page():
 
 def init_app(app: Flask) -> None:
     """Register the pages, their error pages and their template globals on ``app``."""
-    app.add_template_global(csrf_token, "csrf_token")
+    app.jinja_env.globals.setdefault("csrf_token", csrf_token)  # a login's own token wins
     app.add_template_global(charts.colour, "colour")
     app.add_template_filter(display.duration, "duration")
     app.register_blueprint(bp)
@@ -56,4 +57,4 @@ def init_app(app: Flask) -> None:
 
 
 # The page modules add their routes to bp.
-from api.web.pages import calls, charts, display, errors, jobs, models  # noqa: E402, F401
+from api.web.pages import access, calls, charts, display, errors, jobs, models  # noqa: E402, F401

@@ -12,7 +12,7 @@ from api.store import jobs, results
 from api.store.jobs import is_within
 from api.web.context import db, settings
 from api.web.errors import APIError
-from api.web.pages import bp
+from api.web.pages import access, bp
 from api.web.pages.charts import Lane, timeline_svg
 from api.web.pages.display import job_row
 from api.web.serializers import result_row, segment_row
@@ -41,7 +41,7 @@ def _segments(file_id: int) -> list:
 @bp.get("/jobs/<job_id>/files/<int:file_id>")
 def call_page(job_id: str, file_id: int):
     """A call: a lane per channel coloured by emotion, the player, the summary and labels."""
-    job = jobs.find_job(db(), job_id)
+    job = access.find_job(job_id)
     file = results.get_file(db(), job.id, file_id)
     view = job_view(job)
     segments = [segment_row(s, view) for s in _segments(file.id)]
@@ -69,7 +69,7 @@ def stored_audio(job_id: str, file_id: int) -> Path:
     Raises:
         APIError: 404 when the file has no stored audio any more (deleted, moved).
     """
-    job = jobs.find_job(db(), job_id)
+    job = access.find_job(job_id)
     file = results.get_file(db(), job.id, file_id)
     path = Path(file.path).resolve()
     roots = (settings().uploads_dir.resolve(), *settings().allowed_roots)

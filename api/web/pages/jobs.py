@@ -9,7 +9,7 @@ from api.store import jobs, results
 from api.store.states import ACTIVE_JOB_STATES, JobState
 from api.web.context import db, settings
 from api.web.models import model_list
-from api.web.pages import bp
+from api.web.pages import access, bp
 from api.web.pages.charts import distribution_svg
 from api.web.pages.display import job_name, job_row
 from api.web.pages.query import JobsFilter, ResultsFilter
@@ -26,8 +26,8 @@ def job_list():
     """Every job, newest first: state, live progress, rate, ETA, model, created; filters."""
     query = JobsFilter.from_args(request.args)
     offset = (query.page - 1) * JOBS_PER_PAGE
-    rows, total = jobs.list_jobs(
-        db(), offset=offset, limit=JOBS_PER_PAGE, state=query.state, search=query.q
+    rows, total = access.list_jobs(
+        offset=offset, limit=JOBS_PER_PAGE, state=query.state, search=query.q
     )
     ids = [job.id for job in rows]
     counts, firsts = jobs.counts_by_job(db(), ids), jobs.first_files(db(), ids)
@@ -58,7 +58,7 @@ def new_job():
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str):
     """One job: live counts and progress, its emotion distribution and its results table."""
-    job = jobs.find_job(db(), job_id)
+    job = access.find_job(job_id)
     view = job_view(job)
     query = ResultsFilter.from_args(request.args, view.labels)
     rows, next_id = results.result_page(
@@ -97,14 +97,14 @@ def job_page(job_id: str):
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str):
     """Cancel a queued or running job (the form asks for a confirmation first)."""
-    job = jobs.cancel_job(db(), jobs.find_job(db(), job_id).id)
+    job = access.cancel_job(job_id)
     return redirect(url_for("pages.job_page", job_id=job.id, notice="cancel"), 303)
 
 
 @bp.post("/jobs/<job_id>/delete")
 def delete_job(job_id: str):
     """Delete a job, its results and its uploaded audio (after a confirmation)."""
-    job = jobs.find_job(db(), job_id)
+    job = access.find_job(job_id)
     name = job_name(job, jobs.first_files(db(), [job.id]).get(job.id))
-    jobs.delete_job(db(), settings(), job.id)
+    access.delete_job(job.id)
     return redirect(url_for("pages.job_list", deleted=name), 303)
