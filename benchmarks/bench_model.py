@@ -69,14 +69,14 @@ def _bench(model, files, clips, audio_s: float, rounds: int) -> None:
             "features only": cpu(lambda: [model.feature_set(y, sr) for y, sr in clips]),
             "decode+features+classifier": cpu(
                 lambda: [
-                    classify(model.feature_set(*soundfile.read(f, dtype="float32")))
-                    for f in files
+                    classify(model.feature_set(*soundfile.read(f, dtype="float32"))) for f in files
                 ]
             ),
         }
     print(f"{model.name} {model.version} ({model.feature_set.id}, {model.metadata.get('preset')})")
     for name, seconds in timings.items():
         print(f"  {name:28s} {seconds:7.3f} cpu s  {audio_s / seconds:7.0f}x realtime per core")
+
 
 if __name__ == "__main__":
     main()

@@ -45,3 +45,23 @@ def authenticated(app: Flask, key: str) -> Flask:
 
     app.test_client_class = Client
     return app
+
+
+def login(client: FlaskClient, key: str) -> FlaskClient:
+    """Log ``client`` in to the web pages with ``key`` (the login form, CSRF token included);
+    its later requests carry the session cookie."""
+    import re
+
+    form = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]*)"', form).group(1)
+    response = client.post("/login", data={"key": key, "csrf_token": token})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return client
+
+
+def page_token(client: FlaskClient) -> str:
+    """The CSRF token of ``client``'s login session, as the pages put it in their forms."""
+    import re
+
+    page = client.get("/").get_data(as_text=True)
+    return re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)

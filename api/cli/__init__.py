@@ -142,6 +142,7 @@ def serve(host: str, port: int, workers: int, allow_roots: tuple[Path, ...]) -> 
     try:
         with embedded_stack(settings, workers=workers, host=host, port=port) as url:
             click.echo(f"AER listening on {url}/api/v1 (data in {settings.data_dir}); Ctrl-C stops")
+            click.echo(f"dashboard: {url}/")
             threading.Event().wait()
     except KeyboardInterrupt:
         click.echo("stopped")

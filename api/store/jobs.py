@@ -236,17 +236,38 @@ def file_counts(session: Session, job_id: str) -> dict[str, int]:
 
 
 def list_jobs(
-    session: Session, *, tenant_id: str, offset: int, limit: int, state: str | None = None
+    session: Session,
+    *,
+    tenant_id: str,
+    offset: int,
+    limit: int,
+    state: str | None = None,
+    search: str | None = None,
 ) -> tuple[list[Job], int]:
-    """One page of the jobs of ``tenant_id``, newest first, optionally in one state; returns
-    (jobs, total)."""
+    """One page of the jobs of ``tenant_id``, newest first, optionally in one state and
+    matching ``search`` (a case-insensitive part of the job's ``name`` option, its folder or its
+    id); returns (jobs, total)."""
     stmt = select(Job).where(Job.tenant_id == tenant_id)
     if state:
         stmt = stmt.where(Job.state == state)
+    if search:
+        pattern = _contains(search)
+        stmt = stmt.where(
+            Job.options["name"].as_string().ilike(pattern, escape="\\")
+            | Job.source.ilike(pattern, escape="\\")
+            | Job.id.ilike(pattern, escape="\\")
+        )
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     order = (Job.created_at.desc(), Job.id.desc())
     rows = list(session.scalars(stmt.order_by(*order).offset(offset).limit(limit)))
     return rows, total
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern (escape character ``\\``) matching ``text`` anywhere."""
+    for char in ("\\", "%", "_"):
+        text = text.replace(char, "\\" + char)
+    return f"%{text}%"
 
 
 def counts_by_job(session: Session, job_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -280,6 +301,18 @@ def recovering_files(
     )
     out.update(dict(rows.all()))
     return out
+
+
+def first_files(session: Session, job_ids: list[str]) -> dict[str, str]:
+    """The first file (by relative path) of each of the jobs that have files."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(File.job_id, func.min(File.rel_path))
+        .where(File.job_id.in_(job_ids))
+        .group_by(File.job_id)
+    )
+    return {job_id: rel_path for job_id, rel_path in rows}
 
 
 def cancel_job(session: Session, job_id: str, *, tenant_id: str) -> Job:

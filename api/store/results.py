@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from api.store.errors import StoreError
@@ -45,6 +45,10 @@ class FileNotInJobError(StoreError, LookupError):
     status = 404
 
 
+#: Orders of :func:`result_page`: file id, or confidence (ascending / descending, ties by id).
+RESULT_ORDERS = ("id", "confidence", "-confidence")
+
+
 def result_page(
     session: Session,
     job_id: str,
@@ -54,21 +58,65 @@ def result_page(
     label: str | None = None,
     min_confidence: float | None = None,
     state: str | None = None,
+    uncertain_below: float | None = None,
+    ood_above: float | None = None,
+    order: str = "id",
+    after_confidence: float | None = None,
 ) -> tuple[list[File], int | None]:
-    """One page of a job's files in id order, filtered; returns (rows, next cursor or None)."""
+    """One keyset page of a job's files, filtered; returns (rows, next cursor id or None).
+
+    ``order="id"`` pages by file id (cursor: ``after_id``). ``"confidence"`` and
+    ``"-confidence"`` list only files with a confidence, by (confidence, id) ascending or
+    descending; their cursor is the last row's ``(after_confidence, after_id)``. Every page is
+    one query that starts after the cursor: no OFFSET, whatever the page.
+    ``uncertain_below`` keeps only the files the API flags ``uncertain``: less confident than
+    it, or (with ``ood_above``) with audio scored off-domain above ``ood_above``.
+    """
+    if order not in RESULT_ORDERS:
+        raise ValueError(f"order must be one of {RESULT_ORDERS}, got {order!r}")
     stmt = select(File).where(File.job_id == job_id)
-    if after_id is not None:
-        stmt = stmt.where(File.id > after_id)
     if label is not None:
         stmt = stmt.where(File.label == label)
     if min_confidence is not None:
         stmt = stmt.where(File.confidence >= min_confidence)
+    if uncertain_below is not None:
+        flagged = File.confidence < uncertain_below
+        if ood_above is not None:
+            flagged = flagged | (File.ood > ood_above)
+        stmt = stmt.where(File.confidence.is_not(None), flagged)
     if state is not None:
         stmt = stmt.where(File.state == state)
-    rows = list(session.scalars(stmt.order_by(File.id).limit(limit + 1)))
+    if order == "id":
+        if after_id is not None:
+            stmt = stmt.where(File.id > after_id)
+        stmt = stmt.order_by(File.id)
+    else:
+        stmt = _by_confidence(stmt, order == "-confidence", after_confidence, after_id)
+    rows = list(session.scalars(stmt.limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1].id if more else None)
+
+
+def _by_confidence(stmt, descending: bool, after_confidence: float | None, after_id: int | None):
+    stmt = stmt.where(File.confidence.is_not(None))
+    if after_confidence is not None and after_id is not None:
+        key, cursor = tuple_(File.confidence, File.id), tuple_(after_confidence, after_id)
+        stmt = stmt.where(key < cursor if descending else key > cursor)
+    if descending:
+        return stmt.order_by(File.confidence.desc(), File.id.desc())
+    return stmt.order_by(File.confidence, File.id)
+
+
+def label_counts(session: Session, job_id: str) -> dict[str, int]:
+    """How many of the job's files got each label (files with a result only), most first."""
+    rows = session.execute(
+        select(File.label, func.count())
+        .where(File.job_id == job_id, File.label.is_not(None))
+        .group_by(File.label)
+        .order_by(func.count().desc(), File.label)
+    ).all()
+    return {label: n for label, n in rows}
 
 
 def file_batch(session: Session, job_id: str, *, after_id: int, limit: int) -> Sequence[Any]:

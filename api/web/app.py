@@ -13,6 +13,7 @@ from api.web import (
     keys,
     labels,
     models,
+    pages,
     results,
     segments,
     sessions,
@@ -54,4 +55,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     sessions.init_app(app)  # the web pages' login, at the root
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    pages.init_app(app)  # the dashboard at /
     return app

@@ -10,6 +10,7 @@ take no key; :data:`SESSION` views (web pages) check the login session themselve
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -29,7 +30,7 @@ SESSION = "session"
 #: Scope of a view that states none.
 DEFAULT_SCOPE = "admin"
 #: Flask's own endpoints that are public.
-_PUBLIC_ENDPOINTS = frozenset({"static"})
+_PUBLIC_ENDPOINTS = frozenset({"static", "pages.static"})  # the dashboard's style and script
 
 F = TypeVar("F", bound=Callable)
 
@@ -81,6 +82,8 @@ def _authenticate() -> None:
     scope = view_scope(current_app, request.endpoint)
     if scope in (PUBLIC, SESSION):
         return
+    if "Authorization" not in request.headers and _session_login(scope):
+        return  # the dashboard's own calls: its login session, CSRF-checked
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise unauthorized("send an API key: 'Authorization: Bearer <key>'")
@@ -89,6 +92,25 @@ def _authenticate() -> None:
         raise unauthorized("the API key is unknown, revoked or expired")
     g.aer_principal = found
     require(scope)
+
+
+def _session_login(scope: str) -> bool:
+    """Accept the web login's session for a JSON API call (the dashboard's scripts): the
+    session cookie names the key, and an unsafe method must echo the session's CSRF token in
+    ``X-CSRF-Token``, which another site's page cannot read. False without a session."""
+    from api.web.sessions import current_user, session_csrf
+
+    user = current_user()
+    if user is None:
+        return False
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        expected = session_csrf()
+        sent = request.headers.get("X-CSRF-Token", "")
+        if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise APIError("the X-CSRF-Token header is missing or stale", status=403)
+    g.aer_principal = user
+    require(scope)
+    return True
 
 
 def init_app(app: Flask) -> None:

@@ -115,11 +115,22 @@ def is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
+def _page(status: int, code: str, message: str):
+    """The HTML error page for requests outside the JSON API, when the app has pages."""
+    render = current_app.extensions.get("aer.error_page")
+    if render is None or request.path.startswith("/api/"):
+        return None
+    return render(status, code, message)
+
+
 def _handle_http(exc: HTTPException) -> Response:
     status = exc.code or 500
     message = exc.description or ""
     if status == 413:
         message = _too_large_message()
+    page = _page(status, HTTP_CODES.get(status, "error"), message)
+    if page is not None:
+        return page
     response, _ = error_response(status, HTTP_CODES.get(status, "error"), message)
     response.status_code = status
     # Keep headers such as Allow (405) that werkzeug attaches to the exception.
@@ -130,6 +141,13 @@ def _handle_http(exc: HTTPException) -> Response:
 
 
 def _handle_any(exc: Exception) -> tuple[Response, int]:
+    response, status = _json_error(exc)
+    error = response.get_json()["error"]
+    page = _page(status, error["code"], error["message"])
+    return (response, status) if page is None else page
+
+
+def _json_error(exc: Exception) -> tuple[Response, int]:
     if isinstance(exc, APIError):
         response, status = error_response(exc.status, exc.code, exc.message, exc.details)
         response.headers.update(exc.headers)

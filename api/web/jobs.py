@@ -143,15 +143,21 @@ def create_job():
     scope="read",
 )
 def list_jobs():
-    """Jobs, newest first, one page at a time, optionally in one state."""
+    """Jobs, newest first, one page at a time, optionally in one state or matching ``q``."""
     query: JobListQuery = request.context.query
     rows, total = jobs.list_jobs(
-        db(), tenant_id=tenant(), offset=query.offset, limit=query.size, state=query.state
+        db(),
+        tenant_id=tenant(),
+        offset=query.offset,
+        limit=query.size,
+        state=query.state,
+        search=query.q,
     )
     ids = [job.id for job in rows]
     counts = jobs.counts_by_job(db(), ids)
     recovering = jobs.recovering_files(db(), ids, worker_timeout_s=settings().worker_timeout_s)
     args = {"size": query.size, **({"state": query.state.value} if query.state else {})}
+    args |= {"q": query.q} if query.q else {}
     more = query.offset + len(rows) < total
     page = query.page
     return {

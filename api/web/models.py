@@ -32,11 +32,10 @@ def _public(entry: dict) -> dict:
     return item
 
 
-@bp.get("/models")
-@endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",), scope="read")
-def list_models():
-    """Models in the registry, with labels, metrics and the default (no server paths); a model
-    whose files fail the checks of loading is listed ``available: false`` with the reason."""
+def model_list() -> dict:
+    """The :class:`~api.web.schemas.ModelList` of the registry as the caller's tenant sees it
+    (the dashboard shows it too); a model whose files fail the checks of loading is listed
+    ``available: false`` with the reason."""
     items = [_public(entry) for entry in registry().list()]
     return {"items": items, "default": settings().default_model}
 
@@ -49,10 +48,8 @@ def _public_metrics(metrics: dict) -> dict:
     return {**metrics, "plots": [PurePath(str(p)).name for p in plots]}
 
 
-@bp.get("/models/<name>")
-@endpoint(resp=Responses(HTTP_200=ModelDetail, **errors(404)), tags=("models",), scope="read")
-def get_model(name: str):
-    """One model with its card (Markdown): metrics, held-out results, what it was trained on."""
+def model_detail(name: str) -> dict:
+    """The :class:`~api.web.schemas.ModelDetail` of model ``name``; 404 when unknown."""
     entry = next((e for e in registry().list() if e["name"] == name), None)
     if entry is None:
         raise APIError(f"no model {name!r}", status=404, code="model_not_found")
@@ -62,6 +59,21 @@ def get_model(name: str):
             card = (folder / f"{name}.md").read_text(encoding="utf-8")
             break
     return {**_public(entry), "card": card}
+
+
+@bp.get("/models")
+@endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",), scope="read")
+def list_models():
+    """Models in the registry (shipped, then the tenant's custom ones), with labels, metrics
+    and the default (no server paths)."""
+    return model_list()
+
+
+@bp.get("/models/<name>")
+@endpoint(resp=Responses(HTTP_200=ModelDetail, **errors(404)), tags=("models",), scope="read")
+def get_model(name: str):
+    """One model with its card (Markdown): metrics, held-out results, what it was trained on."""
+    return model_detail(name)
 
 
 def _check_request(body: TrainingRequest) -> dict:

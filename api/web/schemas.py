@@ -52,6 +52,10 @@ class JobOptions(_Request):
         SEGMENTATIONS[0], description="speech segments (vad), fixed 8 s windows, or whole files"
     )
 
+    name: str | None = Field(
+        None, max_length=200, description="a name to find the job by (the dashboard's search)"
+    )
+
     @field_validator("model")
     @classmethod
     def _strip(cls, value: str | None) -> str | None:
@@ -59,9 +63,15 @@ class JobOptions(_Request):
             raise ValueError("must be a non-empty string")
         return value.strip() if value else value
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
     def as_options(self) -> dict:
-        """The job's ``options`` column."""
-        return {"channels": self.channels, "segmentation": self.segmentation}
+        """The job's ``options`` column (``name`` only when given)."""
+        options = {"channels": self.channels, "segmentation": self.segmentation}
+        return options | ({"name": self.name} if self.name else {})
 
 
 #: Fields of a job submission besides its files or folder.
@@ -101,7 +111,9 @@ class FolderJobRequest(JobOptions):
 
     def options(self) -> JobOptions:
         """The job options of this request."""
-        return JobOptions(model=self.model, channels=self.channels, segmentation=self.segmentation)
+        return JobOptions(
+            model=self.model, channels=self.channels, segmentation=self.segmentation, name=self.name
+        )
 
 
 class JobListQuery(_Query):
@@ -110,6 +122,9 @@ class JobListQuery(_Query):
     page: int = Field(1, ge=1, le=1_000_000)
     size: int = Field(50, ge=1, le=500)
     state: JobState | None = None
+    q: str | None = Field(
+        None, max_length=200, description="part of the job's name, folder or id (any case)"
+    )
 
     @property
     def offset(self) -> int:

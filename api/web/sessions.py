@@ -73,6 +73,11 @@ def csrf_token() -> str:
     return session["csrf"]
 
 
+def session_csrf() -> str:
+    """The session's CSRF token, or "" when it has none (no page was served to it)."""
+    return session.get("csrf", "")
+
+
 def check_csrf() -> None:
     """Raise a 400 unless the form's ``csrf_token`` matches the session's."""
     sent = request.form.get("csrf_token", "")

@@ -164,6 +164,7 @@ def _training(client, headers, ctx):
 
 NO_KEY = (401, 401, 401)
 JOB = "/api/v1/jobs/{job_id}"
+JOB_PAGE = "/jobs/{job_id}"
 FILE_LABEL = JOB + "/files/{file_id}/label"
 SEGMENT_LABEL = JOB + "/files/{file_id}/segments/{segment_id}/label"
 #: A request that needs ``submit`` on a job of the owner's: others do not see the job at all.
@@ -232,6 +233,25 @@ ROWS = (
     Row("/login", "POST", (400,) * 7, _post("/login")),
     Row("/logout", "POST", (400,) * 7, _post("/logout")),
     Row("/static/<path:filename>", "GET", (404,) * 7, _get("/static/nothing.css")),
+    # Dashboard pages take the login session, not keys: without one, each sends to the login.
+    *(
+        Row(rule, method, (302,) * 7, _send(method, path))
+        for rule, method, path in (
+            ("/", "GET", "/"),
+            ("/jobs/new", "GET", "/jobs/new"),
+            ("/models", "GET", "/models"),
+            ("/jobs/<job_id>", "GET", JOB_PAGE),
+            ("/jobs/<job_id>/files/<int:file_id>", "GET", JOB_PAGE + "/files/{file_id}"),
+            (
+                "/jobs/<job_id>/files/<int:file_id>/audio",
+                "GET",
+                JOB_PAGE + "/files/{file_id}/audio",
+            ),
+            ("/jobs/<job_id>/cancel", "POST", JOB_PAGE + "/cancel"),
+            ("/jobs/<job_id>/delete", "POST", JOB_PAGE + "/delete"),
+        )
+    ),
+    Row("/ui/static/<path:filename>", "GET", (200,) * 7, _get("/ui/static/aer.css")),
 )
 
 
