@@ -149,9 +149,10 @@ class Settings(BaseSettings):
         description="days after a job ends that the job and its results are deleted; unset: kept",
     )
     keep_extracted: bool = Field(
-        False,
-        description="keep extracted zip contents after the job ends (until "
-        "`AER_RETENTION_DAYS`), for a player that serves them; default deleted at the end",
+        True,
+        description="keep extracted zip contents after the job ends, until "
+        "`AER_RETENTION_DAYS`, so that the dashboard's player can play calls that came in a "
+        "zip; `false` deletes them when the job ends",
     )
     max_duration_s: float = Field(
         600.0, gt=0, description="longer files fail with `too_long`", allow_inf_nan=False

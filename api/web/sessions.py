@@ -118,6 +118,7 @@ def login_required(scope: str = "read") -> Callable[[Callable], Callable]:
 
 
 _FORM = """<!doctype html><html lang="en"><meta charset="utf-8"><title>AER: log in</title>
+<link rel="icon" href="data:,">
 <h1>AER</h1>{error}<form method="post" action="{action}">
 <input type="hidden" name="csrf_token" value="{token}">
 <input type="hidden" name="next" value="{next}">

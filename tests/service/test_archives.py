@@ -245,6 +245,7 @@ def test_extracted_contents_go_when_the_job_ends(settings, default_model, keep):
 
 
 def test_extractions_go_when_the_job_fails(settings):
+    settings = settings.model_copy(update={"keep_extracted": False})  # the default keeps them
     job_id = jobs.new_job_id()
     folder = upload_dir(settings, job_id)
     folder.mkdir(parents=True)

@@ -300,8 +300,8 @@ def test_a_user_goes_through_the_dashboard(browser, base_url, upload, settings):
 
 
 def test_progress_on_the_jobs_list_is_live(browser, base_url, settings):
-    """A running job's row follows the database without a reload (the files' leases are held
-    far ahead, so the worker's sweep leaves them to this test)."""
+    """A running job's row follows the database without a reload (the files are held by a
+    task whose heartbeat is far ahead, so the worker's sweep leaves them to this test)."""
     from datetime import timedelta
 
     from selenium.webdriver.common.by import By
@@ -309,9 +309,11 @@ def test_progress_on_the_jobs_list_is_live(browser, base_url, settings):
 
     from api.store import jobs
     from api.store.db import session_scope
-    from api.store.tables import File, Job, utcnow
+    from api.store.tables import File, Job, Worker, utcnow
 
     with session_scope(settings) as s:
+        later = utcnow() + timedelta(hours=1)
+        s.add(Worker(id="browser-test", hostname="test", pid=0, task="test", last_seen=later))
         job = jobs.create_job(
             s, source_kind="upload", source="x", options={"name": "Live progress"},
             model_name="aer8",
@@ -327,6 +329,7 @@ def test_progress_on_the_jobs_list_is_live(browser, base_url, settings):
                 path="/nowhere",
                 state="running",
                 lease_expires_at=lease,
+                claimed_by="browser-test",
             )  # fmt: skip
             for i in range(2)
         )
@@ -347,6 +350,7 @@ def test_progress_on_the_jobs_list_is_live(browser, base_url, settings):
                   .values(state="done", processed_at=utcnow()))  # fmt: skip
     wait(driver, lambda d: field("percent") == "50 %", 20, "the row to show 50 %")
     assert field("finished") == "1" and field("rate") != "–" and field("eta").endswith(" s")
+    row = driver.find_element(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]')  # re-rendered
     bar = row.find_element(By.CSS_SELECTOR, '[data-field="progress"]')
     assert float(bar.get_attribute("value")) == 50
     if SCREENSHOTS:

@@ -80,6 +80,7 @@ def purges(settings) -> list[tuple[str, int, int]]:
 
 
 def test_audio_and_results_are_purged_by_age(settings):
+    settings = settings.model_copy(update={"keep_extracted": False})  # the default keeps them
     running = make_job(settings, ended_days_ago=None)
     recent = make_job(settings, ended_days_ago=1, extracted=True)
     old_audio = make_job(settings, ended_days_ago=3)
