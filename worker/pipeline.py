@@ -17,7 +17,7 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from api.store import jobs, processing
+from api.store import jobs, processing, webhooks
 from api.store.db import session_scope
 from api.store.settings import Settings
 from api.store.tables import utcnow
@@ -27,6 +27,7 @@ from core.errors import ModelError
 from core.model import EmotionModel
 from core.predict import FilePrediction
 from worker.models import get_model
+from worker.notify import send_deliveries
 from worker.sources import Listing, SourceError, list_folder, list_upload
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,7 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
         listing = _list_sources(settings, job)
     except SourceError as exc:
         log.warning("job %s failed: %s", job_id, exc)
-        with session_scope(settings) as session:
-            processing.fail_job(session, job_id, str(exc))
+        _fail(settings, job_id, str(exc))
         return
     if listing.failed:
         failed = [(rel, path, str(exc), exc.code) for rel, path, exc in listing.failed]
@@ -90,11 +90,13 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
             ids = processing.insert_files(session, job_id, batch, lease_until=lease_until)
         chunks += enqueue_in_chunks(enqueue, job_id, ids, settings.chunk_size)
     with session_scope(settings) as session:
-        if processing.count_files(session, job_id) == 0:
-            processing.fail_job(session, job_id, "no audio files found")
-            log.warning("job %s failed: no audio files found", job_id)
-            return
-        processing.finish_enumeration(session, job_id)
+        empty = processing.count_files(session, job_id) == 0
+        if not empty:
+            processing.finish_enumeration(session, job_id)
+    if empty:
+        _fail(settings, job_id, "no audio files found")
+        log.warning("job %s failed: no audio files found", job_id)
+        return
     log.info("job %s: %s files listed, %s chunks enqueued", job_id, len(entries), chunks)
     _try_finish(settings, job_id)
 
@@ -143,15 +145,13 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
         options = jobs.analysis_options(job.options)
     except jobs.InvalidOptionsError as exc:
         log.error("job %s failed: %s", job_id, exc)
-        with session_scope(settings) as session:
-            processing.fail_job(session, job_id, f"invalid job options: {exc}")
+        _fail(settings, job_id, f"invalid job options: {exc}")
         return 0
     try:
         model = get_model(settings, job.model_name)
     except ModelError as exc:
         log.error("job %s failed: model %r: %s", job_id, job.model_name, exc)
-        with session_scope(settings) as session:
-            processing.fail_job(session, job_id, f"model {job.model_name!r} cannot be used: {exc}")
+        _fail(settings, job_id, f"model {job.model_name!r} cannot be used: {exc}")
         return 0
     with session_scope(settings) as session:
         processing.mark_job_running(session, job_id, model.version)
@@ -170,7 +170,9 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
     try:
         while claimed:
             file_id, path = claimed.pop(0)
-            results.add(file_id, _analyze_one(settings, model, options, job_id, file_id, path))
+            start = time.perf_counter()
+            outcome = _analyze_one(settings, model, options, job_id, file_id, path)
+            results.add(file_id, outcome, time.perf_counter() - start)
             done += 1
             results.flush_if_due()
         results.flush()
@@ -204,11 +206,13 @@ class _Results:
         self.settings = settings
         self.model_version = model_version
         self.pending: list[tuple[int, FilePrediction | str]] = []
+        self.seconds: dict[int, float] = {}
         self.since = time.monotonic()
 
-    def add(self, file_id: int, outcome: FilePrediction | str) -> None:
-        """Queue a file's prediction, or the message of an internal error."""
+    def add(self, file_id: int, outcome: FilePrediction | str, seconds: float) -> None:
+        """Queue a file's prediction (or the message of an internal error) and its time."""
         self.pending.append((file_id, outcome))
+        self.seconds[file_id] = seconds
 
     def flush_if_due(self) -> None:
         """:meth:`flush` when enough files or time have gone by."""
@@ -220,11 +224,11 @@ class _Results:
         if self.pending:
             predictions = [(i, out) for i, out in self.pending if not isinstance(out, str)]
             with session_scope(self.settings) as session:
-                processing.record_results(session, predictions, self.model_version)
+                processing.record_results(session, predictions, self.model_version, self.seconds)
                 for file_id, outcome in self.pending:
                     if isinstance(outcome, str):
                         processing.fail_file(session, file_id, outcome, "internal_error")
-            self.pending = []
+            self.pending, self.seconds = [], {}
         self.since = time.monotonic()
 
 
@@ -265,7 +269,9 @@ def _process_file(
     if path is None:
         return False
     results = _Results(settings, model.version)
-    results.add(file_id, _analyze_one(settings, model, options, job_id, file_id, path))
+    start = time.perf_counter()
+    outcome = _analyze_one(settings, model, options, job_id, file_id, path)
+    results.add(file_id, outcome, time.perf_counter() - start)
     results.flush()  # result, segments and summary: one transaction
     return True
 
@@ -285,8 +291,19 @@ def analyze(
 
 def _try_finish(settings: Settings, job_id: str) -> None:
     with session_scope(settings) as session:
-        if processing.try_finish_job(session, job_id):
-            log.info("job %s finished", job_id)
+        finished = processing.try_finish_job(session, job_id)
+        deliveries = webhooks.record_job_event(session, job_id) if finished else []
+    if finished:
+        log.info("job %s finished", job_id)
+    send_deliveries(deliveries)
+
+
+def _fail(settings: Settings, job_id: str, error: str) -> None:
+    """Fail the job, with its webhook events in the same transaction, then send them."""
+    with session_scope(settings) as session:
+        failed = processing.fail_job(session, job_id, error)
+        deliveries = webhooks.record_job_event(session, job_id) if failed else []
+    send_deliveries(deliveries)
 
 
 def run_sweep(
@@ -313,9 +330,17 @@ def run_sweep(
             include_pending=queue_idle,
         )
     with session_scope(settings) as session:
+        abandoned = processing.give_up_enumerations(
+            session, lease_s=settings.lease_s, max_attempts=settings.max_attempts
+        )
+        deliveries = [i for job_id in abandoned for i in webhooks.record_job_event(session, job_id)]
         stalled = processing.stalled_enumerations(
             session, lease_s=settings.lease_s, max_attempts=settings.max_attempts
         )
+    send_deliveries(deliveries)
+    with session_scope(settings) as session:
+        late_attempts = webhooks.due_attempts(session, grace_s=settings.sweep_interval_s)
+    send_deliveries(late_attempts)
     for job_id, file_ids in requeue.items():
         enqueue_in_chunks(enqueue, job_id, file_ids, settings.chunk_size)
     for job_id in stalled:
@@ -327,6 +352,7 @@ def run_sweep(
         "requeued_files": sum(len(ids) for ids in requeue.values()),
         "requeued_enumerations": len(stalled),
         "stale_upload_parts": stale_parts,
+        "late_webhook_attempts": len(late_attempts),
     }
     if any(counts.values()):
         log.warning("sweep: %s", counts)

@@ -9,7 +9,7 @@ twice or two workers race: the loser simply changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -297,13 +297,15 @@ def record_results(
     session: Session,
     results: Sequence[tuple[int, FilePrediction]],
     model_version: str | None,
+    processing_s: Mapping[int, float] | None = None,
 ) -> list[int]:
     """Store many files' predictions (or errors) with their segments and summaries; returns the
     ids of the files written, by id.
 
     The first result wins: a file row is updated only while the file is unfinished, and only
     then are its segments written (any left from before deleted first), all in the caller's
-    transaction. A few statements for the whole batch, whatever its size.
+    transaction. A few statements for the whole batch, whatever its size. ``processing_s``:
+    seconds spent on each file (by id), for the metrics.
     """
     by_id: dict[int, FilePrediction] = {}
     for file_id, prediction in results:
@@ -327,7 +329,16 @@ def record_results(
     rows, segment_rows = [], []
     for file_id in winners:
         row, segments = _result_row(by_id[file_id])
-        rows.append({"b_id": file_id, **row, "processed_at": now, "model_version": model_version})
+        seconds = (processing_s or {}).get(file_id)
+        rows.append(
+            {
+                "b_id": file_id,
+                **row,
+                "processed_at": now,
+                "model_version": model_version,
+                "processing_s": seconds,
+            }
+        )
         segment_rows += [
             {"file_id": file_id, "job_id": job_ids[file_id], **seg} for seg in segments
         ]
@@ -476,14 +487,8 @@ def expired_files(
     return {job_id: sorted(ids) for job_id, ids in by_job.items()}
 
 
-def stalled_enumerations(session: Session, *, lease_s: float, max_attempts: int) -> list[str]:
-    """Jobs whose enumeration was lost (lease expired, or never started within a lease).
-
-    Jobs out of attempts are failed; the others get a fresh lease and are returned, to be
-    enqueued again.
-    """
-    now = utcnow()
-    stalled = and_(
+def _stalled_enumeration(lease_s: float, now: datetime):
+    return and_(
         Job.state.in_(ACTIVE_JOB_STATES),
         Job.enumerated.is_(False),
         or_(
@@ -491,22 +496,39 @@ def stalled_enumerations(session: Session, *, lease_s: float, max_attempts: int)
             and_(Job.lease_expires_at.is_(None), Job.created_at < now - timedelta(seconds=lease_s)),
         ),
     )
-    session.execute(
-        update(Job)
-        .where(stalled, Job.attempts >= max_attempts)
-        .values(
-            state=JobState.FAILED,
-            error=f"listing the files gave up after {max_attempts} attempts",
-            finished_at=now,
-            lease_expires_at=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
+
+
+def give_up_enumerations(session: Session, *, lease_s: float, max_attempts: int) -> list[str]:
+    """Fail the jobs whose enumeration was lost ``max_attempts`` times; returns their ids."""
+    now = utcnow()
     return list(
         session.scalars(
             update(Job)
-            .where(stalled)
-            .values(lease_expires_at=now + timedelta(seconds=lease_s))
+            .where(_stalled_enumeration(lease_s, now), Job.attempts >= max_attempts)
+            .values(
+                state=JobState.FAILED,
+                error=f"listing the files gave up after {max_attempts} attempts",
+                finished_at=now,
+                lease_expires_at=None,
+            )
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
+def stalled_enumerations(session: Session, *, lease_s: float, max_attempts: int) -> list[str]:
+    """Jobs whose enumeration was lost (lease expired, or never started within a lease).
+
+    Jobs out of attempts are failed (:func:`give_up_enumerations`); the others get a fresh
+    lease and are returned, to be enqueued again.
+    """
+    give_up_enumerations(session, lease_s=lease_s, max_attempts=max_attempts)
+    return list(
+        session.scalars(
+            update(Job)
+            .where(_stalled_enumeration(lease_s, utcnow()))
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
             .returning(Job.id)
             .execution_options(synchronize_session=False)
         )

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -139,6 +139,41 @@ class Settings(BaseSettings):
         le=1.0,
         description="results less confident than this are flagged `uncertain`; "
         "unset: the model's `suggested_uncertain_below`, else 0",
+    )
+
+    webhook_allow_private: bool = Field(
+        False,
+        description="let webhook receivers resolve to private, loopback or link-local "
+        "addresses (refused otherwise, at submission and again at each delivery)",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=300, allow_inf_nan=False, description="timeout of one webhook POST"
+    )
+    webhook_max_attempts: int = Field(
+        15, ge=1, le=100, description="attempts per webhook delivery before it is given up"
+    )
+    webhook_retry_base_s: float = Field(
+        30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="delay before the first retry; doubled each attempt, with jitter "
+        "(the defaults retry for about a day)",
+    )
+    webhook_retry_max_s: float = Field(
+        21_600.0, gt=0, allow_inf_nan=False, description="longest delay between two attempts"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: one JSON object per log line, with request and job ids"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="level of the API's, `aer serve`'s and the workers' logs"
+    )
+    worker_ping_timeout_s: float = Field(
+        1.0,
+        gt=0,
+        le=30,
+        allow_inf_nan=False,
+        description="how long `/healthz` and `/metrics` wait for workers to answer a ping",
     )
 
     @classmethod

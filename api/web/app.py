@@ -4,19 +4,30 @@ from __future__ import annotations
 
 from flask import Flask
 
+from api.store.logs import configure_logging
 from api.store.settings import Settings, load_settings
-from api.web import context, jobs, labels, models, results, segments, system
+from api.web import context, jobs, labels, metrics, models, results, segments, system, tracing
+from api.web import webhooks as webhook_routes
 from api.web.errors import register_error_handlers
 from api.web.uploads import UploadRequest
 
 #: Every path of the JSON API starts with this.
 API_PREFIX = "/api/v1"
-BLUEPRINTS = (jobs.bp, results.bp, segments.bp, labels.bp, models.bp, system.bp)
+BLUEPRINTS = (
+    jobs.bp, results.bp, segments.bp, labels.bp, models.bp, webhook_routes.bp, system.bp
+)  # fmt: skip
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the API app for ``settings`` (read from ``AER_*`` variables when None)."""
-    settings = settings or load_settings()
+    """Build the API app for ``settings``.
+
+    Without ``settings`` (gunicorn's ``create_app()``), they are read from the ``AER_*``
+    variables and the process's logging is configured from them too; a caller that passes
+    settings (tests, ``aer serve``) configures logging itself.
+    """
+    if settings is None:
+        settings = load_settings()
+        configure_logging(settings)
     app = Flask("aer")
     app.request_class = UploadRequest  # uploads are spooled to disk next to their destination
     app.config.update(
@@ -29,6 +40,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     register_error_handlers(app)
     context.init_app(app)
+    tracing.init_app(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    app.register_blueprint(metrics.bp)
     return app

@@ -7,13 +7,15 @@ decoding audio all happen in the worker.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 
 from flask import Blueprint, Response, request, url_for
 
 from api.store import jobs
-from api.store.queue import enqueue_enumeration
+from api.store.queue import enqueue_deliveries, enqueue_enumeration
+from api.store.receivers import check_receiver
 from api.store.tables import Job
 from api.store.uploads import upload_dir
 from api.web.context import celery, db, registry, settings
@@ -23,9 +25,11 @@ from api.web.schemas import Job as JobModel
 from api.web.serializers import job_json
 from api.web.spec import Response as Responses
 from api.web.spec import endpoint, errors
+from api.web.tracing import bind_job
 from api.web.uploads import check_uploads, save_uploads
 
 bp = Blueprint("jobs", __name__)
+log = logging.getLogger(__name__)
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -44,6 +48,8 @@ def resolve_model(name: str) -> str:
 
 def _submit(job_id: str, kind: str, source: str, options: JobOptions, **extra) -> Job:
     model = resolve_model(options.model or settings().default_model)
+    if options.callback_url:
+        check_receiver(options.callback_url, allow_private=settings().webhook_allow_private)
     return jobs.create_job(
         db(),
         source_kind=kind,
@@ -51,6 +57,7 @@ def _submit(job_id: str, kind: str, source: str, options: JobOptions, **extra) -
         options={**options.as_options(), **extra},
         model_name=model,
         job_id=job_id,
+        callback_url=options.callback_url,
     )
 
 
@@ -100,9 +107,14 @@ def create_job():
     else:
         job = _from_folder(job_id, request.context.json)
     db().commit()  # the worker must find the job when the message arrives
+    bind_job(job.id)
+    log.info("job submitted (%s, model %s)", job.source_kind, job.model_name)
     enqueue_enumeration(celery(), job.id)
     location = url_for("jobs.get_job", job_id=job.id, _external=True)
-    return job_json(job, {}), 202, {"Location": location}
+    body = job_json(job, {})
+    if job.callback_secret:
+        body["callback_secret"] = job.callback_secret  # shown this once
+    return body, 202, {"Location": location}
 
 
 @bp.get("/jobs")
@@ -139,5 +151,7 @@ def get_job(job_id: str):
 @endpoint(resp=Responses("HTTP_204", **errors(404)), tags=("jobs",))
 def delete_job(job_id: str):
     """Cancel the job's queued work, delete its results and its uploaded audio."""
-    jobs.delete_job(db(), settings(), job_id)
+    deliveries = jobs.delete_job(db(), settings(), job_id)
+    db().commit()  # the worker must find the attempts when their messages arrive
+    enqueue_deliveries(celery(), deliveries)
     return Response(status=204)

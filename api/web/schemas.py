@@ -13,7 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from api.store.jobs import CHANNEL_MODES, SEGMENTATIONS
-from api.store.tables import FileState, JobState, TrainingState
+from api.store.receivers import MAX_URL
+from api.store.tables import DeliveryState, FileState, JobState, TrainingState
+from api.store.webhooks import EVENTS
 
 ChannelMode = Literal[CHANNEL_MODES]  # type: ignore[valid-type]
 Segmentation = Literal[SEGMENTATIONS]  # type: ignore[valid-type]
@@ -50,6 +52,23 @@ class JobOptions(_Request):
     segmentation: Segmentation = Field(
         SEGMENTATIONS[0], description="speech segments (vad), fixed 8 s windows, or whole files"
     )
+    callback_url: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_URL,
+        description="http(s) URL the job's end is POSTed to, signed with the "
+        "`callback_secret` of the 202 answer (see docs/webhooks.md)",
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("model")
     @classmethod
@@ -100,7 +119,12 @@ class FolderJobRequest(JobOptions):
 
     def options(self) -> JobOptions:
         """The job options of this request."""
-        return JobOptions(model=self.model, channels=self.channels, segmentation=self.segmentation)
+        return JobOptions(
+            model=self.model,
+            channels=self.channels,
+            segmentation=self.segmentation,
+            callback_url=self.callback_url,
+        )
 
 
 class JobListQuery(_Query):
@@ -151,6 +175,25 @@ class ExportQuery(UncertainQuery):
     """``GET /jobs/{id}/results.csv``: one row per file (default) or per segment."""
 
     granularity: Literal["file", "segment"] = "file"
+
+
+Event = Literal[EVENTS]  # type: ignore[valid-type]
+
+
+class WebhookRequest(_Request):
+    """``POST /webhooks``: a subscription to job events."""
+
+    url: str = Field(..., min_length=1, max_length=MAX_URL, description="http(s) receiver")
+    events: list[Event] = Field(
+        default_factory=lambda: list(EVENTS), min_length=1, description="default: every event"
+    )
+
+
+class DeliveryQuery(_Query):
+    """Cursor pagination of delivery attempts (attempt id)."""
+
+    cursor: int | None = Field(None, ge=0, le=MAX_CURSOR)
+    limit: int = Field(100, ge=1, le=500)
 
 
 class LabelRequest(_Request):
@@ -236,6 +279,10 @@ class Job(_Response):
     started_at: str | None
     finished_at: str | None
     links: JobLinks
+    callback_url: str | None = None
+    callback_secret: str | None = Field(
+        None, description="the key that signs the job's webhooks: in the 202 answer only"
+    )
 
 
 class PageLinks(_Response):
@@ -386,12 +433,14 @@ class ModelList(_Response):
 class HealthCheck(_Response):
     ok: bool
     error: str | None = None
+    count: int | None = Field(None, description="workers that answered (the workers check)")
 
 
 class Health(_Response):
-    """``ok`` when the database and the broker answer; ``unavailable`` names the part."""
+    """``ok`` when the database and the broker answer and a worker is alive; ``degraded`` when
+    no worker answers (jobs are accepted and wait); ``unavailable`` (503) names the part."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, HealthCheck]
     error: ErrorDetail | None = None
 
@@ -429,3 +478,41 @@ class ModelDetail(ModelInfo):
     """A model with its card (Markdown), when it has one."""
 
     card: str | None = None
+
+
+class Webhook(_Response):
+    """A subscription; ``secret`` only in the answer that created it."""
+
+    id: str
+    url: str
+    events: list[Event]
+    created_at: str
+    secret: str | None = Field(None, description="the signing key: shown once, at creation")
+
+
+class WebhookList(_Response):
+    items: list[Webhook]
+
+
+class Delivery(_Response):
+    """One attempt to POST one event to one receiver."""
+
+    id: int
+    delivery: str = Field(..., description="the id shared by the attempts of one event")
+    webhook_id: str | None = Field(None, description="the subscription; null: the job's callback")
+    job_id: str | None
+    event: Event
+    url: str
+    attempt: int
+    state: DeliveryState
+    status_code: int | None
+    error: str | None
+    created_at: str
+    due_at: str
+    attempted_at: str | None
+    next_retry_at: str | None
+
+
+class DeliveryPage(_Response):
+    items: list[Delivery]
+    next: str | None

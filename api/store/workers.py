@@ -1,0 +1,20 @@
+"""Which Celery workers are alive, behind one function (a heartbeat table may replace the
+broadcast ping later without changing its callers)."""
+
+from __future__ import annotations
+
+from api.store.queue import create_celery
+from api.store.settings import Settings
+
+
+def live_workers(settings: Settings) -> int:
+    """How many workers answer a broadcast ping within ``AER_WORKER_PING_TIMEOUT_S``; 0 when
+    none does or the broker is down."""
+    celery = create_celery(settings)
+    try:
+        replies = celery.control.ping(timeout=settings.worker_ping_timeout_s) or []
+    except Exception:  # a broker that is down means no worker can be reached
+        return 0
+    finally:
+        celery.close()
+    return len(replies)
