@@ -53,6 +53,14 @@ def test_every_variable_is_read(tmp_path):
         "AER_SWEEP_INTERVAL_S": "7.5",
         "AER_CHANNEL_NAMES": "1=caller,0=advisor",
         "AER_UNCERTAIN_BELOW": "0.4",
+        "AER_WEBHOOK_ALLOW_PRIVATE": "true",
+        "AER_WEBHOOK_TIMEOUT_S": "3",
+        "AER_WEBHOOK_MAX_ATTEMPTS": "4",
+        "AER_WEBHOOK_RETRY_BASE_S": "0.5",
+        "AER_WEBHOOK_RETRY_MAX_S": "60",
+        "AER_LOG_FORMAT": "json",
+        "AER_LOG_LEVEL": "DEBUG",
+        "AER_WORKER_PING_TIMEOUT_S": "0.25",
     }
     s = load_settings(env)
     assert s == Settings(
@@ -76,6 +84,14 @@ def test_every_variable_is_read(tmp_path):
         sweep_interval_s=7.5,
         channel_names=((0, "advisor"), (1, "caller")),
         uncertain_below=0.4,
+        webhook_allow_private=True,
+        webhook_timeout_s=3.0,
+        webhook_max_attempts=4,
+        webhook_retry_base_s=0.5,
+        webhook_retry_max_s=60.0,
+        log_format="json",
+        log_level="DEBUG",
+        worker_ping_timeout_s=0.25,
     )
     assert s.celery_broker_url == "redis://broker:6379/0"
     # every AER_ variable the README documents is one load_settings reads
