@@ -7,12 +7,12 @@ from api.store.queue import create_celery
 from api.store.settings import Settings
 
 
-def live_workers(settings: Settings) -> int:
-    """How many workers answer a broadcast ping within ``AER_WORKER_PING_TIMEOUT_S``; 0 when
-    none does or the broker is down."""
+def live_workers(settings: Settings, *, enough: int | None = None) -> int:
+    """How many workers answer a broadcast ping within ``AER_WORKER_PING_TIMEOUT_S`` (0 when
+    none does or the broker is down); with ``enough``, stop waiting once that many answered."""
     celery = create_celery(settings)
     try:
-        replies = celery.control.ping(timeout=settings.worker_ping_timeout_s) or []
+        replies = celery.control.ping(timeout=settings.worker_ping_timeout_s, limit=enough) or []
     except Exception:  # a broker that is down means no worker can be reached
         return 0
     finally:

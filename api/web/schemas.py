@@ -433,7 +433,6 @@ class ModelList(_Response):
 class HealthCheck(_Response):
     ok: bool
     error: str | None = None
-    count: int | None = Field(None, description="workers that answered (the workers check)")
 
 
 class Health(_Response):

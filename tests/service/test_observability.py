@@ -222,8 +222,7 @@ def test_failed_attempts_show_in_metrics(client, allowed_root, wait_for_job):
 
 def test_health_reports_live_workers(client):
     body = client.get("/api/v1/healthz").get_json()
-    assert body["status"] == "ok" and body["checks"]["workers"]["ok"]
-    assert body["checks"]["workers"]["count"] >= 1
+    assert body["status"] == "ok" and body["checks"]["workers"] == {"ok": True}
     assert "@" not in json.dumps(body)  # no worker host names in the public body
 
 
