@@ -165,7 +165,7 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
         )
     taken = {file_id for file_id, _ in claimed}
     retries = [file_id for file_id in file_ids if file_id not in taken]
-    results = _Results(settings, model.version)
+    results = _Results(settings, job_id, model.version)
     done = 0
     try:
         while claimed:
@@ -202,8 +202,9 @@ class _Results:
     :data:`FLUSH_S` seconds, whichever comes first, so progress shows and a crash loses little.
     """
 
-    def __init__(self, settings: Settings, model_version: str | None) -> None:
+    def __init__(self, settings: Settings, job_id: str, model_version: str | None) -> None:
         self.settings = settings
+        self.job_id = job_id
         self.model_version = model_version
         self.pending: list[tuple[int, FilePrediction | str]] = []
         self.seconds: dict[int, float] = {}
@@ -220,7 +221,8 @@ class _Results:
             self.flush()
 
     def flush(self) -> None:
-        """Store every queued result in one transaction (each only if its file is unfinished)."""
+        """Store every queued result in one transaction (each only if its file is unfinished),
+        with the ``job.progress`` webhook attempts it makes due; then send those."""
         if self.pending:
             predictions = [(i, out) for i, out in self.pending if not isinstance(out, str)]
             with session_scope(self.settings) as session:
@@ -228,7 +230,9 @@ class _Results:
                 for file_id, outcome in self.pending:
                     if isinstance(outcome, str):
                         processing.fail_file(session, file_id, outcome, "internal_error")
+                deliveries = webhooks.record_progress(session, self.job_id)
             self.pending, self.seconds = [], {}
+            send_deliveries(deliveries)
         self.since = time.monotonic()
 
 
@@ -268,7 +272,7 @@ def _process_file(
         )
     if path is None:
         return False
-    results = _Results(settings, model.version)
+    results = _Results(settings, job_id, model.version)
     start = time.perf_counter()
     outcome = _analyze_one(settings, model, options, job_id, file_id, path)
     results.add(file_id, outcome, time.perf_counter() - start)

@@ -267,6 +267,8 @@ class Webhook(Base):
     url: Mapped[str] = mapped_column(Text)
     events: Mapped[list] = mapped_column(JSONType)
     secret: Mapped[str] = mapped_column(String(100))
+    #: Finished files between two ``job.progress`` events (when subscribed to them).
+    progress_every: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from api.store.errors import StoreError
 from api.store.settings import Settings
-from api.store.states import DeliveryState, JobState
+from api.store.states import DeliveryState, FileState, JobState
 from api.store.tables import File, Job, Webhook, WebhookDelivery, utcnow
 
 #: The events, by the job state that causes them.
@@ -34,7 +34,15 @@ JOB_EVENTS = {
     JobState.FAILED: "job.failed",
     JobState.CANCELLED: "job.cancelled",
 }
-EVENTS = tuple(JOB_EVENTS.values())
+#: Sent every ``progress_every`` finished files of a running job (to receivers that ask).
+PROGRESS_EVENT = "job.progress"
+#: What a subscription gets when it names no events: every job's end.
+END_EVENTS = tuple(JOB_EVENTS.values())
+EVENTS = (*END_EVENTS, PROGRESS_EVENT)
+#: ``progress_every`` of a subscription to ``job.progress`` that gives none.
+DEFAULT_PROGRESS_EVERY = 100
+#: The job option that asks its callback for progress events.
+PROGRESS_OPTION = "callback_progress_every"
 #: Headers of every POST: the signature, the time it covers, the event and the delivery id.
 SIGNATURE_HEADER = "X-AER-Signature"
 TIMESTAMP_HEADER = "X-AER-Timestamp"
@@ -74,10 +82,25 @@ def retry_delay(settings: Settings, attempt: int, rand: random.Random | None = N
 # --- subscriptions -----------------------------------------------------------------------------
 
 
-def create_webhook(session: Session, *, url: str, events: list[str]) -> Webhook:
-    """Insert a subscription with a fresh secret (readable on the returned row only now)."""
+def create_webhook(
+    session: Session, *, url: str, events: list[str], progress_every: int | None = None
+) -> Webhook:
+    """Insert a subscription with a fresh secret (readable on the returned row only now).
+
+    ``progress_every`` (for ``job.progress``; default :data:`DEFAULT_PROGRESS_EVERY`): how many
+    finished files between two progress events.
+    """
+    if PROGRESS_EVENT in events:
+        progress_every = progress_every or DEFAULT_PROGRESS_EVERY
+    else:
+        progress_every = None
     hook = Webhook(
-        id=uuid.uuid4().hex, url=url, events=list(events), secret=new_secret(), created_at=utcnow()
+        id=uuid.uuid4().hex,
+        url=url,
+        events=list(events),
+        secret=new_secret(),
+        progress_every=progress_every,
+        created_at=utcnow(),
     )
     session.add(hook)
     session.flush()
@@ -132,6 +155,78 @@ def job_payload(session: Session, job: Job, event: str, now: datetime) -> dict:
     }
 
 
+def _first_attempt(
+    delivery: str, webhook_id: str | None, job: Job, event: str, url: str, body: str, secret: str
+) -> dict:
+    now = utcnow()
+    return {
+        "delivery": delivery,
+        "webhook_id": webhook_id,
+        "job_id": job.id,
+        "event": event,
+        "url": url,
+        "body": body,
+        "secret": secret,
+        "attempt": 1,
+        "state": DeliveryState.PENDING.value,
+        "created_at": now,
+        "due_at": now,
+    }
+
+
+def record_progress(session: Session, job_id: str) -> list[int]:
+    """Insert a ``job.progress`` attempt for each receiver that asked for one every N files and
+    whose next multiple of N the job's finished files reached; returns the new rows' ids.
+
+    The delivery id is derived from (job, receiver, multiple), so concurrent chunks crossing the
+    same multiple insert it once; a chunk that jumps several multiples sends the last one.
+    """
+    job = session.get(Job, job_id)
+    if job is None:
+        return []
+    receivers: list[tuple[str | None, str, str, int]] = []
+    every = (job.options or {}).get(PROGRESS_OPTION)
+    if job.callback_url and job.callback_secret and every:
+        receivers.append((None, job.callback_url, job.callback_secret, int(every)))
+    receivers += [
+        (h.id, h.url, h.secret, h.progress_every)
+        for h in list_webhooks(session)
+        if PROGRESS_EVENT in h.events and h.progress_every
+    ]
+    if not receivers:
+        return []
+    finished = session.scalar(
+        select(func.count()).where(
+            File.job_id == job_id, File.state.in_((FileState.DONE, FileState.FAILED))
+        )
+    )
+    rows = []
+    body = None
+    for webhook_id, url, secret, n in receivers:
+        mark = (finished or 0) // n
+        if mark == 0:
+            continue
+        if body is None:
+            payload = job_payload(session, job, PROGRESS_EVENT, utcnow())
+            body = json.dumps(payload, separators=(",", ":"))
+        key = uuid.uuid5(uuid.NAMESPACE_URL, f"aer:{job_id}:{webhook_id}:{n}:{mark}").hex
+        rows.append(_first_attempt(key, webhook_id, job, PROGRESS_EVENT, url, body, secret))
+    return _insert_new(session, rows)
+
+
+def _insert_new(session: Session, rows: list[dict]) -> list[int]:
+    """Insert attempt rows whose (delivery, attempt) is new; returns the ids inserted."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(WebhookDelivery).on_conflict_do_nothing(index_elements=["delivery", "attempt"])
+    return list(session.scalars(stmt.returning(WebhookDelivery.id), rows).all())
+
+
 def record_job_event(session: Session, job_id: str) -> list[int]:
     """Insert the first attempt of the event of the job's (terminal) state for each receiver;
     returns the new rows' ids, to enqueue once the transaction commits."""
@@ -148,27 +243,12 @@ def record_job_event(session: Session, job_id: str) -> list[int]:
     receivers += [(h.id, h.url, h.secret) for h in list_webhooks(session) if event in h.events]
     if not receivers:
         return []
-    now = utcnow()
-    body = json.dumps(job_payload(session, job, event, now), separators=(",", ":"))
+    body = json.dumps(job_payload(session, job, event, utcnow()), separators=(",", ":"))
     rows = [
-        WebhookDelivery(
-            delivery=uuid.uuid4().hex,
-            webhook_id=webhook_id,
-            job_id=job.id,
-            event=event,
-            url=url,
-            body=body,
-            secret=secret,
-            attempt=1,
-            state=DeliveryState.PENDING,
-            created_at=now,
-            due_at=now,
-        )
+        _first_attempt(uuid.uuid4().hex, webhook_id, job, event, url, body, secret)
         for webhook_id, url, secret in receivers
     ]
-    session.add_all(rows)
-    session.flush()
-    return [row.id for row in rows]
+    return _insert_new(session, rows)
 
 
 # --- delivery (worker) -------------------------------------------------------------------------

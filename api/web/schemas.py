@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 from api.store.jobs import CHANNEL_MODES, SEGMENTATIONS
 from api.store.receivers import MAX_URL
 from api.store.tables import DeliveryState, FileState, JobState, TrainingState
-from api.store.webhooks import EVENTS
+from api.store.webhooks import END_EVENTS, EVENTS, PROGRESS_OPTION
 
 ChannelMode = Literal[CHANNEL_MODES]  # type: ignore[valid-type]
 Segmentation = Literal[SEGMENTATIONS]  # type: ignore[valid-type]
@@ -60,6 +60,19 @@ class JobOptions(_Request):
         "`callback_secret` of the 202 answer (see docs/webhooks.md)",
     )
 
+    progress_every: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="with `callback_url`: also POST `job.progress` every this many finished files",
+    )
+
+    @model_validator(mode="after")
+    def _progress_needs_callback(self) -> JobOptions:
+        if self.progress_every is not None and not self.callback_url:
+            raise ValueError("progress_every needs a callback_url")
+        return self
+
     @field_validator("callback_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -78,8 +91,11 @@ class JobOptions(_Request):
         return value.strip() if value else value
 
     def as_options(self) -> dict:
-        """The job's ``options`` column."""
-        return {"channels": self.channels, "segmentation": self.segmentation}
+        """The job's ``options`` column (the callback URL has its own)."""
+        options = {"channels": self.channels, "segmentation": self.segmentation}
+        if self.progress_every:
+            options[PROGRESS_OPTION] = self.progress_every
+        return options
 
 
 #: Fields of a job submission besides its files or folder.
@@ -124,6 +140,7 @@ class FolderJobRequest(JobOptions):
             channels=self.channels,
             segmentation=self.segmentation,
             callback_url=self.callback_url,
+            progress_every=self.progress_every,
         )
 
 
@@ -185,7 +202,15 @@ class WebhookRequest(_Request):
 
     url: str = Field(..., min_length=1, max_length=MAX_URL, description="http(s) receiver")
     events: list[Event] = Field(
-        default_factory=lambda: list(EVENTS), min_length=1, description="default: every event"
+        default_factory=lambda: list(END_EVENTS),
+        min_length=1,
+        description="default: every job's end (`job.progress` only when named)",
+    )
+    progress_every: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="finished files between two `job.progress` events (default 100)",
     )
 
 
@@ -485,6 +510,7 @@ class Webhook(_Response):
     id: str
     url: str
     events: list[Event]
+    progress_every: int | None
     created_at: str
     secret: str | None = Field(None, description="the signing key: shown once, at creation")
 

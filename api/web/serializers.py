@@ -100,6 +100,7 @@ def webhook_json(hook: Webhook, *, with_secret: bool = False) -> dict:
         "id": hook.id,
         "url": hook.url,
         "events": list(hook.events),
+        "progress_every": hook.progress_every,
         "created_at": iso(hook.created_at),
     }
     return body | ({"secret": hook.secret} if with_secret else {})

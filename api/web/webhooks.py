@@ -27,7 +27,9 @@ def create_webhook():
     """Subscribe ``url`` to ``events``: 201 with the signing ``secret``, shown this once."""
     body: WebhookRequest = request.context.json
     url = check_receiver(body.url.strip(), allow_private=settings().webhook_allow_private)
-    hook = webhooks.create_webhook(db(), url=url, events=list(dict.fromkeys(body.events)))
+    hook = webhooks.create_webhook(
+        db(), url=url, events=list(dict.fromkeys(body.events)), progress_every=body.progress_every
+    )
     location = url_for("webhooks.get_webhook", webhook_id=hook.id, _external=True)
     return webhook_json(hook, with_secret=True), 201, {"Location": location}
 

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("events", JSONType, nullable=False),
         sa.Column("secret", sa.String(100), nullable=False),
+        sa.Column("progress_every", sa.Integer(), nullable=True),
         sa.Column("created_at", UTC, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhooks")),
     )

@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -42,14 +43,19 @@ def settings_env(settings_env):
 
 
 class Receiver(ThreadingHTTPServer):
-    """Records every POST; answers 500 to the first ``FAILURES`` of them, then 204."""
+    """Records every POST; answers 500 to the first ``failures`` of them, then 204."""
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int = FAILURES) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.posts: list[tuple[dict[str, str], bytes]] = []
+        self.failures = failures
+        self.posts: list[tuple[dict[str, str], bytes, str]] = []
         self.lock = threading.Lock()
+
+    def events(self) -> list[str]:
+        with self.lock:
+            return [headers[webhooks.EVENT_HEADER] for headers, _, _ in self.posts]
 
     @property
     def url(self) -> str:
@@ -61,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         with self.server.lock:
             self.server.posts.append((dict(self.headers), body, self.path))
-            status = 500 if len(self.server.posts) <= FAILURES else 204
+            status = 500 if len(self.server.posts) <= self.server.failures else 204
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -70,9 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
+@contextmanager
+def serving(failures: int) -> Iterator[Receiver]:
+    server = Receiver(failures)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -80,6 +86,12 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving(FAILURES) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +194,23 @@ def test_receiver_failing_three_times_gets_the_fourth_signed(
     assert all(d["error"] == "HTTP 500" for d in page["items"][:3])
     time.sleep(0.5)
     assert len(receiver.posts) == FAILURES + 1  # delivered: nothing more is sent
+
+
+def test_progress_events_every_n_files(client, allowed_root, wait_for_job):
+    with serving(failures=0) as hooks:
+        job = submit(client, allowed_root, "progress", callback_url=hooks.url, progress_every=1)
+        assert job["options"]["callback_progress_every"] == 1
+        wait_for_job(job["id"])
+        wait_until(lambda: "job.succeeded" in hooks.events(), 60, "the job's end")
+        time.sleep(0.5)  # a progress attempt sent with the end would arrive about now
+        events = hooks.events()
+        bodies = [json.loads(body) for _, body, _ in hooks.posts]
+    progress = [b for b in bodies if b["event"] == "job.progress"]
+    assert progress, events
+    # One event per multiple reached: finished counts never repeat.
+    finished = [b["job"]["counts"]["done"] + b["job"]["counts"]["failed"] for b in progress]
+    assert len(set(finished)) == len(finished) and all(1 <= n <= len(CLIPS) for n in finished)
+    assert events.count("job.succeeded") == 1
 
 
 def test_metrics_move_when_a_job_runs(client, allowed_root, wait_for_job):

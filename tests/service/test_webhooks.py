@@ -82,6 +82,14 @@ def test_callback_secret_is_shown_once(open_client, api_root):
     assert plain.get_json()["callback_url"] is None and "callback_secret" not in plain.get_json()
 
 
+def test_progress_needs_a_callback(open_client, api_root):
+    (api_root / "calls").mkdir(exist_ok=True)
+    response = open_client.post(
+        "/api/v1/jobs", json={"folder": str(api_root / "calls"), "progress_every": 5}
+    )
+    assert response.status_code == 422 and "callback_url" in response.get_json()["error"]["message"]
+
+
 def test_subscriptions(open_client):
     created = open_client.post(
         "/api/v1/webhooks", json={"url": "http://127.0.0.1:9/a", "events": ["job.failed"]}
@@ -97,7 +105,13 @@ def test_subscriptions(open_client):
     page = open_client.get(f"/api/v1/webhooks/{hook['id']}/deliveries").get_json()
     assert page == {"items": [], "next": None}
     every = open_client.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/b"})
-    assert every.get_json()["events"] == list(webhooks.EVENTS)
+    assert every.get_json()["events"] == list(webhooks.END_EVENTS)  # progress only when asked
+    assert every.get_json()["progress_every"] is None
+    progress = open_client.post(
+        "/api/v1/webhooks", json={"url": "http://127.0.0.1:9/p", "events": ["job.progress"]}
+    )
+    assert progress.get_json()["progress_every"] == webhooks.DEFAULT_PROGRESS_EVERY
+    open_client.delete(f"/api/v1/webhooks/{progress.get_json()['id']}")
     bad = open_client.post("/api/v1/webhooks", json={"url": "http://x/", "events": ["job.done"]})
     assert bad.status_code == 422
     assert open_client.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 204
