@@ -17,7 +17,7 @@ from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from api.store import jobs, processing, webhooks
+from api.store import deliveries, jobs, processing, webhooks
 from api.store.db import session_scope
 from api.store.settings import Settings
 from api.store.tables import utcnow
@@ -230,9 +230,9 @@ class _Results:
                 for file_id, outcome in self.pending:
                     if isinstance(outcome, str):
                         processing.fail_file(session, file_id, outcome, "internal_error")
-                deliveries = webhooks.record_progress(session, self.job_id)
+                attempt_ids = webhooks.record_progress(session, self.job_id)
             self.pending, self.seconds = [], {}
-            send_deliveries(deliveries)
+            send_deliveries(attempt_ids)
         self.since = time.monotonic()
 
 
@@ -296,18 +296,18 @@ def analyze(
 def _try_finish(settings: Settings, job_id: str) -> None:
     with session_scope(settings) as session:
         finished = processing.try_finish_job(session, job_id)
-        deliveries = webhooks.record_job_event(session, job_id) if finished else []
+        attempt_ids = webhooks.record_job_event(session, job_id) if finished else []
     if finished:
         log.info("job %s finished", job_id)
-    send_deliveries(deliveries)
+    send_deliveries(attempt_ids)
 
 
 def _fail(settings: Settings, job_id: str, error: str) -> None:
     """Fail the job, with its webhook events in the same transaction, then send them."""
     with session_scope(settings) as session:
         failed = processing.fail_job(session, job_id, error)
-        deliveries = webhooks.record_job_event(session, job_id) if failed else []
-    send_deliveries(deliveries)
+        attempt_ids = webhooks.record_job_event(session, job_id) if failed else []
+    send_deliveries(attempt_ids)
 
 
 def run_sweep(
@@ -337,13 +337,15 @@ def run_sweep(
         abandoned = processing.give_up_enumerations(
             session, lease_s=settings.lease_s, max_attempts=settings.max_attempts
         )
-        deliveries = [i for job_id in abandoned for i in webhooks.record_job_event(session, job_id)]
+        attempt_ids = [
+            i for job_id in abandoned for i in webhooks.record_job_event(session, job_id)
+        ]
         stalled = processing.stalled_enumerations(
             session, lease_s=settings.lease_s, max_attempts=settings.max_attempts
         )
-    send_deliveries(deliveries)
+    send_deliveries(attempt_ids)
     with session_scope(settings) as session:
-        late_attempts = webhooks.due_attempts(session, grace_s=settings.sweep_interval_s)
+        late_attempts = deliveries.due_attempts(session, grace_s=settings.sweep_interval_s)
     send_deliveries(late_attempts)
     for job_id, file_ids in requeue.items():
         enqueue_in_chunks(enqueue, job_id, file_ids, settings.chunk_size)

@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from api.store import webhooks
+from api.store import deliveries, webhooks
 from api.store.db import session_scope
 from api.store.logs import log_context
 from api.store.receivers import ReceiverNotAllowedError, resolve_receiver
 from api.store.settings import Settings
-from api.store.tables import WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -56,53 +55,49 @@ def post(
 
 
 def run_delivery(settings: Settings, delivery_id: int, enqueue: EnqueueAttempt) -> str | None:
-    """Make one attempt if it is due and unclaimed; returns its new state, or None."""
-    lease_s = settings.webhook_timeout_s * 2 + 30
+    """Make one attempt if it is due and unclaimed; returns its state afterwards, or None."""
+    lease_s = settings.webhook_timeout_s * 2 + 30  # then the sweep takes it back
     with session_scope(settings) as session:
-        row = webhooks.claim_attempt(session, delivery_id, lease_s=lease_s)
-        if row is None:
-            return None
-        url, body, secret = row.url, row.body.encode(), row.secret
-        event, delivery, attempt = row.event, row.delivery, row.attempt
-        job_id = row.job_id
-    with log_context(job_id=job_id):
-        return _attempt(settings, delivery_id, url, body, secret, event, delivery, attempt, enqueue)
+        attempt = deliveries.claim_attempt(session, delivery_id, lease_s=lease_s)
+    if attempt is None:
+        return None
+    with log_context(job_id=attempt.job_id):
+        status_code, error = _send(settings, attempt)
+        with session_scope(settings) as session:
+            outcome = deliveries.record_outcome(
+                session, settings, delivery_id, status_code=status_code, error=error
+            )
+        where = f"webhook {attempt.delivery} attempt {attempt.attempt} ({attempt.event})"
+        if error:
+            log.warning("%s: %s", where, error)
+        else:
+            log.info("%s: HTTP %s", where, status_code)
+    if outcome.next_id is not None:
+        enqueue(outcome.next_id, outcome.delay_s)
+    return outcome.state
 
 
-def _attempt(settings, delivery_id, url, body, secret, event, delivery, attempt, enqueue):
+def _send(settings: Settings, attempt: deliveries.Attempt) -> tuple[int | None, str | None]:
+    """POST a signed attempt; returns its HTTP status (if any) and why it failed (if it did)."""
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        webhooks.EVENT_HEADER: event,
-        webhooks.DELIVERY_HEADER: delivery,
+        webhooks.EVENT_HEADER: attempt.event,
+        webhooks.DELIVERY_HEADER: attempt.delivery,
         webhooks.TIMESTAMP_HEADER: str(timestamp),
-        webhooks.SIGNATURE_HEADER: webhooks.sign(secret, timestamp, body),
+        webhooks.SIGNATURE_HEADER: webhooks.sign(attempt.secret, timestamp, attempt.body),
     }
-    status_code = error = None
     try:
         status_code = post(
-            url,
-            body,
+            attempt.url,
+            attempt.body,
             headers,
             timeout=settings.webhook_timeout_s,
             allow_private=settings.webhook_allow_private,
         )
-        if not 200 <= status_code < 300:
-            error = f"HTTP {status_code}"
     except ReceiverNotAllowedError as exc:
-        error = f"refused: {exc}"
+        return None, f"refused: {exc}"
     except (OSError, http.client.HTTPException) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    with session_scope(settings) as session:
-        following = webhooks.record_outcome(
-            session, settings, delivery_id, status_code=status_code, error=error
-        )
-        state = getattr(session.get(WebhookDelivery, delivery_id), "state", None)
-    if error:
-        log.warning("webhook %s attempt %s (%s): %s", delivery, attempt, event, error)
-    else:
-        log.info("webhook %s attempt %s (%s): HTTP %s", delivery, attempt, event, status_code)
-    if following is not None:
-        enqueue(*following)
-    return state
+        return None, f"{type(exc).__name__}: {exc}"
+    return status_code, None if 200 <= status_code < 300 else f"HTTP {status_code}"

@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from api.store import health, webhooks
+from api.store import deliveries, health
 from api.store.db import session_scope
 from api.store.queue import QUEUES
 from api.store.settings import Settings
@@ -57,7 +57,7 @@ class RecordCollector(Collector):
                     func.coalesce(func.sum(File.duration_s), 0.0),
                 ).where(File.state == FileState.DONE, timed)
             ).one()
-            deliveries = webhooks.counts_by_state(session)
+            attempts = deliveries.counts_by_state(session)
         yield _by_label("aer_jobs", "Jobs in each state", "state", jobs, JobState)
         yield _by_label("aer_files", "Files in each state", "state", files, FileState)
         yield _gauge("aer_processing_seconds", "Seconds workers spent on done files", processing_s)
@@ -69,12 +69,12 @@ class RecordCollector(Collector):
         )
         yield _by_label(
             "aer_webhook_attempts", "Webhook delivery attempts in each state", "state",
-            deliveries, deliveries,
+            attempts, attempts,
         )  # fmt: skip
         yield _gauge(
             "aer_webhook_failed_attempts",
             "Webhook attempts that failed (retried later, or given up)",
-            deliveries.get("failed", 0) + deliveries.get("gave_up", 0),
+            attempts.get("failed", 0) + attempts.get("gave_up", 0),
         )
 
     def _broker(self) -> Iterator[GaugeMetricFamily]:

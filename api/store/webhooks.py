@@ -1,12 +1,11 @@
-"""Webhooks: subscriptions, the events of a job's end, signing, and the record of every
-delivery attempt.
+"""Webhooks: subscriptions, signing, and the events of jobs.
 
-A job that ends (succeeded, completed with errors, failed, cancelled) gets one ``pending``
-attempt row per receiver (its ``callback_url`` and each subscription to the event), inserted
-in the transaction that changed its state; the caller enqueues ``aer.deliver_webhook`` for
-those rows after the commit. The task claims a row, POSTs it and records the outcome here;
-a failure schedules the next attempt with exponential backoff and jitter. Each function takes
-an open session and never commits.
+A job that ends (succeeded, completed with errors, failed, cancelled), or passes a multiple of
+a receiver's ``progress_every``, gets one ``pending`` attempt row per receiver (its
+``callback_url`` and each subscription to the event), inserted in the transaction that changed
+it; the caller enqueues ``aer.deliver_webhook`` for those rows after the commit. What happens to
+an attempt then is :mod:`api.store.deliveries`. Each function takes an open session and never
+commits.
 """
 
 from __future__ import annotations
@@ -14,16 +13,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import random
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from api.store.errors import StoreError
-from api.store.settings import Settings
 from api.store.states import DeliveryState, FileState, JobState
 from api.store.tables import File, Job, Webhook, WebhookDelivery, utcnow
 
@@ -48,8 +45,6 @@ SIGNATURE_HEADER = "X-AER-Signature"
 TIMESTAMP_HEADER = "X-AER-Timestamp"
 EVENT_HEADER = "X-AER-Event"
 DELIVERY_HEADER = "X-AER-Delivery"
-#: Largest page of delivery attempts the readers return.
-MAX_PAGE = 500
 
 
 class WebhookNotFoundError(StoreError, LookupError):
@@ -69,14 +64,6 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     of ``b"<timestamp>." + body`` (see docs/webhooks.md)."""
     message = str(int(timestamp)).encode() + b"." + body
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def retry_delay(settings: Settings, attempt: int, rand: random.Random | None = None) -> float:
-    """Seconds to wait after failed attempt ``attempt`` (1-based): the base doubled each time,
-    capped, then "equal jitter" (between half and all of it), so receivers that come back are
-    not hit by every sender at once."""
-    nominal = min(settings.webhook_retry_max_s, settings.webhook_retry_base_s * 2 ** (attempt - 1))
-    return nominal / 2 + (rand or random).uniform(0, nominal / 2)
 
 
 # --- subscriptions -----------------------------------------------------------------------------
@@ -249,130 +236,6 @@ def record_job_event(session: Session, job_id: str) -> list[int]:
         for webhook_id, url, secret in receivers
     ]
     return _insert_new(session, rows)
-
-
-# --- delivery (worker) -------------------------------------------------------------------------
-
-
-def claim_attempt(session: Session, delivery_id: int, *, lease_s: float) -> WebhookDelivery | None:
-    """pending -> sending for a due attempt (``due_at`` pushed back by ``lease_s``, so the sweep
-    re-sends an attempt whose worker died); None when another worker has it or it is not due."""
-    now = utcnow()
-    result = session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == delivery_id,
-            WebhookDelivery.state == DeliveryState.PENDING,
-            WebhookDelivery.due_at <= now,
-        )
-        .values(
-            state=DeliveryState.SENDING,
-            attempted_at=now,
-            due_at=now + timedelta(seconds=lease_s),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        return None
-    return session.get(WebhookDelivery, delivery_id)
-
-
-def record_outcome(
-    session: Session,
-    settings: Settings,
-    delivery_id: int,
-    *,
-    status_code: int | None,
-    error: str | None,
-) -> tuple[int, float] | None:
-    """Record an attempt's outcome; after a failure, insert the next attempt (unless it was the
-    last). Returns ``(next attempt's id, seconds until it is due)``, or None."""
-    row = session.get(WebhookDelivery, delivery_id)
-    if row is None or row.state != DeliveryState.SENDING:
-        return None  # deleted with its subscription, or recorded already
-    now = utcnow()
-    row.status_code, row.error = status_code, error
-    if error is None and status_code is not None and 200 <= status_code < 300:
-        row.state = DeliveryState.DELIVERED
-        return None
-    if row.attempt >= settings.webhook_max_attempts:
-        row.state = DeliveryState.GAVE_UP
-        return None
-    delay = retry_delay(settings, row.attempt)
-    row.state = DeliveryState.FAILED
-    row.next_retry_at = now + timedelta(seconds=delay)
-    following = WebhookDelivery(
-        delivery=row.delivery,
-        webhook_id=row.webhook_id,
-        job_id=row.job_id,
-        event=row.event,
-        url=row.url,
-        body=row.body,
-        secret=row.secret,
-        attempt=row.attempt + 1,
-        state=DeliveryState.PENDING,
-        created_at=now,
-        due_at=row.next_retry_at,
-    )
-    session.add(following)
-    session.flush()
-    return following.id, delay
-
-
-def due_attempts(session: Session, *, grace_s: float = 0.0, limit: int = 1000) -> list[int]:
-    """Attempts the sweep must (re-)enqueue: pending ones due ``grace_s`` ago or more (their
-    message was lost, or they were too far off for a countdown), and ``sending`` ones whose
-    worker died (lease expired; set back to pending)."""
-    now = utcnow()
-    session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.state == DeliveryState.SENDING, WebhookDelivery.due_at < now)
-        .values(state=DeliveryState.PENDING, due_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return list(
-        session.scalars(
-            select(WebhookDelivery.id)
-            .where(
-                WebhookDelivery.state == DeliveryState.PENDING,
-                WebhookDelivery.due_at <= now - timedelta(seconds=grace_s),
-            )
-            .order_by(WebhookDelivery.due_at)
-            .limit(limit)
-        )
-    )
-
-
-# --- the record (API) --------------------------------------------------------------------------
-
-
-def attempts(
-    session: Session,
-    *,
-    job_id: str | None = None,
-    webhook_id: str | None = None,
-    after_id: int | None = None,
-    limit: int = 100,
-) -> list[WebhookDelivery]:
-    """One keyset page of attempts (oldest first) of a job's events or of a subscription."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-    stmt = select(WebhookDelivery)
-    if job_id is not None:
-        stmt = stmt.where(WebhookDelivery.job_id == job_id)
-    if webhook_id is not None:
-        stmt = stmt.where(WebhookDelivery.webhook_id == webhook_id)
-    if after_id is not None:
-        stmt = stmt.where(WebhookDelivery.id > after_id)
-    return list(session.scalars(stmt.order_by(WebhookDelivery.id).limit(limit)))
-
-
-def counts_by_state(session: Session) -> dict[str, int]:
-    """Attempts in each state (the metrics)."""
-    rows = session.execute(
-        select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
-    ).all()
-    return {state.value: 0 for state in DeliveryState} | dict(rows)
 
 
 def _iso(value: datetime | None) -> str | None:

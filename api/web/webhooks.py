@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request, url_for
 
-from api.store import jobs, webhooks
+from api.store import deliveries, jobs, webhooks
 from api.store.receivers import check_receiver
 from api.web.context import db, settings
 from api.web.schemas import DeliveryPage, DeliveryQuery, WebhookList, WebhookRequest
@@ -57,7 +57,7 @@ def delete_webhook(webhook_id: str):
 
 
 def _page(endpoint_name: str, query: DeliveryQuery, **filters) -> dict:
-    rows = webhooks.attempts(db(), after_id=query.cursor, limit=query.limit, **filters)
+    rows = deliveries.attempts(db(), after_id=query.cursor, limit=query.limit, **filters)
     more = len(rows) == query.limit
     args = {"cursor": rows[-1].id, "limit": query.limit} if more else None
     return {

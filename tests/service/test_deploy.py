@@ -126,4 +126,3 @@ def test_beat_health_reads_the_schedule_file(tmp_path, monkeypatch):
     os.utime(schedule, (old, old))
     result = runner.invoke(cli, ["beat-health", "--max-age", "600"])
     assert result.exit_code == 1 and "old" in result.output
-

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from api.store import webhooks
+from api.store import deliveries, webhooks
 from api.store.receivers import ReceiverNotAllowedError, check_receiver
 from api.store.settings import load_settings
 from core.samples import demo_folder
@@ -156,7 +156,7 @@ def test_default_retries_last_about_a_day(tmp_path):
     settings = load_settings({"AER_DATA_DIR": str(tmp_path)})
     rand = random.Random(0)
     delays = [
-        webhooks.retry_delay(settings, attempt, rand)
+        deliveries.retry_delay(settings, attempt, rand)
         for attempt in range(1, settings.webhook_max_attempts)
     ]
     for attempt, delay in enumerate(delays, 1):
