@@ -145,12 +145,27 @@ def train(data, manifest, preset, feature_set, classes, augment, cache_dir, no_c
     """
     if custom or manifest or add_ravdess:
         if feature_set or augment or also_test:
-            raise click.UsageError("--features, --augment and --also-test are not used by "
-                                   "custom training (the recipe decides)")
-        run_custom(data=data, manifest=manifest, preset=preset, classes=_split_list(classes),
-                   cache_dir=None if no_cache else cache_dir, jobs=jobs, seed=seed, quiet=quiet,
-                   name=name, version=model_version, out=out, set_default=set_default,
-                   add_ravdess=add_ravdess, holdout=holdout, overwrite=overwrite)
+            raise click.UsageError(
+                "--features, --augment and --also-test are not used by "
+                "custom training (the recipe decides)"
+            )
+        run_custom(
+            data=data,
+            manifest=manifest,
+            preset=preset,
+            classes=_split_list(classes),
+            cache_dir=None if no_cache else cache_dir,
+            jobs=jobs,
+            seed=seed,
+            quiet=quiet,
+            name=name,
+            version=model_version,
+            out=out,
+            set_default=set_default,
+            add_ravdess=add_ravdess,
+            holdout=holdout,
+            overwrite=overwrite,
+        )
         return
     dataset = _read_data(data, manifest)
     common = dict(

@@ -14,8 +14,19 @@ from core.artifacts import artifact_paths, load_model, read_metadata
 from core.errors import ModelError, ModelNotFoundError
 from core.model import EmotionModel
 
+
+def _shipped_models() -> Path:
+    # A checkout has models/ beside core/; an installed AER has it as the package aer_models.
+    checkout = Path(__file__).resolve().parent.parent / "models"
+    if checkout.is_dir():
+        return checkout
+    import aer_models
+
+    return Path(next(iter(aer_models.__path__))).resolve()
+
+
 #: The models shipped with AER.
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODELS_DIR = _shipped_models()
 #: File in a models folder whose first line names the default model.
 DEFAULT_FILE = "default.txt"
 

@@ -12,7 +12,10 @@ import fnmatch
 import os
 import shutil
 import stat
+import struct
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -20,6 +23,8 @@ from api.store.uploads import ARCHIVES_DIR, STAGING_DIR, is_audio_name
 from core.errors import AERError
 
 _COPY_BLOCK = 1 << 20
+_UTF8_FLAG = 0x800  # general purpose bit 11: names are UTF-8
+_UNICODE_PATH = 0x7075  # Info-ZIP Unicode Path extra field
 
 
 class SourceError(AERError, ValueError):
@@ -101,6 +106,7 @@ def list_upload(
 ) -> Listing:
     """Files of an upload folder, after extracting each ``*.zip`` into a folder of that name.
 
+    Uploads may lie in subfolders (``d1/call.flac``): they are listed by that relative path.
     Files uploaded directly are all listed (the API screened them); archive members are listed
     when they look like audio. An archive that is unreadable, unsafe or over the size left in
     ``max_bytes`` is returned in ``Listing.failed`` instead. Safe to call again after a crash:
@@ -112,37 +118,53 @@ def list_upload(
     if not folder.is_dir():
         raise SourceError("the uploaded files are gone (was the job deleted?)")
     archives = folder / ARCHIVES_DIR
-    for entry in sorted(folder.iterdir()):
-        if entry.is_file() and entry.suffix.lower() == ".zip":
-            archives.mkdir(exist_ok=True)
-            os.replace(entry, archives / entry.name)  # atomic: the archive is now "to extract"
+    for rel in _uploaded_files(folder, archives):
+        if rel.suffix.lower() == ".zip":
+            (archives / rel).parent.mkdir(parents=True, exist_ok=True)
+            # atomic: the archive is now "to extract"
+            os.replace(folder / rel, archives / rel)
     budget = max_bytes
     failed: list[tuple[str, str, SourceError]] = []
-    for archive in sorted(archives.iterdir()) if archives.is_dir() else ():
-        target = folder / archive.name
+    stored = sorted(p for p in archives.rglob("*") if p.is_file()) if archives.is_dir() else []
+    for archive in stored:
+        rel = archive.relative_to(archives)
+        target = folder / rel
         if not target.exists():
+            staging = (folder / STAGING_DIR / rel).parent
             try:
-                _extract_once(archive, target, folder / STAGING_DIR, max_files, budget)
+                _extract_once(archive, target, staging, max_files, budget)
             except SourceError as exc:
-                failed.append((archive.name, str(archive), exc))
+                failed.append((rel.as_posix(), str(archive), exc))
                 continue
         budget -= _tree_size(target)
     found: list[tuple[str, str]] = []
-    for entry in sorted(folder.iterdir()):
-        if _skipped(entry.name):
-            continue
-        if entry.is_file():
-            found.append((entry.name, str(entry)))
-        elif entry.is_dir() and (archives / entry.name).is_file():
-            for dirpath, dirnames, filenames in os.walk(entry):
-                dirnames[:] = sorted(d for d in dirnames if not _skipped(d))
-                for name in filenames:
-                    if not _skipped(name) and _is_audio(name, pattern):
-                        path = Path(dirpath, name)
-                        found.append((path.relative_to(folder).as_posix(), str(path)))
+    for rel in _uploaded_files(folder, archives, members=pattern or True):
+        found.append((rel.as_posix(), str(folder / rel)))
         if len(found) > max_files:
             raise SourceError(f"the upload holds more than {max_files} audio files")
     return Listing(sorted(found), failed)
+
+
+def _uploaded_files(folder: Path, archives: Path, *, members: str | bool = False) -> Iterator[Path]:
+    """Relative paths of the files uploaded into ``folder`` (hidden ones skipped). With
+    ``members``, also the audio members of extracted archives (``True``: by extension; a
+    string: that name pattern)."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath).relative_to(folder)
+        extracted = [d for d in dirnames if (archives / here / d).is_file()]
+        dirnames[:] = sorted(d for d in dirnames if not _skipped(d) and d not in extracted)
+        for name in sorted(filenames):
+            if not _skipped(name):
+                yield here / name
+        if not members:
+            continue
+        pattern = members if isinstance(members, str) else None
+        for d in sorted(extracted):
+            for sub, subdirs, names in os.walk(Path(dirpath, d)):
+                subdirs[:] = sorted(x for x in subdirs if not _skipped(x))
+                for name in sorted(names):
+                    if not _skipped(name) and _is_audio(name, pattern):
+                        yield Path(sub, name).relative_to(folder)
 
 
 def _extract_once(archive: Path, target: Path, staging: Path, max_files: int, budget: int) -> None:
@@ -168,16 +190,16 @@ def extract_zip(archive: Path, dest: Path, *, max_files: int, max_bytes: int) ->
     name = archive.name
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.infolist() if not m.is_dir()]
-            for m in members:
-                _check_member(name, m)
+            members = [(m, member_name(m)) for m in zf.infolist() if not m.is_dir()]
+            for m, member in members:
+                _check_member(name, m, member)
             if len(members) > max_files:
                 raise UnsafeArchiveError(f"archive {name!r} holds more than {max_files} files")
-            if sum(m.file_size for m in members) > max_bytes:
+            if sum(m.file_size for m, _ in members) > max_bytes:
                 raise UnsafeArchiveError(f"archive {name!r} expands to more than the size limit")
             written = 0
-            for m in members:
-                target = dest.joinpath(*PurePosixPath(m.filename.replace("\\", "/")).parts)
+            for m, member in members:
+                target = dest.joinpath(*PurePosixPath(member.replace("\\", "/")).parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(m) as src, open(target, "wb") as out:
                     # Count what is really written: the sizes in the directory can lie.
@@ -193,8 +215,45 @@ def extract_zip(archive: Path, dest: Path, *, max_files: int, max_bytes: int) ->
         raise BadArchiveError(f"archive {name!r} cannot be read: {exc}") from None
 
 
-def _check_member(archive: str, member: zipfile.ZipInfo) -> None:
-    raw = member.filename.replace("\\", "/")
+def member_name(member: zipfile.ZipInfo) -> str:
+    """The name of an archive entry as the archiver that wrote it meant it.
+
+    With the UTF-8 flag (bit 11) set, zipfile's reading is right. Without it, zipfile decodes
+    cp437, the format's old default; but many archivers write UTF-8 without setting the flag,
+    and Info-ZIP adds the UTF-8 name in a Unicode Path extra field (0x7075). So: UTF-8 if the
+    bytes are valid UTF-8, else the extra field if it matches these bytes, else cp437.
+    """
+    if member.flag_bits & _UTF8_FLAG:
+        return member.filename
+    raw = member.orig_filename.encode("cp437")  # zipfile decoded the raw bytes as cp437
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    return _unicode_path_extra(member.extra, raw) or member.filename
+
+
+def _unicode_path_extra(extra: bytes, raw_name: bytes) -> str | None:
+    """The name in an Info-ZIP Unicode Path extra field (0x7075), if present, of version 1
+    and written for ``raw_name`` (its CRC-32 matches)."""
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, pos)
+        body = extra[pos + 4 : pos + 4 + size]
+        pos += 4 + size
+        if tag != _UNICODE_PATH or len(body) < 5 or body[0] != 1:
+            continue
+        if struct.unpack_from("<I", body, 1)[0] != zlib.crc32(raw_name):
+            return None  # the name was changed after the field was written: stale
+        try:
+            return body[5:].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _check_member(archive: str, member: zipfile.ZipInfo, name: str) -> None:
+    raw = name.replace("\\", "/")
     parts = PurePosixPath(raw).parts
     mode = member.external_attr >> 16
     unsafe = (
@@ -206,8 +265,7 @@ def _check_member(archive: str, member: zipfile.ZipInfo) -> None:
     )
     if unsafe:
         raise UnsafeArchiveError(
-            f"archive {archive!r} refused: entry {member.filename!r} would be written outside "
-            "its folder"
+            f"archive {archive!r} refused: entry {name!r} would be written outside its folder"
         )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from api.store.states import FileState, JobState
 from core.cli import cli
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -90,14 +91,28 @@ def _stop_on_sigterm() -> None:
 @click.option(
     "--workers", default=2, show_default=True, type=click.IntRange(1), help="Worker processes."
 )
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--allow-root",
+    "allow_roots",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A folder that folder jobs (submit --folder) may read, besides AER_ALLOWED_ROOTS "
+    "(repeatable).",
+)
+def serve(host: str, port: int, workers: int, allow_roots: tuple[Path, ...]) -> None:
     """Run the whole service: Redis (unless AER_BROKER_URL is set), migrations, a Celery
     worker pool and the HTTP API. Stops everything on Ctrl-C or SIGTERM."""
+    import logging
+
     from api.cli.embedded import EmbeddedError, embedded_stack
     from api.store.logs import configure_logging
 
     settings = _settings()
     configure_logging(settings)  # the worker it starts reads the same AER_LOG_* settings
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # no plugin and revision lines
+    if allow_roots:
+        roots = dict.fromkeys([*settings.allowed_roots, *(p.resolve() for p in allow_roots)])
+        settings = settings.model_copy(update={"allowed_roots": tuple(roots)})
     _stop_on_sigterm()
     try:
         with embedded_stack(settings, workers=workers, host=host, port=port) as url:
@@ -176,9 +191,35 @@ def demo_table(results: list[dict]) -> tuple[str, int]:
     return "\n".join(line.rstrip() for line in lines), hits
 
 
+def _upload(client, paths, *, quiet: bool = False, **options) -> dict:
+    """Upload ``paths`` (files, archives, folders) as one job, with a progress bar of bytes
+    and files sent."""
+    from tqdm import tqdm
+
+    from api.cli.client import upload_entries
+
+    entries = _call(upload_entries, paths)
+    total = sum(path.stat().st_size for path, _ in entries)
+    files = len(entries)
+    with tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, disable=quiet, desc="upload"
+    ) as bar:
+        sent = 0
+        bar.set_postfix_str(f"0/{files} files")
+
+        def on_chunk(nbytes: int, file_done: bool) -> None:
+            nonlocal sent
+            bar.update(nbytes)
+            if file_done:
+                sent += 1
+                bar.set_postfix_str(f"{sent}/{files} files")
+
+        return _call(client.submit_files, entries, on_chunk=on_chunk, **options)
+
+
 def run_demo(client, files: list[Path], *, quiet: bool = False) -> tuple[dict, list[dict]]:
     """Upload ``files`` as one job, follow it to its end; returns the job and its results."""
-    job = _call(client.submit_files, files)
+    job = _upload(client, files, quiet=True)
     click.echo(f"submitted {len(files)} clips as job {job['id']}", err=True)
     job = _watch(client, job, quiet=quiet)
     return job, list(_call(client.results, job["id"]))
@@ -243,7 +284,7 @@ def demo(clips: Path | None, workers: int) -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--folder", help="A folder ON THE SERVER (under one of its allowed roots) instead of uploads."
 )
@@ -259,14 +300,17 @@ def demo(clips: Path | None, workers: int) -> None:
     help="Cut long files by speech activity, fixed windows, or not at all.",
 )
 @click.option("--wait", is_flag=True, help="Poll with a progress bar until the job ends.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 @_url_option
 def submit(
     paths, folder, pattern, no_recursive, model, channels, segmentation, wait, quiet, url
 ) -> None:
-    """Submit audio files and/or zip archives (PATHS, uploaded), or a server-side --folder.
+    """Submit audio files, zip archives and folders of them (PATHS, uploaded), or a
+    server-side --folder.
 
-    Prints the job id; with --wait, exits 1 unless the job succeeded (possibly with errors).
+    A folder's audio files and zips are uploaded recursively, named by their path from the
+    folder (its name included: calls/d1/a.flac). Prints the job id; with --wait, exits 1
+    unless the job succeeded (possibly with errors).
     """
     if bool(paths) == bool(folder):
         raise click.UsageError("give either PATHS to upload or --folder, not both or neither")
@@ -283,22 +327,37 @@ def submit(
         )
     else:
         options = {"model": model, "channels": channels, "segmentation": segmentation}
-        job = _call(client.submit_files, paths, **options)
+        job = _upload(client, paths, quiet=quiet, **options)
     click.echo(job["id"])
     if wait:
-        job = _watch(client, job, quiet=quiet)
-        click.echo(_summary(job), err=True)
-        if job["state"] not in ("succeeded", "completed_with_errors"):
-            sys.exit(1)
+        _follow(client, job, quiet=quiet)
 
 
-@cli.command()
+def _follow(client, job: dict, *, quiet: bool) -> None:
+    """Watch ``job`` to its end, print its summary; exit 1 unless it succeeded."""
+    job = _watch(client, job, quiet=quiet)
+    click.echo(_summary(job), err=True)
+    if job["state"] not in ("succeeded", "completed_with_errors"):
+        sys.exit(1)
+
+
+_JOB_ID_HELP = "JOB_ID is the job's id or a unique prefix of it (6 hex digits or more)."
+
+
+@cli.command(epilog=_JOB_ID_HELP)
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@click.option(
+    "--follow", is_flag=True, help="Show progress until the job ends (exit 1 unless it succeeded)."
+)
 @_url_option
-def status(job_id: str, as_json: bool, url: str) -> None:
+def status(job_id: str, as_json: bool, follow: bool, url: str) -> None:
     """Show a job's state, counts and progress."""
-    job = _call(_client(url).job, job_id)
+    client = _client(url)
+    job = _call(client.job, job_id)
+    if follow:
+        _follow(client, job, quiet=False)
+        return
     if as_json:
         click.echo(json.dumps(job, indent=2))
         return
@@ -310,7 +369,82 @@ def status(job_id: str, as_json: bool, url: str) -> None:
         click.echo(f"  {job['files_per_second']:.2f} files/s{eta}")
 
 
-@cli.command("export")
+def table(rows: list[tuple], header: tuple[str, ...]) -> str:
+    """Left-aligned text columns."""
+    rows = [header, *[tuple("" if c is None else str(c) for c in row) for row in rows]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@cli.command("jobs")
+@click.option(
+    "--state", type=click.Choice([s.value for s in JobState]), help="Only jobs in this state."
+)
+@click.option(
+    "--limit", default=20, show_default=True, type=click.IntRange(1, 500), help="Newest N jobs."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the page of jobs as JSON.")
+@_url_option
+def jobs_cmd(state: str | None, limit: int, as_json: bool, url: str) -> None:
+    """List jobs, newest first."""
+    page = _call(_client(url).jobs, state=state, size=limit)
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    rows = [
+        (
+            j["id"],
+            j["state"],
+            f"{j['counts']['done']}/{j['counts']['total']}",
+            j["counts"]["failed"],
+            j["model"]["name"],
+            j["created_at"],
+        )
+        for j in page["items"]
+    ]
+    click.echo(table(rows, ("id", "state", "done", "failed", "model", "created")))
+    if page["total"] > len(rows):
+        click.echo(f"({len(rows)} of {page['total']} jobs; --limit shows more)", err=True)
+
+
+@cli.command(epilog=_JOB_ID_HELP)
+@click.argument("job_id")
+@_url_option
+def cancel(job_id: str, url: str) -> None:
+    """Stop a queued or running job; the results it has so far are kept."""
+    click.echo(_summary(_call(_client(url).cancel, job_id)))
+
+
+@cli.command("results", epilog=_JOB_ID_HELP)
+@click.argument("job_id")
+@click.option("--jsonl", is_flag=True, help="One JSON object per file (JSON Lines).")
+@click.option(
+    "--state", type=click.Choice([s.value for s in FileState]), help="Only the files in this state."
+)
+@_url_option
+def results_cmd(job_id: str, jsonl: bool, state: str | None, url: str) -> None:
+    """Print a job's per-file results, every page: a table, or JSON Lines."""
+    items = _client(url).results(job_id, state=state)
+    if jsonl:
+        _call(lambda: [click.echo(json.dumps(i, ensure_ascii=False)) for i in items])
+        return
+    items = _call(list, items)
+    rows = [
+        (
+            r["file"],
+            r["state"],
+            r["label"] or "-",
+            "" if r["confidence"] is None else f"{r['confidence']:.3f}",
+            {True: "yes", False: "no"}.get(r["uncertain"], ""),
+            r["error_code"],
+        )
+        for r in items
+    ]
+    click.echo(table(rows, ("file", "state", "label", "confidence", "uncertain", "error")))
+
+
+@cli.command("export", epilog=_JOB_ID_HELP)
 @click.argument("job_id")
 @click.option("-o", "--output", default="-", show_default=True, help="CSV file ('-': stdout).")
 @click.option(
@@ -325,9 +459,19 @@ def status(job_id: str, as_json: bool, url: str) -> None:
     type=click.FloatRange(0.0, 1.0),
     help="Flag rows less confident than this as uncertain (default: the server's).",
 )
+@click.option(
+    "--full-precision",
+    is_flag=True,
+    help="Every digit (default: probabilities to 4 decimals, seconds to 3).",
+)
 @_url_option
 def export_cmd(
-    job_id: str, output: str, granularity: str, uncertain_below: float | None, url: str
+    job_id: str,
+    output: str,
+    granularity: str,
+    uncertain_below: float | None,
+    full_precision: bool,
+    url: str,
 ) -> None:
     """Download a job's results as CSV (one row per file or per segment, one column per
     class)."""
@@ -338,6 +482,7 @@ def export_cmd(
         dest,
         granularity=granularity,
         uncertain_below=uncertain_below,
+        full_precision=full_precision,
     )
     if output != "-":
         click.echo(f"wrote {output} ({size} bytes)", err=True)

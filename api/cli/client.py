@@ -1,4 +1,4 @@
-"""A small HTTP client for the AER API, standard library only (for `aer submit/status/export`).
+"""A small HTTP client for the AER API, standard library only (for `aer submit`, `status`, ...).
 
 Uploads are streamed from disk with a hand-written multipart encoder, so a multi-gigabyte zip
 is never held in memory; CSV exports are streamed to disk the same way.
@@ -36,18 +36,68 @@ class ClientError(Exception):
         self.message = message
 
 
-class Multipart:
-    """A streaming ``multipart/form-data`` body: form fields plus files read chunk by chunk."""
+def upload_entries(paths: Sequence[str | os.PathLike | tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """``(file, upload name)`` for each path: a file under its own name; a folder's audio files
+    and zip archives, recursively, named ``<folder name>/<path inside it>`` (hidden files and
+    folders skipped), so that ``d1/call.flac`` and ``d2/call.flac`` stay distinct; a
+    ``(file, upload name)`` pair as it is.
 
-    def __init__(self, fields: Sequence[tuple[str, str]], files: Sequence[tuple[str, Path]]):
+    Raises:
+        ClientError: a folder holds no audio file or archive.
+    """
+    from api.store.uploads import ARCHIVE_EXTENSIONS, AUDIO_EXTENSIONS  # the server's list
+
+    entries = []
+    for item in paths:
+        if isinstance(item, tuple):
+            entries.append(item)
+            continue
+        path = Path(item)
+        if not path.is_dir():
+            entries.append((path, path.name))
+            continue
+        top = path.resolve().name
+        found = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                suffix = Path(name).suffix.lower()
+                if name.startswith(".") or suffix not in AUDIO_EXTENSIONS | ARCHIVE_EXTENSIONS:
+                    continue
+                file = Path(dirpath, name)
+                rel = file.relative_to(path).as_posix()
+                found.append((file, f"{top}/{rel}" if top else rel))
+        if not found:
+            raise ClientError(0, "no_audio", f"no audio files or zip archives in {str(path)!r}")
+        entries += found
+    return entries
+
+
+class Multipart:
+    """A streaming ``multipart/form-data`` body: form fields plus files read chunk by chunk.
+
+    ``files`` are ``(field, path)`` or ``(field, path, file name)``. ``on_chunk(nbytes,
+    file_done)`` is called as each block of file data is sent, and with ``(0, True)`` after
+    each file's last block.
+    """
+
+    def __init__(
+        self,
+        fields: Sequence[tuple[str, str]],
+        files: Sequence[tuple[str, Path] | tuple[str, Path, str]],
+        *,
+        on_chunk: Callable[[int, bool], None] | None = None,
+    ):
         self.boundary = uuid.uuid4().hex
+        self.on_chunk = on_chunk
         self._parts: list[tuple[bytes, Path | None]] = []
         for name, value in fields:
             head = f'Content-Disposition: form-data; name="{name}"\r\n\r\n{value}'
             self._parts.append((self._head(head), None))
-        for name, path in files:
+        for name, path, *rest in files:
+            upload_name = rest[0] if rest else path.name
             ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            filename = path.name.translate({ord(c): "_" for c in '"\r\n'})
+            filename = upload_name.translate({ord(c): "_" for c in '"\r\n'})
             head = (
                 f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
                 f"Content-Type: {ctype}\r\n\r\n"
@@ -62,6 +112,11 @@ class Multipart:
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
 
+    @property
+    def file_count(self) -> int:
+        """How many files the body carries."""
+        return sum(path is not None for _, path in self._parts)
+
     def __len__(self) -> int:
         size = len(self._tail)
         for head, path in self._parts:
@@ -69,12 +124,15 @@ class Multipart:
         return size
 
     def __iter__(self) -> Iterator[bytes]:
+        report = self.on_chunk or (lambda nbytes, file_done: None)
         for head, path in self._parts:
             yield head
             if path is not None:
                 with path.open("rb") as fh:
                     while chunk := fh.read(_CHUNK):
                         yield chunk
+                        report(len(chunk), False)
+                report(0, True)
         yield self._tail
 
 
@@ -102,11 +160,18 @@ class AERClient:
                 0, "unreachable", f"cannot reach {self.base_url}: {exc.reason}"
             ) from None
 
-    def request(
-        self, method: str, path: str, *, query: dict | None = None, body: Any = None
-    ) -> dict | None:
-        """Send one request and decode the JSON answer (``None`` for 204)."""
-        data, headers = None, {"Accept": "application/json"}
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict | None = None,
+        body: Any = None,
+        accept: str = "application/json",
+    ):
+        """Send one request (the one place every request goes through); returns the open
+        response. ``body``: a :class:`Multipart`, or anything JSON."""
+        data, headers = None, {"Accept": accept}
         if isinstance(body, Multipart):
             data = iter(body)
             headers["Content-Type"] = body.content_type
@@ -115,7 +180,13 @@ class AERClient:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         req = Request(self._url(path, query), data=data, headers=headers, method=method)
-        with self._open(req) as resp:
+        return self._open(req)
+
+    def request(
+        self, method: str, path: str, *, query: dict | None = None, body: Any = None
+    ) -> dict | None:
+        """Send one request and decode the JSON answer (``None`` for 204)."""
+        with self.send(method, path, query=query, body=body) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else None
 
@@ -123,16 +194,20 @@ class AERClient:
 
     def submit_files(
         self,
-        paths: Sequence[str | os.PathLike],
+        paths: Sequence[str | os.PathLike | tuple[Path, str]],
         *,
         model: str | None = None,
         channels: str | None = None,
         segmentation: str | None = None,
+        on_chunk: Callable[[int, bool], None] | None = None,
     ) -> dict:
-        """Upload audio files and/or zip archives as one job; returns the job (state ``queued``)."""
+        """Upload audio files, zip archives and folders of them (see :func:`upload_entries`)
+        as one job; returns the job (state ``queued``). ``on_chunk`` follows the upload (see
+        :class:`Multipart`)."""
         options = {"model": model, "channels": channels, "segmentation": segmentation}
         fields = [(k, v) for k, v in options.items() if v]
-        body = Multipart(fields, [("files", Path(p)) for p in paths])
+        files = [("files", path, name) for path, name in upload_entries(paths)]
+        body = Multipart(fields, files, on_chunk=on_chunk)
         return self.request("POST", "/jobs", body=body)
 
     def submit_folder(
@@ -151,8 +226,12 @@ class AERClient:
         return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
 
     def job(self, job_id: str) -> dict:
-        """The job's state, counts and timings."""
+        """The job's state, counts and timings (``job_id``: the id or a unique prefix)."""
         return self.request("GET", f"/jobs/{job_id}")
+
+    def cancel(self, job_id: str) -> dict:
+        """Stop the job (its results so far are kept); returns the job."""
+        return self.request("POST", f"/jobs/{job_id}/cancel")
 
     def jobs(self, *, state: str | None = None, page: int = 1, size: int = 50) -> dict:
         """One page of jobs, newest first."""
@@ -183,14 +262,19 @@ class AERClient:
         *,
         granularity: str = "file",
         uncertain_below: float | None = None,
+        full_precision: bool = False,
     ) -> int:
         """Stream the job's CSV export (one row per ``file`` or per ``segment``) into ``dest``
-        (a path or a binary file); returns the bytes written."""
+        (a path or a binary file); returns the bytes written. Numbers are rounded (4 decimals,
+        seconds 3) unless ``full_precision``."""
         query = {"granularity": granularity, "uncertain_below": uncertain_below}
-        url = self._url(f"/jobs/{job_id}/results.csv", query)
-        req = Request(url, headers={"Accept": "text/csv"})
+        query["precision"] = "full" if full_precision else None
+        path = f"/jobs/{job_id}/results.csv"
         written = 0
-        with self._open(req) as resp, _binary_out(dest) as out:
+        with (
+            self.send("GET", path, query=query, accept="text/csv") as resp,
+            _binary_out(dest) as out,
+        ):
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
                 written += len(chunk)

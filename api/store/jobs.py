@@ -1,14 +1,16 @@
 """Jobs as the API sees them: create, read, cancel and delete a job, and read its results.
 
-The API calls :func:`create_job`, :func:`get_job`, :func:`file_counts`, :func:`cancel_job`,
-:func:`delete_job` and the readers (:func:`file_segments`, :func:`job_segments`,
-:func:`channel_name`). The worker uses :func:`analysis_options` (a job's ``channels`` and
-``segmentation``) and :func:`is_within`; its own state changes live in :mod:`api.store.processing`.
+The API calls :func:`create_job`, :func:`find_job` (an id or a unique prefix of one),
+:func:`get_job`, :func:`file_counts`, :func:`cancel_job`, :func:`delete_job` and the readers
+(:func:`file_segments`, :func:`job_segments`, :func:`channel_name`). The worker uses
+:func:`analysis_options` (a job's ``channels`` and ``segmentation``) and :func:`is_within`; its
+own state changes live in :mod:`api.store.processing`.
 Each function takes an open session and never commits (``api.store.db.session_scope`` does).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping
@@ -34,6 +36,9 @@ from api.store.tables import (
 from core.options import CHANNEL_MODES, SEGMENTATIONS
 
 SOURCE_KINDS = ("upload", "folder")
+#: Fewest hex digits of a job id that :func:`find_job` looks up as a prefix.
+MIN_ID_PREFIX = 6
+_HEX = "0123456789abcdef"
 #: Largest page of segments :func:`file_segments` and :func:`job_segments` return.
 MAX_SEGMENT_PAGE = 10_000
 
@@ -43,6 +48,13 @@ class JobNotFoundError(StoreError, LookupError):
 
     code = "job_not_found"
     status = 404
+
+
+class AmbiguousJobIdError(StoreError, LookupError):
+    """Several jobs start with the id prefix given."""
+
+    code = "ambiguous_job_id"
+    status = 409
 
 
 class SourceNotAllowedError(StoreError, PermissionError):
@@ -118,7 +130,13 @@ def check_folder(settings: Settings, folder: str | Path) -> Path:
     """
     real = Path(folder).expanduser().resolve()
     if not is_within(real, settings.allowed_roots):
-        raise SourceNotAllowedError(f"folder {str(folder)!r} is not inside an allowed root")
+        which = "an allowed root" if settings.allowed_roots else "an allowed root (none is set)"
+        raise SourceNotAllowedError(
+            f"folder {str(folder)!r} is not inside {which}: the server reads only folders under"
+            f" AER_ALLOWED_ROOTS. To allow it, start the server with AER_ALLOWED_ROOTS set to"
+            f" this folder or a parent ('{os.pathsep}'-separated), or `aer serve --allow-root"
+            f" DIR`; or upload the files instead (`aer submit DIR`)"
+        )
     if not real.is_dir():
         raise SourceNotFoundError(f"folder {str(folder)!r} does not exist or is not a folder")
     return real
@@ -180,6 +198,30 @@ def get_job(session: Session, job_id: str) -> Job:
     return job
 
 
+def find_job(session: Session, job_id: str) -> Job:
+    """The job whose id is ``job_id`` or starts with it (at least :data:`MIN_ID_PREFIX` hex
+    digits, as the short ids the CLI shows).
+
+    Raises:
+        JobNotFoundError: no job has that id or prefix.
+        AmbiguousJobIdError: several jobs start with that prefix.
+    """
+    job = session.get(Job, job_id)
+    if job is not None:
+        return job
+    prefix = job_id.lower()
+    if not MIN_ID_PREFIX <= len(prefix) <= 32 or prefix.strip(_HEX):
+        raise JobNotFoundError(f"no job {job_id!r}")
+    ids = session.scalars(select(Job.id).where(Job.id.startswith(prefix)).limit(2)).all()
+    if not ids:
+        raise JobNotFoundError(f"no job {job_id!r}")
+    if len(ids) > 1:
+        raise AmbiguousJobIdError(
+            f"several jobs start with {job_id!r}: give more digits of the id (see GET /jobs)"
+        )
+    return get_job(session, ids[0])
+
+
 def file_counts(session: Session, job_id: str) -> dict[str, int]:
     """Number of files of the job in each state, plus ``total``."""
     rows = session.execute(
@@ -224,11 +266,12 @@ def cancel_job(session: Session, job_id: str) -> Job:
 
     Chunks still in the queue find the job cancelled and skip their files.
     """
-    return _cancel(session, job_id)[0]
+    return cancel(session, job_id)[0]
 
 
-def _cancel(session: Session, job_id: str) -> tuple[Job, list[int]]:
-    """:func:`cancel_job`, and the ids of the webhook attempts it recorded."""
+def cancel(session: Session, job_id: str) -> tuple[Job, list[int]]:
+    """:func:`cancel_job`, and the ids of the ``job.cancelled`` webhook attempts it recorded
+    (to enqueue after the commit)."""
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES))
@@ -247,7 +290,7 @@ def delete_job(session: Session, settings: Settings, job_id: str) -> list[int]:
     Returns the ids of the ``job.cancelled`` webhook attempts recorded (to enqueue after the
     commit; the record of deliveries outlives the job).
     """
-    job, deliveries = _cancel(session, job_id)
+    job, deliveries = cancel(session, job_id)
     session.delete(job)
     session.flush()
     folder = uploads.upload_dir(settings, job_id)

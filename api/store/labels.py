@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.store.errors import StoreError
-from api.store.jobs import get_job
+from api.store.jobs import find_job, get_job
 from api.store.results import get_file
 from api.store.states import ACTIVE_JOB_STATES
 from api.store.tables import File, Segment, utcnow
@@ -53,7 +53,7 @@ def check_label(label: str) -> str:
 
 
 def _finished_file(session: Session, job_id: str, file_id: int) -> File:
-    job = get_job(session, job_id)
+    job = find_job(session, job_id)
     if job.state in ACTIVE_JOB_STATES:
         raise JobNotFinishedError(f"job {job_id!r} is {job.state}: label it once it has finished")
     return get_file(session, job.id, file_id)
@@ -73,7 +73,7 @@ def label_segment(
 ) -> Segment:
     """Set (or with None, clear) the corrected label of one segment of a finished job's file."""
     file = _finished_file(session, job_id, file_id)
-    segment = session.get(Segment, segment_id)
+    segment = session.get(Segment, segment_id) if 0 <= segment_id < 2**63 else None
     if segment is None or segment.file_id != file.id:
         raise SegmentNotInFileError(f"file {file_id} of job {job_id!r} has no segment {segment_id}")
     segment.corrected_label = None if label is None else check_label(label)

@@ -368,6 +368,7 @@ def _result_row(prediction: FilePrediction) -> tuple[dict, list[dict]]:
         "segment_count": len(segments) if ok else None,
         "error": prediction.error,
         "error_code": prediction.error_code,
+        "ood": getattr(prediction, "ood", None) if ok else None,
     }
     segment_rows = [
         {
@@ -377,6 +378,7 @@ def _result_row(prediction: FilePrediction) -> tuple[dict, list[dict]]:
             "label": s.label,
             "confidence": s.confidence,
             "probabilities": s.probabilities,
+            "ood": getattr(s, "ood", None),
         }
         for s in segments
     ]

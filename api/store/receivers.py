@@ -58,7 +58,7 @@ def resolve_receiver(url: str, *, allow_private: bool) -> tuple[str, str, int, s
     scheme, host, port = split_url(url)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
+    except (OSError, ValueError) as exc:  # UnicodeError (IDNA) and NUL bytes included
         raise ReceiverNotAllowedError(f"the host {host!r} does not resolve ({exc})") from None
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not addresses:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.store.errors import StoreError
@@ -33,6 +33,7 @@ CSV_COLUMNS = (
     File.model_version,
     File.segment_count,
     File.summary,
+    File.ood,
     File.corrected_label,
 )
 
@@ -97,3 +98,12 @@ def first_probabilities(session: Session, job_id: str) -> dict[str, float] | Non
         .order_by(File.id)
         .limit(1)
     )
+
+
+def ood_counts(session: Session, job_id: str, above: float | None) -> tuple[int, int]:
+    """(files with an out-of-domain score, those scored above ``above``) of a job."""
+    scored = func.count(File.ood)
+    outside = func.count(File.ood).filter(File.ood > above) if above is not None else None
+    columns = (scored, outside) if outside is not None else (scored,)
+    row = session.execute(select(*columns).where(File.job_id == job_id)).one()
+    return int(row[0]), int(row[1]) if outside is not None else 0

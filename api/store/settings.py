@@ -190,6 +190,14 @@ class Settings(BaseSettings):
         env = env_settings if environ is None else _MappingSource(settings_cls, environ)
         return init_settings, env
 
+    ood_above: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="results whose audio's `ood` score is above this are flagged `uncertain` "
+        "(off-domain); unset: the model's `suggested_ood_above`, else never",
+    )
+
     @field_validator("data_dir", "models_dir", "custom_models_dir", "ravdess_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:

@@ -176,6 +176,9 @@ class File(Base):
     summary: Mapped[dict | None] = mapped_column(JSONType)
     #: How many ``segments`` rows the result has (None until done).
     segment_count: Mapped[int | None]
+    #: How far the audio lies from the model's training data: the share of training rows
+    #: nearer (0..1; ``core.ood``), None for a model without a distance scorer.
+    ood: Mapped[float | None] = mapped_column(Double)
     #: A label a person gave the file after reading its result (training data for a custom
     #: model), and when.
     corrected_label: Mapped[str | None] = mapped_column(String(100))
@@ -216,10 +219,11 @@ class Segment(Base):
     start_s: Mapped[float] = mapped_column(Double)
     end_s: Mapped[float] = mapped_column(Double)
     label: Mapped[str] = mapped_column(String(100))
-    corrected_label: Mapped[str | None] = mapped_column(String(100))
-    corrected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confidence: Mapped[float] = mapped_column(Double)
     probabilities: Mapped[dict] = mapped_column(JSONType)
+    ood: Mapped[float | None] = mapped_column(Double)
+    corrected_label: Mapped[str | None] = mapped_column(String(100))
+    corrected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     file: Mapped[File] = relationship(back_populates="segments")
 

@@ -1,6 +1,7 @@
 """The upload folder layout, shared by the API (which writes it) and the workers (which read it).
 
-``<data_dir>/uploads/<job id>/`` holds a job's uploaded files under sanitized unique names;
+``<data_dir>/uploads/<job id>/`` holds a job's uploaded files under sanitized unique relative
+paths (an upload named ``d1/call.flac`` keeps its folder);
 ``.archives/`` and ``.staging/`` inside it hold extracted zips; ``<data_dir>/uploads/.incoming/``
 holds file parts while a request is being read. Nothing here decodes audio: files are only
 screened by extension and first bytes, so that plainly wrong uploads are refused at once.
@@ -28,6 +29,8 @@ INCOMING_DIR = ".incoming"
 PART_PREFIX = "part-"
 #: Longest stored file name, in UTF-8 bytes (filesystems allow 255).
 MAX_NAME_BYTES = 200
+#: Most folders kept in an upload's name (deeper ones are dropped).
+MAX_DEPTH = 32
 
 
 def upload_dir(settings: Settings, job_id: str) -> Path:
@@ -67,19 +70,47 @@ def upload_problem(filename: str, head: bytes) -> str | None:
     return None
 
 
-def safe_name(filename: str | None, taken: set[str], index: int) -> str:
-    """A file name safe to create in one folder: the upload's base name (Unicode kept), no
-    folders, no traversal, no hidden or control characters, at most ~200 bytes, unique."""
-    base = unicodedata.normalize("NFC", (filename or "").replace("\\", "/").rsplit("/", 1)[-1])
-    base = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".").strip()
-    stem, ext = os.path.splitext(base)
+def _clean_part(part: str) -> str:
+    """One path part without control characters, surrounding blanks or leading dots."""
+    return "".join(ch for ch in part if ch.isprintable()).strip().lstrip(".").strip()
+
+
+def _fit(name: str) -> str:
+    """``name`` cut to :data:`MAX_NAME_BYTES` UTF-8 bytes, its extension kept."""
+    stem, ext = os.path.splitext(name)
     while len((stem + ext).encode()) > MAX_NAME_BYTES and stem:
         stem = stem[:-1]
+    return stem + ext if stem else ""
+
+
+def safe_name(filename: str | None, taken: set[str], index: int) -> str:
+    """A relative path safe to create in one folder, from an upload's name.
+
+    Folders in the name (``d1/call.flac``, ``d1\\call.flac``) are kept, normalized: no absolute
+    path, no ``..`` or ``.``, no hidden or empty parts, no control characters; Unicode is kept
+    (NFC), each part at most ~200 bytes. Unique among ``taken`` (case-insensitively; updated),
+    and never a file where another upload needs a folder, or the reverse.
+    """
+    raw = unicodedata.normalize("NFC", (filename or "").replace("\\", "/"))
+    kept: list[str] = []
+    for part in raw.split("/"):
+        if part == "..":
+            kept = kept[:-1]  # normalized like a path, never above the folder
+        elif part not in ("", "."):
+            kept.append(part)
+    parts = [p for p in (_fit(_clean_part(p)) for p in kept) if p]
+    folders = parts[:-1][:MAX_DEPTH]
+    stem, ext = os.path.splitext(parts[-1] if parts else "")
     stem = stem or f"upload-{index}"
-    candidate, n = stem + ext, 1
-    while candidate.casefold() in taken:
-        candidate, n = f"{stem}-{n}{ext}", n + 1
+    prefixes = ["/".join(folders[: i + 1]) for i in range(len(folders))]
+    if any(p.casefold() in taken for p in prefixes):  # a file already has a folder's name
+        folders, prefixes = [], []
+    head = "".join(f"{f}/" for f in folders)
+    candidate, n = f"{head}{stem}{ext}", 1
+    while candidate.casefold() in taken or f"{candidate}/".casefold() in taken:
+        candidate, n = f"{head}{stem}-{n}{ext}", n + 1
     taken.add(candidate.casefold())
+    taken.update(f"{p}/".casefold() for p in prefixes)
     return candidate
 
 

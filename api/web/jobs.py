@@ -1,4 +1,4 @@
-"""``/jobs``: submit (uploads or a server-side folder), list, inspect and delete jobs.
+"""``/jobs``: submit (uploads or a server-side folder), list, inspect, cancel and delete jobs.
 
 Submitting only validates, saves the uploaded bytes and inserts the job: the job is committed,
 then its enumeration is enqueued, and the answer is 202. Listing folders, opening zips and
@@ -27,6 +27,7 @@ from api.web.spec import Response as Responses
 from api.web.spec import endpoint, errors
 from api.web.tracing import bind_job
 from api.web.uploads import check_uploads, save_uploads
+from api.web.views import domain_summary
 
 bp = Blueprint("jobs", __name__)
 log = logging.getLogger(__name__)
@@ -140,18 +141,31 @@ def list_jobs():
 
 
 @bp.get("/jobs/<job_id>")
-@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404)), tags=("jobs",))
+@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",))
 def get_job(job_id: str):
-    """One job with its counts, progress and timings."""
-    job = jobs.get_job(db(), job_id)
-    return job_json(job, jobs.file_counts(db(), job_id))
+    """One job with its counts, progress, timings and how much of it is off-domain
+    (``job_id``: the id or a unique prefix of at least 6 hex digits, as every
+    ``/jobs/{job_id}`` path accepts)."""
+    job = jobs.find_job(db(), job_id)
+    return job_json(job, jobs.file_counts(db(), job.id)) | {"domain": domain_summary(job)}
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",))
+def cancel_job(job_id: str):
+    """Stop a queued or running job: files not yet analysed are skipped, results are kept.
+    A job that already ended is answered unchanged."""
+    job, deliveries = jobs.cancel(db(), jobs.find_job(db(), job_id).id)
+    db().commit()
+    enqueue_deliveries(celery(), deliveries)
+    return job_json(job, jobs.file_counts(db(), job.id))
 
 
 @bp.delete("/jobs/<job_id>")
-@endpoint(resp=Responses("HTTP_204", **errors(404)), tags=("jobs",))
+@endpoint(resp=Responses("HTTP_204", **errors(404, 409)), tags=("jobs",))
 def delete_job(job_id: str):
     """Cancel the job's queued work, delete its results and its uploaded audio."""
-    deliveries = jobs.delete_job(db(), settings(), job_id)
+    deliveries = jobs.delete_job(db(), settings(), jobs.find_job(db(), job_id).id)
     db().commit()  # the worker must find the attempts when their messages arrive
     enqueue_deliveries(celery(), deliveries)
     return Response(status=204)

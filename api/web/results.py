@@ -4,6 +4,7 @@ row per file or (``?granularity=segment``) one row per segment."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from flask import Blueprint, Response, request, stream_with_context, url_for
 
@@ -22,11 +23,13 @@ CSV_BATCH = 1000
 
 @bp.get("/jobs/<job_id>/results")
 @endpoint(
-    query=ResultQuery, resp=Responses(HTTP_200=ResultPage, **errors(404, 422)), tags=("results",)
+    query=ResultQuery,
+    resp=Responses(HTTP_200=ResultPage, **errors(404, 409, 422)),
+    tags=("results",),
 )
 def get_results(job_id: str):
     """One page of results in file id order, with filters and the next cursor."""
-    job = jobs.get_job(db(), job_id)
+    job = jobs.find_job(db(), job_id)
     query: ResultQuery = request.context.query
     view = job_view(job, query.uncertain_below)
     rows, cursor = results.result_page(
@@ -70,13 +73,13 @@ def _file_csv_lines(job_id: str, view: ResultView) -> Iterator[str]:
 
 
 @bp.get("/jobs/<job_id>/results.csv")
-@endpoint(query=ExportQuery, resp=Responses("HTTP_200", **errors(404, 422)), tags=("results",))
+@endpoint(query=ExportQuery, resp=Responses("HTTP_200", **errors(404, 409, 422)), tags=("results",))
 def export_results(job_id: str):
     """Every file's (or every segment's) result as CSV (``text/csv``), streamed batch by batch:
     memory stays flat whatever the size."""
-    job = jobs.get_job(db(), job_id)
+    job = jobs.find_job(db(), job_id)
     query: ExportQuery = request.context.query
-    view = job_view(job, query.uncertain_below)
+    view = replace(job_view(job, query.uncertain_below), full_precision=query.precision == "full")
     db().commit()
     if query.granularity == "segment":
         lines, name = segment_csv_lines(job.id, view), f"aer-{job.id}-segments.csv"

@@ -192,6 +192,11 @@ class ExportQuery(UncertainQuery):
     """``GET /jobs/{id}/results.csv``: one row per file (default) or per segment."""
 
     granularity: Literal["file", "segment"] = "file"
+    precision: Literal["rounded", "full"] = Field(
+        "rounded",
+        description="rounded: probabilities and confidences to 4 decimals, seconds to 3; "
+        "full: every digit stored",
+    )
 
 
 Event = Literal[EVENTS]  # type: ignore[valid-type]
@@ -287,8 +292,18 @@ class JobLinks(_Response):
     csv: str
 
 
+class DomainSummary(_Response):
+    """How much of a job's audio lies outside what its model was trained on."""
+
+    ood_above: float | None = Field(..., description="ood score above which a file is off-domain")
+    scored: int = Field(..., description="files with an ood score")
+    out_of_domain: int
+    share: float | None
+    warning: bool = Field(..., description="a large share of the job is off-domain")
+
+
 class Job(_Response):
-    """A job with its file counts, progress and timings."""
+    """A job with its file counts, progress and timings (``domain`` on ``GET /jobs/{id}``)."""
 
     id: str
     state: JobState
@@ -303,6 +318,7 @@ class Job(_Response):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    domain: DomainSummary | None = None
     links: JobLinks
     callback_url: str | None = None
     callback_secret: str | None = Field(
@@ -379,6 +395,11 @@ class Result(_Response):
     label: str | None
     confidence: float | None
     uncertain: bool | None
+    ood: float | None = Field(
+        ...,
+        description="how far the audio lies from the model's training data: the share of "
+        "training rows nearer (0..1); None for a model without a distance scorer",
+    )
     probabilities: dict[str, float]
     attempts: int
     error: str | None
@@ -414,6 +435,7 @@ class SegmentItem(_Response):
     label: str
     confidence: float
     uncertain: bool
+    ood: float | None
     probabilities: dict[str, float]
     corrected_label: str | None
 

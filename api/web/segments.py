@@ -17,12 +17,14 @@ bp = Blueprint("segments", __name__)
 
 @bp.get("/jobs/<job_id>/files/<int:file_id>/segments")
 @endpoint(
-    query=SegmentQuery, resp=Responses(HTTP_200=SegmentPage, **errors(404, 422)), tags=("results",)
+    query=SegmentQuery,
+    resp=Responses(HTTP_200=SegmentPage, **errors(404, 409, 422)),
+    tags=("results",),
 )
 def get_segments(job_id: str, file_id: int):
     """One page of a file's segments in timeline order (channel, then start), with names,
     probabilities in the model's label order, the ``uncertain`` flag and the next cursor."""
-    job = jobs.get_job(db(), job_id)
+    job = jobs.find_job(db(), job_id)
     file = results.get_file(db(), job.id, file_id)
     query: SegmentQuery = request.context.query
     view = job_view(job, query.uncertain_below)

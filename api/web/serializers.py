@@ -1,5 +1,6 @@
 """What responses look like: database rows turned into the JSON shapes of
-:mod:`api.web.schemas` and into CSV lines. Nothing here touches the database or the request."""
+:mod:`api.web.schemas` (links built with ``url_for``) and into CSV lines. Nothing here reads
+the database."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ CSV_HEAD = ("file", "state", "duration_s", "sample_rate", "channels", "label", "
 CSV_TAIL = ("error", "error_code", "processed_at", "model_version")
 #: Timeline columns at the end of the per-file CSV (from the file's segment summary).
 CSV_TIMELINE = ("uncertain", "segment_count", "dominant", "speech_s", "silence_s")
+#: Decimals of probabilities and confidences, and of seconds, in the CSV (unless full precision).
+PROBABILITY_DIGITS = 4
+SECONDS_DIGITS = 3
 #: Columns of the per-segment CSV before the probabilities (``uncertain`` comes last).
 SEGMENT_CSV_HEAD = (
     "file", "file_id", "channel", "channel_name", "start_s", "end_s", "label", "confidence"
@@ -132,16 +136,31 @@ class ResultView:
 
     ``labels`` are the model's classes in its order (probabilities are listed in that order:
     PostgreSQL's JSONB keeps no key order); ``uncertain_below`` is the confidence under which a
-    result is flagged ``uncertain``; ``channel_name`` names a channel index.
+    result is flagged ``uncertain``; ``channel_name`` names a channel index; ``full_precision``
+    keeps every digit of the CSV's numbers (else probabilities have 4 decimals, seconds 3).
     """
 
     labels: tuple[str, ...]
     uncertain_below: float
     channel_name: Callable[[int], str]
+    ood_above: float | None = None
+    full_precision: bool = False
 
-    def uncertain(self, confidence: float | None) -> bool | None:
-        """Whether ``confidence`` is under the threshold (None without a result)."""
-        return None if confidence is None else confidence < self.uncertain_below
+    def p(self, value: Any) -> Any:
+        """A probability or confidence as the CSV shows it: 4 decimals unless full precision."""
+        return _rounded(value, None if self.full_precision else PROBABILITY_DIGITS)
+
+    def s(self, value: Any) -> Any:
+        """Seconds as the CSV shows them: 3 decimals (milliseconds) unless full precision."""
+        return _rounded(value, None if self.full_precision else SECONDS_DIGITS)
+
+    def uncertain(self, confidence: float | None, ood: float | None = None) -> bool | None:
+        """Whether a result is uncertain (None without a result): its ``confidence`` is under
+        the threshold, or its audio's ``ood`` score is above ``ood_above`` (off-domain)."""
+        if confidence is None:
+            return None
+        off_domain = ood is not None and self.ood_above is not None and ood > self.ood_above
+        return confidence < self.uncertain_below or off_domain
 
     def ordered(self, values: Mapping[str, float] | None) -> dict[str, float]:
         """``values`` keyed by label, in the model's label order (unknown labels last)."""
@@ -192,7 +211,8 @@ def result_row(row: Any, view: ResultView, links: dict | None = None) -> dict:
         "channels": row.channels,
         "label": row.label,
         "confidence": row.confidence,
-        "uncertain": view.uncertain(row.confidence),
+        "uncertain": view.uncertain(row.confidence, row.ood),
+        "ood": row.ood,
         "probabilities": view.ordered(row.probabilities),
         "attempts": row.attempts,
         "error": row.error,
@@ -216,7 +236,8 @@ def segment_row(segment: Any, view: ResultView) -> dict:
         "end_s": segment.end_s,
         "label": segment.label,
         "confidence": segment.confidence,
-        "uncertain": view.uncertain(segment.confidence),
+        "uncertain": view.uncertain(segment.confidence, segment.ood),
+        "ood": segment.ood,
         "probabilities": view.ordered(segment.probabilities),
         "corrected_label": segment.corrected_label,
     }
@@ -226,36 +247,39 @@ def csv_header(labels: tuple[str, ...] | list[str]) -> list[str]:
     """Per-file CSV columns: file facts, one ``p_<label>`` per class, errors and provenance,
     then the timeline columns."""
     probabilities = (f"p_{label}" for label in labels)
-    return [*CSV_HEAD, *probabilities, *CSV_TAIL, *CSV_TIMELINE, "corrected_label"]
+    return [*CSV_HEAD, *probabilities, *CSV_TAIL, *CSV_TIMELINE, "ood", "corrected_label"]
 
 
 def csv_row(row: Any, view: ResultView) -> list:
     """One per-file CSV line (missing probabilities and summary values are left empty)."""
     probs = row.probabilities or {}
     summary = row.summary or {}
-    head = [row.rel_path, row.state, row.duration_s, row.sample_rate, row.channels]
-    head += [row.label, row.confidence]
+    head = [row.rel_path, row.state, view.s(row.duration_s), row.sample_rate, row.channels]
+    head += [row.label, view.p(row.confidence)]
     tail = [row.error, row.error_code, iso(row.processed_at), row.model_version]
-    timeline = [_csv_bool(view.uncertain(row.confidence)), row.segment_count]
-    timeline += [summary.get("dominant"), summary.get("speech_s"), summary.get("silence_s")]
-    probabilities = (probs.get(label, "") for label in view.labels)
-    return [*head, *probabilities, *tail, *timeline, row.corrected_label]
+    timeline = [_csv_bool(view.uncertain(row.confidence, row.ood)), row.segment_count]
+    timeline += [summary.get("dominant"), view.s(summary.get("speech_s"))]
+    timeline += [view.s(summary.get("silence_s"))]
+    probabilities = (view.p(probs.get(label, "")) for label in view.labels)
+    return [*head, *probabilities, *tail, *timeline, view.p(row.ood), row.corrected_label]
 
 
 def segment_csv_header(labels: tuple[str, ...] | list[str]) -> list[str]:
     """Per-segment CSV columns: where the segment is, its label, one ``p_<label>`` per class,
     then ``uncertain``."""
-    return [*SEGMENT_CSV_HEAD, *(f"p_{label}" for label in labels), "uncertain", "corrected_label"]
+    probabilities = (f"p_{label}" for label in labels)
+    return [*SEGMENT_CSV_HEAD, *probabilities, "uncertain", "ood", "corrected_label"]
 
 
 def segment_csv_row(rel_path: str, segment: Any, view: ResultView) -> list:
     """One per-segment CSV line."""
     probs = segment.probabilities or {}
     head = [rel_path, segment.file_id, segment.channel, view.channel_name(segment.channel)]
-    head += [segment.start_s, segment.end_s, segment.label, segment.confidence]
-    uncertain = _csv_bool(view.uncertain(segment.confidence))
-    probabilities = (probs.get(label, "") for label in view.labels)
-    return [*head, *probabilities, uncertain, segment.corrected_label]
+    head += [view.s(segment.start_s), view.s(segment.end_s), segment.label]
+    head += [view.p(segment.confidence)]
+    uncertain = _csv_bool(view.uncertain(segment.confidence, segment.ood))
+    probabilities = (view.p(probs.get(label, "")) for label in view.labels)
+    return [*head, *probabilities, uncertain, view.p(segment.ood), segment.corrected_label]
 
 
 def csv_text(rows: Iterable[list], header: list[str] | None = None) -> str:
@@ -278,6 +302,12 @@ def _inert(cell: Any) -> Any:
     if isinstance(cell, str) and cell.startswith(_FORMULA_START):
         return "'" + cell
     return cell
+
+
+def _rounded(value: Any, digits: int | None) -> Any:
+    if digits is None or not isinstance(value, float):
+        return value
+    return round(value, digits)
 
 
 def _csv_bool(value: bool | None) -> str:

@@ -94,12 +94,12 @@ def endpoint(
         @functools.wraps(func)
         def view(*args: Any, **kwargs: Any) -> Any:
             is_json, is_form = request.mimetype == _JSON, request.mimetype in _FORM
-            if json and form and not (is_json or is_form):
-                raise APIError(
-                    "send multipart/form-data or application/json",
-                    status=415,
-                    code="unsupported_media_type",
+            takes_body = request.method in ("POST", "PUT", "PATCH") and (json or form)
+            if takes_body and not ((json and is_json) or (form and is_form)):
+                wanted = " or ".join(
+                    kind for kind, model in (("multipart/form-data", form), (_JSON, json)) if model
                 )
+                raise APIError(f"send {wanted}", status=415, code="unsupported_media_type")
             request.context = Context(
                 _parse(query, request.args.to_dict()),
                 _parse(json, _json_body()) if json and is_json else None,

@@ -119,12 +119,14 @@ def check_uploads(files: list[FileStorage]) -> None:
 
 
 def save_uploads(files: list[FileStorage], folder: Path) -> list[str]:
-    """Move every upload into ``folder`` under a sanitized unique name; returns the names."""
+    """Move every upload into ``folder`` under a sanitized unique relative path (folders in
+    the upload's name are kept, see :func:`api.store.uploads.safe_name`); returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()
     names = []
     for index, storage in enumerate(files):
         name = safe_name(storage.filename, taken, index)
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         stream = storage.stream
         if isinstance(stream, DiskPart):
             stream.close()

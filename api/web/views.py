@@ -16,6 +16,10 @@ from api.web.serializers import ResultView, csv_text, segment_csv_header, segmen
 
 #: Key of a model's metadata that suggests an ``uncertain`` threshold for its results.
 SUGGESTED_KEY = "suggested_uncertain_below"
+#: A job whose share of off-domain files reaches this gets ``domain.warning``.
+OOD_WARNING_SHARE = 0.25
+#: Key of a model's metadata that suggests the ``ood`` score above which audio is off-domain.
+SUGGESTED_OOD_KEY = "suggested_ood_above"
 
 
 def model_metadata(model_name: str) -> dict[str, Any]:
@@ -40,9 +44,9 @@ def job_labels(job: Job, metadata: dict[str, Any] | None = None) -> list[str]:
     return list(results.first_probabilities(db(), job.id) or {})
 
 
-def suggested_threshold(metadata: dict[str, Any]) -> float | None:
-    """The model's ``suggested_uncertain_below`` when it is a number from 0 to 1."""
-    value = metadata.get(SUGGESTED_KEY)
+def suggested_threshold(metadata: dict[str, Any], key: str = SUGGESTED_KEY) -> float | None:
+    """The model's suggestion ``key`` when it is a number from 0 to 1."""
+    value = metadata.get(key)
     if isinstance(value, int | float) and not isinstance(value, bool):
         if math.isfinite(value) and 0.0 <= value <= 1.0:
             return float(value)
@@ -58,6 +62,13 @@ def uncertain_threshold(requested: float | None, metadata: dict[str, Any]) -> fl
     return 0.0
 
 
+def ood_threshold(metadata: dict[str, Any]) -> float | None:
+    """``AER_OOD_ABOVE``, else the model's ``suggested_ood_above``; None: never off-domain."""
+    if settings().ood_above is not None:
+        return settings().ood_above
+    return suggested_threshold(metadata, SUGGESTED_OOD_KEY)
+
+
 def channel_mode(job: Job) -> str:
     """The job's ``channels`` option (``mix`` or ``split``; the default when unreadable)."""
     try:
@@ -66,12 +77,28 @@ def channel_mode(job: Job) -> str:
         return jobs.CHANNEL_MODES[0]
 
 
+def domain_summary(job: Job) -> dict:
+    """How much of a job's audio lies outside what its model was trained on
+    (:class:`api.web.schemas.DomainSummary`)."""
+    above = ood_threshold(model_metadata(job.model_name))
+    scored, outside = results.ood_counts(db(), job.id, above)
+    share = outside / scored if scored else None
+    return {
+        "ood_above": above,
+        "scored": scored,
+        "out_of_domain": outside,
+        "share": None if share is None else round(share, 4),
+        "warning": share is not None and share >= OOD_WARNING_SHARE,
+    }
+
+
 def job_view(job: Job, uncertain_below: float | None = None) -> ResultView:
     """The :class:`ResultView` of ``job`` for a request asking ``uncertain_below``."""
     metadata = model_metadata(job.model_name)
     return ResultView(
         labels=tuple(job_labels(job, metadata)),
         uncertain_below=uncertain_threshold(uncertain_below, metadata),
+        ood_above=ood_threshold(metadata),
         channel_name=functools.partial(jobs.channel_name, settings(), channels=channel_mode(job)),
     )
 

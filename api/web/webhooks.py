@@ -81,10 +81,10 @@ def webhook_deliveries(webhook_id: str):
 @bp.get("/jobs/<job_id>/webhooks")
 @endpoint(
     query=DeliveryQuery,
-    resp=Responses(HTTP_200=DeliveryPage, **errors(404, 422)),
+    resp=Responses(HTTP_200=DeliveryPage, **errors(404, 409, 422)),
     tags=("webhooks",),
 )
 def job_deliveries(job_id: str):
     """Delivery attempts of the job's events (its callback and subscriptions), oldest first."""
-    jobs.get_job(db(), job_id)
-    return _page("webhooks.job_deliveries", request.context.query, job_id=job_id)
+    job = jobs.find_job(db(), job_id)
+    return _page("webhooks.job_deliveries", request.context.query, job_id=job.id)

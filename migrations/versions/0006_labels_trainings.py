@@ -1,4 +1,4 @@
-"""Corrected labels on files and segments, and custom-model trainings.
+"""Corrected labels and out-of-domain scores on files and segments; custom-model trainings.
 
 Revision ID: 0006
 Revises: 0002
@@ -26,6 +26,7 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("corrected_label", sa.String(100), nullable=True))
             batch.add_column(sa.Column("corrected_at", UTC, nullable=True))
+            batch.add_column(sa.Column("ood", sa.Double(), nullable=True))
     op.create_table(
         "trainings",
         sa.Column("id", sa.String(32), nullable=False),
@@ -53,5 +54,6 @@ def downgrade() -> None:
     op.drop_table("trainings")
     for table in ("segments", "files"):
         with op.batch_alter_table(table) as batch:
+            batch.drop_column("ood")
             batch.drop_column("corrected_at")
             batch.drop_column("corrected_label")

@@ -10,6 +10,7 @@ import csv
 import io
 import os
 import re
+import uuid
 import zipfile
 from datetime import timedelta
 
@@ -64,7 +65,7 @@ def seed_job(api_settings, labels):
     """``seed_job([(rel_path, label | None, confidence), ...], state=...) -> job id``: a job
     whose files already have results (label None = failed file)."""
 
-    def seed(specs, *, model_name=None, enumerated=True, pending=0) -> str:
+    def seed(specs, *, model_name=None, enumerated=True, pending=0, ood=None) -> str:
         from core.registry import ModelRegistry
 
         name = model_name or ModelRegistry(api_settings.models_dir).resolve().stem
@@ -91,6 +92,7 @@ def seed_job(api_settings, labels):
                     error=None if label else "not audio",
                     error_code=None if label else "not_audio",
                 )
+                pred.ood = ood
                 processing.record_result(s, file_id, pred, "test-version")
             if enumerated:
                 processing.finish_enumeration(s, job.id)
@@ -151,10 +153,10 @@ def test_upload_names_are_sanitized_and_unique(client, api_settings):
     )
     assert response.status_code == 202, response.data
     folder = api_settings.uploads_dir / response.get_json()["id"]
-    names = sorted(os.listdir(folder))
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert len(names) == 6 and len(set(n.lower() for n in names)) == 6
-    assert all(not n.startswith(".") and "/" not in n and ".." not in n for n in names)
-    assert {"escape.wav", "escape-1.wav", "win.wav", "hidden.wav"} <= set(names)
+    assert all(not n.startswith(".") and "/." not in n and ".." not in n for n in names)
+    assert {"escape.wav", "a/b/escape.wav", "win.wav", "hidden.wav"} <= set(names)
     assert "Überweisung Kunde 通话.wav" in names  # names are kept, not transliterated
     assert not (api_settings.data_dir / "escape.wav").exists()
     assert not list(api_settings.data_dir.parent.glob("escape*"))
@@ -314,6 +316,9 @@ def test_folder_jobs_are_refused_without_allowed_roots(make_app, api_root):
         .post("/api/v1/jobs", json={"folder": str(api_root)})
     )
     assert response.status_code == 403
+    message = response.get_json()["error"]["message"]
+    assert "none is set" in message  # says why, names the setting and how to allow the folder
+    assert "AER_ALLOWED_ROOTS" in message and "--allow-root" in message
 
 
 @pytest.mark.parametrize(
@@ -435,6 +440,65 @@ def test_job_counts_progress_and_rate(client, seed_job, api_settings, labels):
     assert body["links"]["results"].endswith(f"/jobs/{job_id}/results")
 
 
+def _jobs_with_ids(api_settings, *ids: str) -> None:
+    with session_scope(api_settings) as s:
+        for job_id in ids:
+            jobs.create_job(
+                s,
+                source_kind="folder",
+                source="/nowhere",
+                options={},
+                model_name="m",
+                job_id=job_id,
+            )
+
+
+def test_every_job_path_takes_a_unique_id_prefix(client, api_settings):
+    stem = uuid.uuid4().hex[:7]
+    first, second = stem + "0" + "a" * 24, stem + "1" + "b" * 24
+    _jobs_with_ids(api_settings, first, second)
+    for path in ("", "/results", "/results.csv"):
+        response = client.get(f"/api/v1/jobs/{stem}0{path}")
+        assert response.status_code == 200, (path, response.data)
+    assert client.get(f"/api/v1/jobs/{stem}0").get_json()["id"] == first
+    assert client.get(f"/api/v1/jobs/{stem.upper()}1").get_json()["id"] == second
+    assert client.get(f"/api/v1/jobs/{stem}0/results").get_json()["job_id"] == first
+    assert client.get(f"/api/v1/jobs/{first}").get_json()["id"] == first
+    assert client.get(f"/api/v1/jobs/{first.upper()}").get_json()["id"] == first
+    response = client.get(f"/api/v1/jobs/{stem}")
+    assert response.status_code == 409 and error_code(response) == "ambiguous_job_id"
+    assert "several jobs" in response.get_json()["error"]["message"]
+    for unknown in (stem[:5], f"{stem}2", f"{stem}0%", "zzzzzzzz", first + "0"):
+        assert client.get(f"/api/v1/jobs/{unknown}").status_code == 404, unknown
+    assert client.delete(f"/api/v1/jobs/{stem}1").status_code == 204
+    assert client.get(f"/api/v1/jobs/{stem}").get_json()["id"] == first  # unique again
+
+
+# --- POST /jobs/{id}/cancel ----------------------------------------------------------------------
+
+
+def test_cancel_stops_the_job_and_keeps_its_results(client, seed_job, labels):
+    job_id = seed_job([("a.wav", labels[0], 0.9)], pending=2)
+    response = client.post(f"/api/v1/jobs/{job_id[:8]}/cancel")
+    assert response.status_code == 200, response.data
+    body = response.get_json()
+    assert body["id"] == job_id and body["state"] == "cancelled" and body["finished_at"]
+    assert body["counts"]["done"] == 1
+    assert client.get(f"/api/v1/jobs/{job_id}").get_json()["state"] == "cancelled"
+    items = client.get(f"/api/v1/jobs/{job_id}/results").get_json()["items"]
+    assert [r["file"] for r in items if r["state"] == "done"] == ["a.wav"]
+    again = client.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert again.status_code == 200 and again.get_json()["finished_at"] == body["finished_at"]
+    assert client.post("/api/v1/jobs/0123456789abcdef/cancel").status_code == 404
+
+
+def test_cancel_leaves_an_ended_job_as_it_is(client, seed_job, labels, api_settings):
+    job_id = seed_job([("a.wav", labels[0], 0.9)])
+    with session_scope(api_settings) as s:
+        s.get(Job, job_id).state = "succeeded"
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel").get_json()["state"] == "succeeded"
+
+
 # --- GET /jobs/{id}/results ----------------------------------------------------------------------
 
 
@@ -508,9 +572,21 @@ def test_csv_has_one_row_per_file_and_one_column_per_class(client, seed_job, lab
     assert [r["file"] for r in rows] == ["a.wav", "sub/b.wav", "pending-0.wav"]
     a, b, pending = rows
     assert a["label"] == labels[2] and float(a[f"p_{labels[2]}"]) == pytest.approx(0.7)
-    assert sum(float(a[f"p_{label}"]) for label in labels) == pytest.approx(1.0)
+    assert sum(float(a[f"p_{label}"]) for label in labels) == pytest.approx(1.0, abs=5e-4)
     assert b["error_code"] == "not_audio" and b["label"] == "" and b[f"p_{labels[0]}"] == ""
     assert pending["state"] == "pending"
+
+
+def test_csv_rounds_unless_full_precision_is_asked(client, seed_job, labels):
+    conf = 0.5522550105107497
+    job_id = seed_job([("a.wav", labels[0], conf)])
+    url = f"/api/v1/jobs/{job_id}/results.csv"
+    (rounded,) = csv.DictReader(io.StringIO(client.get(url).get_data(as_text=True)))
+    assert rounded["confidence"] == "0.5523"
+    assert all(len(rounded[f"p_{label}"].split(".")[1]) <= 4 for label in labels)
+    (full,) = csv.DictReader(io.StringIO(client.get(url + "?precision=full").get_data(True)))
+    assert full["confidence"] == repr(conf)
+    assert client.get(url + "?precision=exact").status_code == 422
 
 
 def test_csv_text_cells_cannot_run_as_formulas(client, seed_job, labels):
@@ -600,3 +676,25 @@ def test_health_checks_database_and_broker(client, make_app, tmp_path):
     (tmp_path / "no" / "such").write_text("a file where a folder should be")
     body = no_db.test_client().get("/api/v1/healthz").get_json()
     assert not body["checks"]["database"]["ok"] and body["checks"]["broker"]["ok"]
+
+
+def test_off_domain_audio_is_uncertain_and_summarised(make_app, seed_job, labels, api_settings):
+    """An ood score above the threshold flags a confident result uncertain, and the job says
+    how much of it is off-domain; without a threshold nothing is flagged for it."""
+    job_id = seed_job([("near.wav", labels[0], 0.9)], ood=0.5)
+    far = seed_job([(f"far{i}.wav", labels[0], 0.9) for i in range(3)], ood=0.999)
+    strict = make_app(ood_above=0.99).test_client()
+    near_item = strict.get(f"/api/v1/jobs/{job_id}/results").get_json()["items"][0]
+    assert (near_item["ood"], near_item["uncertain"]) == (0.5, False)
+    items = strict.get(f"/api/v1/jobs/{far}/results").get_json()["items"]
+    assert all(i["uncertain"] and i["ood"] == 0.999 for i in items)
+    domain = strict.get(f"/api/v1/jobs/{far}").get_json()["domain"]
+    assert domain == {"ood_above": 0.99, "scored": 3, "out_of_domain": 3, "share": 1.0,
+                      "warning": True}  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(strict.get(f"/api/v1/jobs/{far}/results.csv").text)))
+    assert {(r["ood"], r["uncertain"]) for r in rows} == {("0.999", "true")}
+    lenient = make_app(ood_above=None).test_client()  # aer8 suggests no ood threshold
+    assert not any(
+        i["uncertain"] for i in lenient.get(f"/api/v1/jobs/{far}/results").get_json()["items"]
+    )
+    assert lenient.get(f"/api/v1/jobs/{far}").get_json()["domain"]["warning"] is False

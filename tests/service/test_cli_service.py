@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -97,21 +102,35 @@ def test_embedded_stack_serves_the_cli_client_and_the_demo(tmp_path, model_label
         health = AERClient(url).health()
         assert health["status"] == "ok"
 
-        result = runner.invoke(cli, ["submit", str(CLIPS[0]), str(archive), "--wait", "--url", url])
-        assert result.exit_code == 0, repr(result.exception) + result.output + _log(tmp_path)
+        calls = tmp_path / "calls"  # same file name in two folders: kept apart by their paths
+        for sub, clip in (("d1", CLIPS[3]), ("d2", CLIPS[4])):
+            (calls / sub).mkdir(parents=True)
+            shutil.copy(clip, calls / sub / "call.flac")
+        args = ["submit", str(CLIPS[0]), str(archive), str(calls), "--url", url]
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, repr(result.exception) + result.output
         job_id = result.stdout.split()[0]
-        assert "succeeded, 3 done, 0 failed of 3" in result.stderr
+        assert "4/4 files" in result.stderr  # the upload's progress (the zip is one file)
 
-        result = runner.invoke(cli, ["status", job_id, "--url", url])
+        result = runner.invoke(cli, ["status", job_id[:8], "--follow", "--url", url])
+        assert result.exit_code == 0, result.output + _log(tmp_path)
+        assert "succeeded, 5 done, 0 failed of 5" in result.stderr
+
+        result = runner.invoke(cli, ["status", job_id[:8], "--url", url])
         assert result.exit_code == 0 and "succeeded" in result.output
 
         out = tmp_path / "results.csv"
         result = runner.invoke(cli, ["export", job_id, "-o", str(out), "--url", url])
         assert result.exit_code == 0, result.output
         rows = list(csv.DictReader(io.StringIO(out.read_text())))
-        assert {r["file"] for r in rows} == {CLIPS[0].name} | {
-            f"two.zip/{c.name}" for c in CLIPS[1:3]
-        }
+        assert {r["file"] for r in rows} == {CLIPS[0].name, "calls/d1/call.flac"} | {
+            "calls/d2/call.flac"
+        } | {f"two.zip/{c.name}" for c in CLIPS[1:3]}
+        assert all(len(r["confidence"].split(".")[1]) <= 4 for r in rows)
+        result = runner.invoke(cli, ["results", job_id[:10], "--jsonl", "--url", url])
+        by_file = {r["file"]: r for r in map(json.loads, result.output.splitlines())}
+        assert by_file.keys() == {r["file"] for r in rows}
+        assert by_file["calls/d1/call.flac"]["state"] == "done"
         assert [c for c in rows[0] if c.startswith("p_")] == [
             f"p_{label}" for label in model_labels
         ]
@@ -129,6 +148,51 @@ def test_embedded_stack_serves_the_cli_client_and_the_demo(tmp_path, model_label
         redis.Redis(unix_socket_path=str(settings.embedded_redis_socket)).ping()
     with pytest.raises(ClientError, match="cannot reach"):
         AERClient(url, timeout=2).health()
+
+
+def test_serve_allows_extra_roots_and_starts_quietly(tmp_path):
+    """`aer serve --allow-root DIR` in its own process: folder jobs under DIR are accepted,
+    others refused; Alembic's plugin lines are not printed."""
+    from api.cli.client import AERClient, ClientError
+
+    root = tmp_path / "root"
+    root.mkdir()
+    env = {**os.environ, "AER_DATA_DIR": str(tmp_path / "data"), "AER_BROKER_URL": ""}
+    env["AER_ALLOWED_ROOTS"] = ""
+    env["AER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'aer.db'}"
+    cmd = [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", "0"]
+    cmd += ["--workers", "1", "--allow-root", str(root)]
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = _wait_for_url(proc, log)
+        client = AERClient(url)
+        job = client.submit_folder(str(root))
+        assert job["state"] == "queued"
+        with pytest.raises(ClientError, match="AER_ALLOWED_ROOTS") as refused:
+            client.submit_folder(str(tmp_path))
+        assert refused.value.status == 403
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    text = log.read_text()
+    assert "stopped" in text and proc.returncode == 0, text
+    assert "plugin" not in text.lower(), text
+    assert "Traceback" not in text, text
+
+
+def _wait_for_url(proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if line.startswith("AER listening on "):
+                return line.split()[3].removesuffix("/api/v1")
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.2)
+    raise AssertionError("aer serve did not start:\n" + log.read_text())
 
 
 def models_dir() -> Path:

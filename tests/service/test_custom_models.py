@@ -77,7 +77,7 @@ def test_labels_show_in_results_and_csv(client, labelled_job):
         p.name: label_of(p.name) for p in CLIPS
     }
     csv = client.get(f"/api/v1/jobs/{job_id}/results.csv").get_data(as_text=True).splitlines()
-    assert csv[0].endswith(",corrected_label")
+    assert csv[0].endswith(",ood,corrected_label")
     assert sum(line.endswith((",upset", ",fine")) for line in csv[1:]) == len(CLIPS)
 
 

@@ -259,8 +259,10 @@ def test_segments_are_paginated_by_cursor(client, call_job):
 
 def test_segment_csv_has_one_row_per_stored_segment(client, call_job, labels, settings):
     job_id = call_job["job"]["id"]
-    header, rows = csv_rows(client, f"/api/v1/jobs/{job_id}/results.csv?granularity=segment")
-    assert header == [*SEGMENT_COLUMNS, *(f"p_{label}" for label in labels), "uncertain"]
+    url = f"/api/v1/jobs/{job_id}/results.csv?granularity=segment"
+    header, rows = csv_rows(client, url + "&precision=full")
+    probabilities = [f"p_{label}" for label in labels]
+    assert header == [*SEGMENT_COLUMNS, *probabilities, "uncertain", "ood", "corrected_label"]
     stored = stored_segments(settings, job_id)
     assert len(rows) == len(stored) > 0
     ids = {r["id"]: r["file"] for r in call_job["page"]["items"]}
@@ -275,6 +277,12 @@ def test_segment_csv_has_one_row_per_stored_segment(client, call_job, labels, se
             assert float(row[f"p_{label}"]) == pytest.approx(seg.probabilities[label])
     assert not by_key  # every stored segment exactly once
     assert {r["file"] for r in rows} == {"call.wav", "clip.flac"}  # none for the failed file
+    rounded = csv_rows(client, url)[1]  # the default: seconds to 3 decimals, the rest to 4
+    assert len(rounded) == len(rows)
+    for short, full in zip(rounded, rows, strict=True):
+        for column, digits in [("start_s", 3), ("end_s", 3), ("confidence", 4)]:
+            assert short[column] == str(round(float(full[column]), digits))
+        assert short[f"p_{labels[0]}"] == str(round(float(full[f"p_{labels[0]}"]), 4))
     response = client.get(f"/api/v1/jobs/{job_id}/results.csv?granularity=segment")
     assert "segments.csv" in response.headers["Content-Disposition"]
 
@@ -305,14 +313,16 @@ def test_file_csv_has_one_row_per_file_with_timeline_columns(client, call_job, l
     header, rows = csv_rows(client, f"/api/v1/jobs/{job_id}/results.csv")
     assert (header, rows) == csv_rows(client, f"/api/v1/jobs/{job_id}/results.csv?granularity=file")
     assert [h for h in header if h.startswith("p_")] == [f"p_{label}" for label in labels]
-    assert header[-5:] == ["uncertain", "segment_count", "dominant", "speech_s", "silence_s"]
+    timeline = ["uncertain", "segment_count", "dominant", "speech_s", "silence_s"]
+    assert header[-7:] == [*timeline, "ood", "corrected_label"]
     assert sorted(r["file"] for r in rows) == ["call.wav", "clip.flac", "corrupt.wav"]
     for row in rows:
         result = call_job["results"][row["file"]]
         if result["state"] == "done":
             assert int(row["segment_count"]) == result["segment_count"]
             assert row["dominant"] == result["summary"]["dominant"]
-            assert float(row["speech_s"]) == pytest.approx(result["summary"]["speech_s"])
+            assert float(row["speech_s"]) == round(result["summary"]["speech_s"], 3)
+            assert float(row["silence_s"]) == round(result["summary"]["silence_s"], 3)
             assert row["uncertain"] in ("true", "false")
         else:
             assert row["segment_count"] == row["dominant"] == row["uncertain"] == ""
