@@ -36,4 +36,6 @@ EXPOSE 8000
 # beat containers their own checks, and none to the one-shot migration.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/healthz', timeout=4)"]
+# All interfaces inside the container only: publish the port on the host's loopback and put a
+# TLS reverse proxy in front (docker-compose.yml, docs/security.md).
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "120", "api.web.app:create_app()"]

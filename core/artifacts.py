@@ -24,7 +24,7 @@ import soxr
 from threadpoolctl import threadpool_info
 
 from core.errors import FeatureSetError, ModelIntegrityError, ModelMismatchError, ModelNotFoundError
-from core.features import get_feature_set
+from core.features import FeatureSet, get_feature_set
 from core.model import EmotionModel
 from core.presets import PRESETS
 
@@ -137,11 +137,12 @@ def read_metadata(path: str | Path) -> dict:
     try:
         meta = json.loads(json_path.read_text())
     except FileNotFoundError:
-        raise ModelIntegrityError(f"model metadata missing: {json_path}") from None
+        raise ModelIntegrityError(f"model metadata missing: {json_path.name}") from None
     except (OSError, ValueError) as exc:
-        raise ModelIntegrityError(f"model metadata unreadable: {json_path}: {exc}") from None
+        why = exc.strerror if isinstance(exc, OSError) else exc  # strerror: without the path
+        raise ModelIntegrityError(f"model metadata unreadable: {json_path.name}: {why}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelIntegrityError(f"not an AER model metadata file ({FORMAT}): {json_path}")
+        raise ModelIntegrityError(f"not an AER model metadata file ({FORMAT}): {json_path.name}")
     return meta
 
 
@@ -176,8 +177,12 @@ def _check_compatible(meta: dict, where: Path):
     return fs
 
 
-def load_model(path: str | Path) -> EmotionModel:
-    """Load and verify an artifact (``.skops``, ``.json`` or their common stem).
+def verify_artifact(path: str | Path) -> tuple[dict, bytes, FeatureSet]:
+    """Every check :func:`load_model` makes, without building the model: the sha256, the
+    feature set and scikit-learn version, the trusted types. Messages name files, not folders.
+
+    Returns:
+        The metadata, the ``.skops`` bytes and the feature set.
 
     Raises:
         ModelNotFoundError: no ``.skops`` file there.
@@ -186,16 +191,34 @@ def load_model(path: str | Path) -> EmotionModel:
     """
     skops_path, _ = artifact_paths(path)
     if not skops_path.is_file():
-        raise ModelNotFoundError(f"model file not found: {skops_path}")
+        raise ModelNotFoundError(f"model file not found: {skops_path.name}")
     meta = read_metadata(skops_path)
     data = skops_path.read_bytes()
     if hashlib.sha256(data).hexdigest() != meta.get("skops_sha256"):
         raise ModelIntegrityError(f"{skops_path.name} does not match its recorded sha256")
     feature_set = _check_compatible(meta, skops_path)
-    untrusted = sio.get_untrusted_types(data=data)
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # skops raises many kinds on a damaged file
+        raise ModelIntegrityError(
+            f"{skops_path.name} cannot be read: {type(exc).__name__}"
+        ) from None
     refused = sorted(set(untrusted) - trusted_types())
     if refused:
         raise ModelIntegrityError(f"{skops_path.name} holds untrusted types: {', '.join(refused)}")
+    return meta, data, feature_set
+
+
+def load_model(path: str | Path) -> EmotionModel:
+    """Load and verify an artifact (``.skops``, ``.json`` or their common stem).
+
+    Raises:
+        ModelNotFoundError: no ``.skops`` file there.
+        ModelIntegrityError: checksum mismatch, bad metadata, or a type outside the trusted list.
+        ModelMismatchError: feature set or scikit-learn version not available here.
+    """
+    meta, data, feature_set = verify_artifact(path)
+    skops_path, _ = artifact_paths(path)
     pipeline = sio.loads(data, trusted=sorted(trusted_types()))
     try:
         return EmotionModel(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.artifacts import artifact_paths, load_model, read_metadata
+from core.artifacts import artifact_paths, load_model, read_metadata, verify_artifact
 from core.errors import ModelError, ModelNotFoundError
 from core.model import EmotionModel
 
@@ -29,6 +29,36 @@ def _shipped_models() -> Path:
 DEFAULT_MODELS_DIR = _shipped_models()
 #: File in a models folder whose first line names the default model.
 DEFAULT_FILE = "default.txt"
+#: Verdicts of :func:`artifact_problem` by the identity of an artifact's two files.
+_VERDICTS: dict[tuple, str | None] = {}
+#: Verdicts kept at most (older ones are dropped first).
+MAX_VERDICTS = 256
+
+
+def artifact_problem(skops_path: Path) -> str | None:
+    """Why the artifact cannot be used (every check of loading: sha256, versions, trusted
+    types), or None; the message names files, not folders.
+
+    The verdict is cached while neither file changes (path, size and mtime of both), so a
+    listing re-hashes only a model whose files were replaced or touched.
+    """
+    skops_path, json_path = artifact_paths(skops_path)
+    try:
+        key = tuple(
+            (str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (skops_path, json_path)
+        )
+    except OSError as exc:
+        return f"{skops_path.name}: {exc.strerror}"
+    if key not in _VERDICTS:
+        try:
+            verify_artifact(skops_path)
+            verdict = None
+        except ModelError as exc:
+            verdict = str(exc)
+        while len(_VERDICTS) >= MAX_VERDICTS:
+            _VERDICTS.pop(next(iter(_VERDICTS)))
+        _VERDICTS[key] = verdict
+    return _VERDICTS[key]
 
 
 class ModelRegistry:
@@ -62,9 +92,9 @@ class ModelRegistry:
         (self.folder / DEFAULT_FILE).write_text(name + "\n")
 
     def list(self) -> list[dict]:
-        """One summary dict per model: name, version, labels, feature_set, metrics, path, default.
-
-        Models whose metadata cannot be read are listed with an ``error`` instead.
+        """One summary dict per model: name, version, labels, feature_set, metrics, path, default,
+        ``available`` (it passes every check of loading, see :func:`artifact_problem`) and, when
+        not, a ``reason`` that names files but no folders.
         """
         default = self.default_name()
         out, seen = [], set()
@@ -78,8 +108,11 @@ class ModelRegistry:
             try:
                 meta = read_metadata(json_path)
             except ModelError as exc:
-                out.append({**entry, "error": str(exc), "default": json_path.stem == default})
+                default_ = json_path.stem == default
+                out.append({**entry, "available": False, "reason": str(exc), "default": default_})
                 continue
+            problem = artifact_problem(skops_path)
+            entry.update(available=problem is None, **({"reason": problem} if problem else {}))
             entry.update(
                 name=meta.get("name", json_path.stem),
                 version=meta.get("version"),
@@ -102,20 +135,28 @@ class ModelRegistry:
         if name == "default":
             resolved = self.default_name()
             if resolved is None:
-                raise ModelNotFoundError(f"no default model set in {self.folder / DEFAULT_FILE}")
+                raise ModelNotFoundError(f"no default model set in {DEFAULT_FILE}")
             name = resolved
         as_path = Path(name)
         if as_path.suffix in (".skops", ".json") or len(as_path.parts) > 1:
             skops_path, _ = artifact_paths(as_path)
             if skops_path.is_file():
                 return skops_path
-            raise ModelNotFoundError(f"model file not found: {skops_path}")
+            raise ModelNotFoundError(f"model file not found: {skops_path.name}")
         for folder in self.folders:
             skops_path, _ = artifact_paths(folder / name)
             if skops_path.is_file():
                 return skops_path
         known = ", ".join(e["name"] for e in self.list()) or "none"
         raise ModelNotFoundError(f"no model {name!r} (known: {known})")
+
+    def problem(self, name: str = "default") -> str | None:
+        """Why model ``name`` cannot be used (see :func:`artifact_problem`), or None.
+
+        Raises:
+            ModelNotFoundError: nothing of that name (or no default set).
+        """
+        return artifact_problem(self.resolve(name))
 
     def load(self, name: str = "default") -> EmotionModel:
         """Resolve and load (with all integrity checks) a model."""

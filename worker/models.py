@@ -22,13 +22,14 @@ MAX_LOADED = 4
 _loaded: OrderedDict[tuple[str, str], EmotionModel] = OrderedDict()
 
 
-def get_model(settings: Settings, name: str) -> EmotionModel:
-    """The model ``name`` of the service's registry, loaded on first use in this process.
+def get_model(settings: Settings, name: str, tenant_id: str | None = None) -> EmotionModel:
+    """The model ``name`` as ``tenant_id`` sees the registry (its custom models included),
+    loaded on first use in this process.
 
     Raises:
         ModelError: the model does not exist or cannot be loaded.
     """
-    path = registry(settings).resolve(name)
+    path = registry(settings, tenant_id).resolve(name)
     meta = read_metadata(path)
     key = (str(path), str(meta.get("version")))
     model = _loaded.get(key)

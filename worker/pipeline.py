@@ -19,16 +19,18 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from api.store import deliveries, jobs, processing, webhooks
 from api.store.db import session_scope
+from api.store.quotas import job_file_limit
+from api.store.redact import without_paths
 from api.store.settings import Settings
 from api.store.tables import utcnow
-from api.store.uploads import remove_stale_parts
+from api.store.uploads import remove_stale_parts, upload_dir
 from core.analyze import analyze_file
 from core.errors import ModelError
 from core.model import EmotionModel
 from core.predict import FilePrediction
 from worker.models import get_model
 from worker.notify import send_deliveries
-from worker.sources import Listing, SourceError, list_folder, list_upload
+from worker.sources import Listing, SourceError, list_folder, list_upload, remove_extractions
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +66,22 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
         job = processing.claim_enumeration(
             session, job_id, lease_s=settings.lease_s, max_attempts=settings.max_attempts
         )
+        max_files = job_file_limit(session, settings, job.tenant_id) if job else 0
     if job is None:
         log.info("job %s: nothing to enumerate (finished, cancelled or enumerated)", job_id)
         return
     try:
-        listing = _list_sources(settings, job)
+        listing = _list_sources(settings, job, max_files)
     except SourceError as exc:
         log.warning("job %s failed: %s", job_id, exc)
-        _fail(settings, job_id, str(exc))
+        _fail(settings, job_id, without_paths(str(exc), settings))
+        drop_extractions(settings, job_id)
         return
     if listing.failed:
-        failed = [(rel, path, str(exc), exc.code) for rel, path, exc in listing.failed]
+        failed = [
+            (rel, path, without_paths(str(exc), settings), exc.code)
+            for rel, path, exc in listing.failed
+        ]
         with session_scope(settings) as session:
             processing.insert_failed_files(session, job_id, failed)
         for rel, _, error, _ in failed:
@@ -96,19 +103,22 @@ def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
     if empty:
         _fail(settings, job_id, "no audio files found")
         log.warning("job %s failed: no audio files found", job_id)
+        drop_extractions(settings, job_id)
         return
     log.info("job %s: %s files listed, %s chunks enqueued", job_id, len(entries), chunks)
     _try_finish(settings, job_id)
 
 
-def _list_sources(settings: Settings, job) -> Listing:
+def _list_sources(settings: Settings, job, max_files: int) -> Listing:
     options = job.options or {}
     pattern = options.get("pattern") or None
     if job.source_kind == "upload":
         return list_upload(
             Path(job.source),
-            max_files=settings.max_files_per_job,
+            max_files=max_files,
             max_bytes=settings.max_extract_mb * 1024 * 1024,
+            max_archive_bytes=settings.max_archive_extract_mb * 1024 * 1024,
+            max_depth=settings.max_archive_depth,
             pattern=pattern,
         )
     folder = Path(job.source).resolve()
@@ -119,7 +129,7 @@ def _list_sources(settings: Settings, job) -> Listing:
         roots=settings.allowed_roots,
         recursive=bool(options.get("recursive", True)),
         pattern=pattern,
-        max_files=settings.max_files_per_job,
+        max_files=max_files,
     )
     return Listing(files)
 
@@ -146,12 +156,15 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
     except jobs.InvalidOptionsError as exc:
         log.error("job %s failed: %s", job_id, exc)
         _fail(settings, job_id, f"invalid job options: {exc}")
+        drop_extractions(settings, job_id)
         return 0
     try:
-        model = get_model(settings, job.model_name)
+        model = get_model(settings, job.model_name, job.tenant_id)
     except ModelError as exc:
         log.error("job %s failed: model %r: %s", job_id, job.model_name, exc)
-        _fail(settings, job_id, f"model {job.model_name!r} cannot be used: {exc}")
+        message = f"model {job.model_name!r} cannot be used: {exc}"
+        _fail(settings, job_id, without_paths(message, settings))
+        drop_extractions(settings, job_id)
         return 0
     with session_scope(settings) as session:
         processing.mark_job_running(session, job_id, model.version)
@@ -252,7 +265,7 @@ def _analyze_one(
         raise
     except Exception as exc:
         log.exception("job %s file %s (%s): unexpected error", job_id, file_id, path)
-        return f"internal error: {exc!r}"
+        return without_paths(f"internal error: {exc!r}", settings)
 
 
 def _process_file(
@@ -299,6 +312,7 @@ def _try_finish(settings: Settings, job_id: str) -> None:
         attempt_ids = webhooks.record_job_event(session, job_id) if finished else []
     if finished:
         log.info("job %s finished", job_id)
+        drop_extractions(settings, job_id)
     send_deliveries(attempt_ids)
 
 
@@ -308,6 +322,13 @@ def _fail(settings: Settings, job_id: str, error: str) -> None:
         failed = processing.fail_job(session, job_id, error)
         attempt_ids = webhooks.record_job_event(session, job_id) if failed else []
     send_deliveries(attempt_ids)
+
+
+def drop_extractions(settings: Settings, job_id: str) -> None:
+    """Delete the extracted zip contents of an ended job (unless ``AER_KEEP_EXTRACTED``): its
+    results are stored, and the zips themselves stay until the audio retention."""
+    if not settings.keep_extracted:
+        remove_extractions(upload_dir(settings, job_id))
 
 
 def run_sweep(

@@ -2,13 +2,16 @@
 
 Both list sorted ``(rel_path, absolute path)`` pairs. Archives are checked entry by entry
 before anything is written (no absolute paths, no ``..``, no links) and extracted with the
-number of files and the bytes actually written capped, whatever the archive claims. An archive
-that cannot be read or is refused fails alone: the upload's other files are still listed.
+number of files and the bytes actually written capped (per archive and per job), whatever the
+archive claims; zips inside zips are extracted down to a bounded depth. An archive that cannot
+be read or is refused fails alone: the upload's other files are still listed.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
+import json
 import os
 import shutil
 import stat
@@ -19,12 +22,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from api.store.uploads import ARCHIVES_DIR, STAGING_DIR, is_audio_name
+from api.store.uploads import ARCHIVE_EXTENSIONS, ARCHIVES_DIR, STAGING_DIR, is_audio_name
 from core.errors import AERError
 
 _COPY_BLOCK = 1 << 20
 _UTF8_FLAG = 0x800  # general purpose bit 11: names are UTF-8
 _UNICODE_PATH = 0x7075  # Info-ZIP Unicode Path extra field
+#: File in an extracted archive's folder listing the inner zips that were not extracted.
+NESTED_FAILURES = ".nested-failures.json"
 
 
 class SourceError(AERError, ValueError):
@@ -37,6 +42,22 @@ class UnsafeArchiveError(SourceError):
     """A zip archive would write outside its folder, or past the size or file limits."""
 
     code = "unsafe_archive"
+
+
+class ExtractLimitError(UnsafeArchiveError):
+    """A zip archive expands past the bytes or files allowed per archive or per job."""
+
+
+class NestedArchiveError(SourceError):
+    """A zip inside a zip was not extracted: nested too deep, or itself unreadable or unsafe."""
+
+    code = "nested_archive"
+
+
+class StorageError(SourceError):
+    """The disk filled up while extracting an archive."""
+
+    code = "insufficient_storage"
 
 
 class BadArchiveError(SourceError):
@@ -102,15 +123,24 @@ def list_folder(
 
 
 def list_upload(
-    folder: Path, *, max_files: int, max_bytes: int, pattern: str | None = None
+    folder: Path,
+    *,
+    max_files: int,
+    max_bytes: int,
+    max_archive_bytes: int | None = None,
+    max_depth: int = 2,
+    pattern: str | None = None,
 ) -> Listing:
     """Files of an upload folder, after extracting each ``*.zip`` into a folder of that name.
 
     Uploads may lie in subfolders (``d1/call.flac``): they are listed by that relative path.
     Files uploaded directly are all listed (the API screened them); archive members are listed
-    when they look like audio. An archive that is unreadable, unsafe or over the size left in
-    ``max_bytes`` is returned in ``Listing.failed`` instead. Safe to call again after a crash:
-    finished extractions are kept.
+    when they look like audio. Zips inside an archive are extracted the same way, down to
+    ``max_depth`` levels; a deeper or unreadable inner zip is returned in ``Listing.failed``.
+    An archive that is unreadable, unsafe, or expands past ``max_archive_bytes`` (itself and
+    the zips inside it) or past what is left of ``max_bytes`` (all the job's archives) is
+    returned in ``Listing.failed`` instead; bytes are counted as they are written. Safe to call
+    again after a crash: finished extractions are kept.
 
     Raises:
         SourceError: the folder is missing, or there are more than ``max_files`` files.
@@ -123,7 +153,11 @@ def list_upload(
             (archives / rel).parent.mkdir(parents=True, exist_ok=True)
             # atomic: the archive is now "to extract"
             os.replace(folder / rel, archives / rel)
-    budget = max_bytes
+    budget = ExtractBudget(
+        job_bytes=max_bytes,
+        archive_bytes=max_bytes if max_archive_bytes is None else max_archive_bytes,
+        files=max_files,
+    )
     failed: list[tuple[str, str, SourceError]] = []
     stored = sorted(p for p in archives.rglob("*") if p.is_file()) if archives.is_dir() else []
     for archive in stored:
@@ -132,11 +166,13 @@ def list_upload(
         if not target.exists():
             staging = (folder / STAGING_DIR / rel).parent
             try:
-                _extract_once(archive, target, staging, max_files, budget)
+                _extract_once(archive, target, staging, budget, max_depth)
             except SourceError as exc:
                 failed.append((rel.as_posix(), str(archive), exc))
                 continue
-        budget -= _tree_size(target)
+        else:  # extracted before a restart: it counts against the job's budget all the same
+            budget.job_left -= _tree_size(target)
+        failed.extend(_nested_failures(rel.as_posix(), target))
     found: list[tuple[str, str]] = []
     for rel in _uploaded_files(folder, archives, members=pattern or True):
         found.append((rel.as_posix(), str(folder / rel)))
@@ -167,27 +203,164 @@ def _uploaded_files(folder: Path, archives: Path, *, members: str | bool = False
                         yield Path(sub, name).relative_to(folder)
 
 
-def _extract_once(archive: Path, target: Path, staging: Path, max_files: int, budget: int) -> None:
+def remove_extractions(folder: Path) -> int:
+    """Delete the extracted contents of an upload folder's zips (the zips themselves stay in
+    ``.archives/``); returns the bytes freed."""
+    archives = folder / ARCHIVES_DIR
+    freed = 0
+    for archive in sorted(archives.rglob("*")) if archives.is_dir() else ():
+        target = folder / archive.relative_to(archives)
+        if archive.is_file() and target.is_dir() and not target.is_symlink():
+            freed += _tree_size(target)
+            shutil.rmtree(target, ignore_errors=True)
+    staging = folder / STAGING_DIR
+    if staging.is_dir():
+        freed += _tree_size(staging)
+        shutil.rmtree(staging, ignore_errors=True)
+    return freed
+
+
+class ExtractBudget:
+    """What extractions may still write: bytes per archive (inner zips included) and per job,
+    and files per job; counted as they are written, whatever the archives claim."""
+
+    def __init__(self, *, job_bytes: int, archive_bytes: int, files: int) -> None:
+        self.job_left = job_bytes
+        self.job_bytes = job_bytes
+        self.archive_bytes = archive_bytes
+        self.archive_left = archive_bytes
+        self.files_left = files
+
+    def start_archive(self) -> None:
+        """A new top-level archive: its own byte allowance starts again."""
+        self.archive_left = self.archive_bytes
+
+    def spend(self, name: str, size: int = 0, files: int = 0) -> None:
+        """Count ``size`` bytes and ``files`` files written for archive ``name``.
+
+        Raises:
+            ExtractLimitError: a limit is passed; the message names it.
+        """
+        self.archive_left -= size
+        self.job_left -= size
+        self.files_left -= files
+        if self.archive_left < 0:
+            raise ExtractLimitError(
+                f"archive {name!r} expands to more than the size limit of "
+                f"{_mb(self.archive_bytes)} per archive (AER_MAX_ARCHIVE_EXTRACT_MB)"
+            )
+        if self.job_left < 0:
+            raise ExtractLimitError(
+                f"archive {name!r} expands past the size limit of {_mb(self.job_bytes)} "
+                "for all the archives of a job (AER_MAX_EXTRACT_MB)"
+            )
+        if self.files_left < 0:
+            raise ExtractLimitError(
+                f"archive {name!r} holds more files than a job may list (AER_MAX_FILES_PER_JOB)"
+            )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:g} MB"
+
+
+def _extract_once(
+    archive: Path, target: Path, staging: Path, budget: ExtractBudget, max_depth: int
+) -> None:
     work = staging / archive.name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        extract_zip(archive, work, max_files=max_files, max_bytes=budget)
+        budget.start_archive()
+        extract_zip(archive, work, max_files=budget.files_left, budget=budget)
+        failures = _extract_nested(work, work, budget, depth=1, max_depth=max_depth)
+        if failures:
+            (work / NESTED_FAILURES).write_text(json.dumps(failures))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     os.replace(work, target)  # atomic: the extraction is either all there or absent
 
 
-def extract_zip(archive: Path, dest: Path, *, max_files: int, max_bytes: int) -> int:
+def _extract_nested(
+    folder: Path, root: Path, budget: ExtractBudget, *, depth: int, max_depth: int
+) -> list[list[str]]:
+    """Extract the zips under ``folder`` in place (each becomes a folder of its name), down to
+    ``max_depth``; returns ``[rel_path, message, code]`` of each inner zip left unextracted.
+
+    Raises:
+        ExtractLimitError: the bytes or files of the whole archive pass a limit.
+    """
+    failures: list[list[str]] = []
+    inner = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in ARCHIVE_EXTENSIONS
+        and p.is_file()
+        and not any(_skipped(part) for part in p.relative_to(root).parts)
+    )
+    for path in inner:
+        rel = path.relative_to(root).as_posix()
+        if depth > max_depth:
+            message = (
+                f"archive {rel!r} is nested more than {max_depth} levels deep and was not "
+                "extracted (AER_MAX_ARCHIVE_DEPTH)"
+            )
+            failures.append([rel, message, NestedArchiveError.code])
+            continue
+        work = path.with_name(f".{path.name}.extracting")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        try:
+            extract_zip(path, work, max_files=budget.files_left, budget=budget)
+        except ExtractLimitError:
+            raise  # the whole archive is refused: a bomb may hide in any level
+        except SourceError as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            failures.append([rel, str(exc), exc.code])
+            continue
+        path.unlink()
+        work.rename(path)  # the inner zip's folder takes its name, as an uploaded zip's does
+        failures += _extract_nested(path, root, budget, depth=depth + 1, max_depth=max_depth)
+    return failures
+
+
+def _nested_failures(archive: str, target: Path) -> list[tuple[str, str, SourceError]]:
+    try:
+        rows = json.loads((target / NESTED_FAILURES).read_text())
+    except FileNotFoundError:
+        return []
+    out = []
+    for rel, message, code in rows:
+        exc = NestedArchiveError(message)
+        exc.code = code
+        out.append((f"{archive}/{rel}", str(target / rel), exc))
+    return out
+
+
+def extract_zip(
+    archive: Path,
+    dest: Path,
+    *,
+    max_files: int,
+    max_bytes: int | None = None,
+    budget: ExtractBudget | None = None,
+) -> int:
     """Extract the regular files of ``archive`` into ``dest``; returns how many.
+
+    Bytes are counted against ``budget`` (or ``max_bytes``) as they are written.
 
     Raises:
         UnsafeArchiveError: an entry with an absolute path, ``..``, a drive or a link; more than
-            ``max_files`` files; more than ``max_bytes`` uncompressed bytes.
+            ``max_files`` files.
+        ExtractLimitError: more uncompressed bytes than the budget allows.
         BadArchiveError: not a readable zip archive.
+        StorageError: the disk is full.
     """
     name = archive.name
+    if budget is None:
+        size = max_bytes if max_bytes is not None else 0
+        budget = ExtractBudget(job_bytes=size, archive_bytes=size, files=max_files)
     try:
         with zipfile.ZipFile(archive) as zf:
             members = [(m, member_name(m)) for m in zf.infolist() if not m.is_dir()]
@@ -195,24 +368,26 @@ def extract_zip(archive: Path, dest: Path, *, max_files: int, max_bytes: int) ->
                 _check_member(name, m, member)
             if len(members) > max_files:
                 raise UnsafeArchiveError(f"archive {name!r} holds more than {max_files} files")
-            if sum(m.file_size for m, _ in members) > max_bytes:
-                raise UnsafeArchiveError(f"archive {name!r} expands to more than the size limit")
-            written = 0
+            # What the directory claims is checked first, to refuse an honest bomb at once.
+            budget.spend(name, files=len(members))
+            claimed = sum(m.file_size for m, _ in members)
+            if claimed > min(budget.archive_left, budget.job_left):
+                budget.spend(name, size=claimed)
             for m, member in members:
                 target = dest.joinpath(*PurePosixPath(member.replace("\\", "/")).parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(m) as src, open(target, "wb") as out:
                     # Count what is really written: the sizes in the directory can lie.
                     while block := src.read(_COPY_BLOCK):
-                        written += len(block)
-                        if written > max_bytes:
-                            raise UnsafeArchiveError(
-                                f"archive {name!r} expands to more than the size limit"
-                            )
+                        budget.spend(name, size=len(block))
                         out.write(block)
             return len(members)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise BadArchiveError(f"archive {name!r} cannot be read: {exc}") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # full disk, quota, ulimit
+            raise StorageError(f"no disk space left to extract archive {name!r}") from None
+        raise
 
 
 def member_name(member: zipfile.ZipInfo) -> str:

@@ -16,12 +16,13 @@ from api.store.queue import (
     CHUNK_TASK,
     DELIVER_TASK,
     ENUMERATE_TASK,
+    PURGE_TASK,
     SWEEP_TASK,
     TRAIN_TASK,
     delivery_countdown,
 )
 from api.store.settings import load_settings
-from worker import pipeline, training, webhooks
+from worker import pipeline, retention, training, webhooks
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ def enqueue_attempt(delivery_id: int, delay_s: float) -> None:
     countdown = delivery_countdown(load_settings(), delay_s)
     if countdown is not None:
         deliver_webhook.apply_async(args=(delivery_id,), countdown=countdown)
+@app.task(name=PURGE_TASK)
+def purge() -> dict[str, int]:
+    """Delete audio, extracted zips and results past their retention (``purges`` records it)."""
+    return retention.run_purge(load_settings())
 
 
 def enqueue_enumeration(job_id: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from api.store import labels, trainings
 from api.store.db import session_scope
 from api.store.jobs import is_within
+from api.store.models import custom_dir
 from api.store.settings import Settings
 from api.store.tables import utcnow
 from core.errors import AERError
@@ -26,15 +27,16 @@ def run_training(settings: Settings, training_id: str) -> bool:
     with session_scope(settings) as session:
         if not trainings.claim_training(session, training_id, lease_until=lease_until):
             return False
-        training = trainings.get_training(session, training_id)
+        training = trainings.get_training(session, training_id, tenant_id=None)
         name, source, options = training.name, dict(training.source), dict(training.options)
+        tenant_id = training.tenant_id
         try:
-            clips = _clips(session, settings, source)
+            clips = _clips(session, settings, source, tenant_id)
         except AERError as exc:
             trainings.fail_training(session, training_id, str(exc))
             return True
     try:
-        result = _train(settings, training_id, name, clips, options)
+        result = _train(settings, training_id, name, clips, options, tenant_id)
     except AERError as exc:
         _fail(settings, training_id, str(exc))
     except Exception:  # a bug: recorded in the log, reported without internals
@@ -49,9 +51,9 @@ def run_training(settings: Settings, training_id: str) -> bool:
     return True
 
 
-def _clips(session, settings: Settings, source: dict) -> list:
+def _clips(session, settings: Settings, source: dict, tenant_id: str) -> list:
     if "jobs" in source:
-        return labels.labelled_clips(session, list(source["jobs"]))
+        return labels.labelled_clips(session, list(source["jobs"]), tenant_id=tenant_id)
     from core.custom_data import read_clips_manifest
 
     clips = read_clips_manifest(source["manifest"])
@@ -63,7 +65,9 @@ def _clips(session, settings: Settings, source: dict) -> list:
     return clips
 
 
-def _train(settings: Settings, training_id: str, name: str, clips: list, options: dict) -> dict:
+def _train(
+    settings: Settings, training_id: str, name: str, clips: list, options: dict, tenant_id: str
+) -> dict:
     from core.custom import train_custom
 
     last = [0.0]
@@ -76,14 +80,15 @@ def _train(settings: Settings, training_id: str, name: str, clips: list, options
         with session_scope(settings) as session:
             trainings.report_progress(session, training_id, stage, done, total)
 
-    settings.custom_models_dir.mkdir(parents=True, exist_ok=True)
+    models_dir = custom_dir(settings, tenant_id)
+    models_dir.mkdir(parents=True, exist_ok=True)
     result = train_custom(
         clips,
         name=name,
         recipe=options.get("recipe"),
         add_ravdess=settings.ravdess_dir if options.get("add_ravdess") else None,
         holdout=options.get("holdout", 0.25),
-        models_dir=settings.custom_models_dir,
+        models_dir=models_dir,
         compare_with=settings.default_model,
         n_jobs=1,  # a Celery pool process may not start processes of its own
         progress=progress,

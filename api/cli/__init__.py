@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -20,6 +21,12 @@ from core.cli import cli
 DEFAULT_URL = "http://127.0.0.1:8000"
 _url_option = click.option(
     "--url", default=DEFAULT_URL, show_default=True, help="Base URL of the AER server."
+)
+_key_option = click.option(
+    "--api-key",
+    envvar="AER_API_KEY",
+    show_envvar=True,
+    help="API key sent as 'Authorization: Bearer'.",
 )
 
 
@@ -32,10 +39,10 @@ def _settings():
         raise click.ClickException(str(exc)) from None
 
 
-def _client(url: str):
+def _client(url: str, api_key: str | None = None):
     from api.cli.client import AERClient
 
-    return AERClient(url)
+    return AERClient(url, api_key=api_key)
 
 
 def _call(fn, *args, **kwargs):
@@ -64,6 +71,22 @@ def db_upgrade() -> None:
     settings = _settings()
     upgrade(settings.database_url)
     click.echo(f"database at the newest revision: {_safe_url(settings.database_url)}")
+    _bootstrap(settings)
+
+
+def _bootstrap(settings) -> None:
+    """Install the first admin key; print a generated one, once."""
+    from api.store.db import session_scope
+    from api.store.keys import bootstrap_admin_key
+
+    with session_scope(settings) as session:
+        key = bootstrap_admin_key(session, settings)
+    if key:
+        click.echo(
+            f"created an admin API key (shown once, store it now): {key}\n"
+            "  use it as 'Authorization: Bearer <key>', or AER_API_KEY for the aer commands",
+            err=True,
+        )
 
 
 def _safe_url(url: str) -> str:
@@ -105,6 +128,7 @@ def serve(host: str, port: int, workers: int, allow_roots: tuple[Path, ...]) -> 
     import logging
 
     from api.cli.embedded import EmbeddedError, embedded_stack
+    from api.store.db import upgrade
     from api.store.logs import configure_logging
 
     settings = _settings()
@@ -114,6 +138,8 @@ def serve(host: str, port: int, workers: int, allow_roots: tuple[Path, ...]) -> 
         roots = dict.fromkeys([*settings.allowed_roots, *(p.resolve() for p in allow_roots)])
         settings = settings.model_copy(update={"allowed_roots": tuple(roots)})
     _stop_on_sigterm()
+    upgrade(settings.database_url)
+    _bootstrap(settings)
     try:
         with embedded_stack(settings, workers=workers, host=host, port=port) as url:
             click.echo(f"AER listening on {url}/api/v1 (data in {settings.data_dir}); Ctrl-C stops")
@@ -265,7 +291,7 @@ def demo(clips: Path | None, workers: int) -> None:
                 settings, workers=workers, worker_log=data_dir / "worker.log"
             ) as url:
                 click.echo(f"AER is up at {url}/api/v1", err=True)
-                job, results = run_demo(_client(url), files)
+                job, results = run_demo(_client(url, _demo_key(settings)), files)
         except EmbeddedError as exc:
             raise click.ClickException(str(exc)) from None
     table, hits = demo_table(results)
@@ -278,6 +304,19 @@ def demo(clips: Path | None, workers: int) -> None:
     click.echo("(these clips are part of the model's training data: a smoke test, not a score)")
     if job["state"] not in ("succeeded", "completed_with_errors"):
         sys.exit(1)
+
+
+def _demo_key(settings) -> str:
+    """A submit-and-read key of the demo's throwaway database."""
+    from api.store.db import session_scope
+    from api.store.keys import create_key
+    from api.store.tables import DEFAULT_TENANT
+
+    with session_scope(settings) as session:
+        _, key = create_key(
+            session, tenant_id=DEFAULT_TENANT, name="aer demo", scopes=("read", "submit")
+        )
+    return key
 
 
 # --- client commands ----------------------------------------------------------------------------
@@ -302,8 +341,9 @@ def demo(clips: Path | None, workers: int) -> None:
 @click.option("--wait", is_flag=True, help="Poll with a progress bar until the job ends.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_url_option
+@_key_option
 def submit(
-    paths, folder, pattern, no_recursive, model, channels, segmentation, wait, quiet, url
+    paths, folder, pattern, no_recursive, model, channels, segmentation, wait, quiet, url, api_key
 ) -> None:
     """Submit audio files, zip archives and folders of them (PATHS, uploaded), or a
     server-side --folder.
@@ -314,7 +354,7 @@ def submit(
     """
     if bool(paths) == bool(folder):
         raise click.UsageError("give either PATHS to upload or --folder, not both or neither")
-    client = _client(url)
+    client = _client(url, api_key)
     if folder:
         job = _call(
             client.submit_folder,
@@ -351,9 +391,10 @@ _JOB_ID_HELP = "JOB_ID is the job's id or a unique prefix of it (6 hex digits or
     "--follow", is_flag=True, help="Show progress until the job ends (exit 1 unless it succeeded)."
 )
 @_url_option
-def status(job_id: str, as_json: bool, follow: bool, url: str) -> None:
+@_key_option
+def status(job_id: str, as_json: bool, follow: bool, url: str, api_key: str | None) -> None:
     """Show a job's state, counts and progress."""
-    client = _client(url)
+    client = _client(url, api_key)
     job = _call(client.job, job_id)
     if follow:
         _follow(client, job, quiet=False)
@@ -386,9 +427,10 @@ def table(rows: list[tuple], header: tuple[str, ...]) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the page of jobs as JSON.")
 @_url_option
-def jobs_cmd(state: str | None, limit: int, as_json: bool, url: str) -> None:
+@_key_option
+def jobs_cmd(state: str | None, limit: int, as_json: bool, url: str, api_key: str | None) -> None:
     """List jobs, newest first."""
-    page = _call(_client(url).jobs, state=state, size=limit)
+    page = _call(_client(url, api_key).jobs, state=state, size=limit)
     if as_json:
         click.echo(json.dumps(page, indent=2))
         return
@@ -411,9 +453,10 @@ def jobs_cmd(state: str | None, limit: int, as_json: bool, url: str) -> None:
 @cli.command(epilog=_JOB_ID_HELP)
 @click.argument("job_id")
 @_url_option
-def cancel(job_id: str, url: str) -> None:
+@_key_option
+def cancel(job_id: str, url: str, api_key: str | None) -> None:
     """Stop a queued or running job; the results it has so far are kept."""
-    click.echo(_summary(_call(_client(url).cancel, job_id)))
+    click.echo(_summary(_call(_client(url, api_key).cancel, job_id)))
 
 
 @cli.command("results", epilog=_JOB_ID_HELP)
@@ -423,9 +466,10 @@ def cancel(job_id: str, url: str) -> None:
     "--state", type=click.Choice([s.value for s in FileState]), help="Only the files in this state."
 )
 @_url_option
-def results_cmd(job_id: str, jsonl: bool, state: str | None, url: str) -> None:
+@_key_option
+def results_cmd(job_id: str, jsonl: bool, state: str | None, url: str, api_key: str | None) -> None:
     """Print a job's per-file results, every page: a table, or JSON Lines."""
-    items = _client(url).results(job_id, state=state)
+    items = _client(url, api_key).results(job_id, state=state)
     if jsonl:
         _call(lambda: [click.echo(json.dumps(i, ensure_ascii=False)) for i in items])
         return
@@ -465,6 +509,7 @@ def results_cmd(job_id: str, jsonl: bool, state: str | None, url: str) -> None:
     help="Every digit (default: probabilities to 4 decimals, seconds to 3).",
 )
 @_url_option
+@_key_option
 def export_cmd(
     job_id: str,
     output: str,
@@ -472,12 +517,13 @@ def export_cmd(
     uncertain_below: float | None,
     full_precision: bool,
     url: str,
+    api_key: str | None,
 ) -> None:
     """Download a job's results as CSV (one row per file or per segment, one column per
     class)."""
     dest = sys.stdout.buffer if output == "-" else output
     size = _call(
-        _client(url).export_csv,
+        _client(url, api_key).export_csv,
         job_id,
         dest,
         granularity=granularity,
@@ -486,6 +532,117 @@ def export_cmd(
     )
     if output != "-":
         click.echo(f"wrote {output} ({size} bytes)", err=True)
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """API keys, on the database directly (AER_DATABASE_URL)."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="What the key is for (shown in lists).")
+@click.option(
+    "--scopes",
+    default="read,submit",
+    show_default=True,
+    help="Comma-separated: read, submit, admin.",
+)
+@click.option(
+    "--tenant", default="default", show_default=True, help="The key's tenant (created if new)."
+)
+@click.option("--expires-days", type=click.IntRange(1, 3650), help="Expire after N days.")
+def keys_create(name: str, scopes: str, tenant: str, expires_days: int | None) -> None:
+    """Create a key and print it (shown this once; only its hash is stored)."""
+    from datetime import timedelta
+
+    from api.store.db import session_scope
+    from api.store.keys import create_key
+    from api.store.tables import utcnow
+
+    expires = utcnow() + timedelta(days=expires_days) if expires_days else None
+    with session_scope(_settings()) as session, _store_errors():
+        row, key = create_key(
+            session, tenant_id=tenant, name=name, scopes=scopes, expires_at=expires
+        )
+    click.echo(key)
+    click.echo(f"key {row.id} ({row.prefix}) of tenant {row.tenant_id}: {row.scopes}", err=True)
+
+
+@keys.command("list")
+@click.option("--tenant", help="Only this tenant's keys.")
+def keys_list(tenant: str | None) -> None:
+    """List keys (never their secrets): id, prefix, tenant, scopes, state, last use, name."""
+    from api.store.db import session_scope
+    from api.store.keys import list_keys
+
+    def iso(value) -> str | None:
+        return value.isoformat(timespec="seconds") if value else None
+
+    with session_scope(_settings()) as session:
+        rows = list_keys(session, tenant_id=tenant)
+    for row in rows:
+        state = "revoked" if row.revoked_at else f"expires {iso(row.expires_at) or 'never'}"
+        used = iso(row.last_used_at) or "never used"
+        click.echo(
+            f"{row.id}\taer_{row.prefix}\t{row.tenant_id}\t{row.scopes.replace(' ', ',')}"
+            f"\t{state}\t{used}\t{row.name}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key")
+def keys_revoke(key: str) -> None:
+    """Revoke KEY (its id or its prefix, e.g. aer_ab12cd34): it stops working at once."""
+    from api.store.db import session_scope
+    from api.store.keys import revoke_key
+
+    with session_scope(_settings()) as session, _store_errors():
+        row = revoke_key(session, key)
+    click.echo(f"revoked key {row.id} (aer_{row.prefix}) of tenant {row.tenant_id}")
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a fresh random key without storing it (e.g. for AER_BOOTSTRAP_KEY)."""
+    from api.store.keys import generate_key
+
+    click.echo(generate_key())
+
+
+@cli.group()
+def tenants() -> None:
+    """Tenants' own quotas, on the database directly (defaults: AER_TENANT_*)."""
+
+
+@tenants.command("quota")
+@click.argument("tenant")
+@click.option("--max-active-jobs", type=click.IntRange(0), help="0: back to the default.")
+@click.option("--max-files-per-job", type=click.IntRange(0), help="0: back to the default.")
+@click.option("--max-stored-mb", type=click.IntRange(0), help="0: back to the default.")
+def tenants_quota(tenant: str, **limits: int | None) -> None:
+    """Set TENANT's own quotas (the tenant is created when new) and print them."""
+    from api.store.db import session_scope
+    from api.store.quotas import QUOTAS, set_limits
+
+    given = {name: value for name, value in limits.items() if value is not None}
+    with session_scope(_settings()) as session, _store_errors():
+        row = set_limits(session, tenant, **given)
+        own = {name: getattr(row, name) for name in QUOTAS}
+    for name, value in own.items():
+        click.echo(f"{name}\t{value if value is not None else 'default'}")
+
+
+@contextmanager
+def _store_errors():
+    from api.store.errors import StoreError
+
+    try:
+        yield
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def main() -> None:

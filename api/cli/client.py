@@ -139,9 +139,12 @@ class Multipart:
 class AERClient:
     """Talks to one AER server at ``base_url`` (the API lives under ``/api/v1``)."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, api_key: str | None = None, timeout: float = 60.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -169,9 +172,9 @@ class AERClient:
         body: Any = None,
         accept: str = "application/json",
     ):
-        """Send one request (the one place every request goes through); returns the open
-        response. ``body``: a :class:`Multipart`, or anything JSON."""
-        data, headers = None, {"Accept": accept}
+        """Send one request (the one place every request goes through, with the API key);
+        returns the open response. ``body``: a :class:`Multipart`, or anything JSON."""
+        data, headers = None, {"Accept": accept, **self._auth}
         if isinstance(body, Multipart):
             data = iter(body)
             headers["Content-Type"] = body.content_type

@@ -1,10 +1,12 @@
 """Jobs as the API sees them: create, read, cancel and delete a job, and read its results.
 
 The API calls :func:`create_job`, :func:`find_job` (an id or a unique prefix of one),
-:func:`get_job`, :func:`file_counts`, :func:`cancel_job`, :func:`delete_job` and the readers
-(:func:`file_segments`, :func:`job_segments`, :func:`channel_name`). The worker uses
-:func:`analysis_options` (a job's ``channels`` and ``segmentation``) and :func:`is_within`; its
-own state changes live in :mod:`api.store.processing`.
+:func:`get_job`, :func:`list_jobs`, :func:`file_counts`, :func:`cancel_job`, :func:`delete_job`
+and the readers (:func:`file_segments`, :func:`job_segments`, :func:`channel_name`). Every
+function that finds or writes a job takes the tenant: a job of another tenant is not found
+(:class:`JobNotFoundError`), exactly like a job that does not exist. The readers take the id of
+a job already found that way. The worker uses :func:`analysis_options` (a job's ``channels`` and
+``segmentation``) and :func:`is_within`; its own state changes live in :mod:`api.store.processing`.
 Each function takes an open session and never commits (``api.store.db.session_scope`` does).
 """
 
@@ -164,10 +166,13 @@ def create_job(
     source: str,
     options: dict | None,
     model_name: str,
+    tenant_id: str,
     job_id: str | None = None,
+    stored_bytes: int = 0,
     callback_url: str | None = None,
 ) -> Job:
-    """Insert a queued job; enqueue its enumeration only after the session commits.
+    """Insert a queued job of ``tenant_id``; enqueue its enumeration only after the session
+    commits. ``stored_bytes``: the uploaded audio it holds (for the storage quota).
 
     With a ``callback_url`` the job gets a fresh ``callback_secret`` that signs its events
     (:mod:`api.store.webhooks`).
@@ -176,6 +181,8 @@ def create_job(
         raise ValueError(f"source_kind must be one of {SOURCE_KINDS}, got {source_kind!r}")
     job = Job(
         id=job_id or new_job_id(),
+        tenant_id=tenant_id,
+        stored_bytes=stored_bytes,
         state=JobState.QUEUED,
         source_kind=source_kind,
         source=str(source),
@@ -190,36 +197,38 @@ def create_job(
     return job
 
 
-def get_job(session: Session, job_id: str) -> Job:
-    """The job ``job_id``; raises :class:`JobNotFoundError`."""
-    job = session.get(Job, job_id)
+def get_job(session: Session, job_id: str, *, tenant_id: str) -> Job:
+    """The job ``job_id`` of ``tenant_id``; raises :class:`JobNotFoundError` (also when it
+    belongs to another tenant)."""
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
     if job is None:
         raise JobNotFoundError(f"no job {job_id!r}")
     return job
 
 
-def find_job(session: Session, job_id: str) -> Job:
-    """The job whose id is ``job_id`` or starts with it (at least :data:`MIN_ID_PREFIX` hex
-    digits, as the short ids the CLI shows).
+def find_job(session: Session, job_id: str, *, tenant_id: str) -> Job:
+    """The job of ``tenant_id`` whose id is ``job_id`` or starts with it (at least
+    :data:`MIN_ID_PREFIX` hex digits, as the short ids the CLI shows).
 
     Raises:
-        JobNotFoundError: no job has that id or prefix.
-        AmbiguousJobIdError: several jobs start with that prefix.
+        JobNotFoundError: no job of the tenant has that id or prefix.
+        AmbiguousJobIdError: several of its jobs start with that prefix.
     """
-    job = session.get(Job, job_id)
+    mine = Job.tenant_id == tenant_id
+    job = session.scalar(select(Job).where(Job.id == job_id, mine))
     if job is not None:
         return job
     prefix = job_id.lower()
     if not MIN_ID_PREFIX <= len(prefix) <= 32 or prefix.strip(_HEX):
         raise JobNotFoundError(f"no job {job_id!r}")
-    ids = session.scalars(select(Job.id).where(Job.id.startswith(prefix)).limit(2)).all()
+    ids = session.scalars(select(Job.id).where(Job.id.startswith(prefix), mine).limit(2)).all()
     if not ids:
         raise JobNotFoundError(f"no job {job_id!r}")
     if len(ids) > 1:
         raise AmbiguousJobIdError(
             f"several jobs start with {job_id!r}: give more digits of the id (see GET /jobs)"
         )
-    return get_job(session, ids[0])
+    return get_job(session, ids[0], tenant_id=tenant_id)
 
 
 def file_counts(session: Session, job_id: str) -> dict[str, int]:
@@ -233,10 +242,11 @@ def file_counts(session: Session, job_id: str) -> dict[str, int]:
 
 
 def list_jobs(
-    session: Session, *, offset: int, limit: int, state: str | None = None
+    session: Session, *, tenant_id: str, offset: int, limit: int, state: str | None = None
 ) -> tuple[list[Job], int]:
-    """One page of jobs, newest first, optionally in one state; returns (jobs, total)."""
-    stmt = select(Job)
+    """One page of the jobs of ``tenant_id``, newest first, optionally in one state; returns
+    (jobs, total)."""
+    stmt = select(Job).where(Job.tenant_id == tenant_id)
     if state:
         stmt = stmt.where(Job.state == state)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -261,36 +271,40 @@ def counts_by_job(session: Session, job_ids: list[str]) -> dict[str, dict[str, i
     return out
 
 
-def cancel_job(session: Session, job_id: str) -> Job:
-    """Mark the job cancelled if it is still queued or running; returns the job as it is now.
+def cancel_job(session: Session, job_id: str, *, tenant_id: str) -> Job:
+    """Mark the job of ``tenant_id`` cancelled if it is still queued or running; returns the
+    job as it is now (raises :class:`JobNotFoundError`).
 
     Chunks still in the queue find the job cancelled and skip their files.
     """
-    return cancel(session, job_id)[0]
+    return cancel(session, job_id, tenant_id=tenant_id)[0]
 
 
-def cancel(session: Session, job_id: str) -> tuple[Job, list[int]]:
+def cancel(session: Session, job_id: str, *, tenant_id: str) -> tuple[Job, list[int]]:
     """:func:`cancel_job`, and the ids of the ``job.cancelled`` webhook attempts it recorded
     (to enqueue after the commit)."""
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES))
+        .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.state.in_(ACTIVE_JOB_STATES))
         .values(state=JobState.CANCELLED, finished_at=utcnow(), lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, tenant_id=tenant_id)
     session.refresh(job)
     deliveries = webhooks.record_job_event(session, job_id) if result.rowcount == 1 else []
     return job, deliveries
 
 
-def delete_job(session: Session, settings: Settings, job_id: str) -> list[int]:
-    """Cancel the job, delete it and its files' rows, and remove its uploaded audio.
+def delete_job(
+    session: Session, settings: Settings, job_id: str, *, tenant_id: str
+) -> list[int]:
+    """Cancel the job of ``tenant_id``, delete it and its files' rows, and remove its uploaded
+    audio (raises :class:`JobNotFoundError`).
 
     Returns the ids of the ``job.cancelled`` webhook attempts recorded (to enqueue after the
     commit; the record of deliveries outlives the job).
     """
-    job, deliveries = cancel(session, job_id)
+    job, deliveries = cancel(session, job_id, tenant_id=tenant_id)
     session.delete(job)
     session.flush()
     folder = uploads.upload_dir(settings, job_id)

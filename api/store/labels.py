@@ -52,16 +52,19 @@ def check_label(label: str) -> str:
     return label
 
 
-def _finished_file(session: Session, job_id: str, file_id: int) -> File:
-    job = find_job(session, job_id)
+def _finished_file(session: Session, job_id: str, file_id: int, tenant_id: str) -> File:
+    job = find_job(session, job_id, tenant_id=tenant_id)
     if job.state in ACTIVE_JOB_STATES:
         raise JobNotFinishedError(f"job {job_id!r} is {job.state}: label it once it has finished")
     return get_file(session, job.id, file_id)
 
 
-def label_file(session: Session, job_id: str, file_id: int, label: str | None) -> File:
-    """Set (or with None, clear) the corrected label of a file of a finished job."""
-    file = _finished_file(session, job_id, file_id)
+def label_file(
+    session: Session, job_id: str, file_id: int, label: str | None, *, tenant_id: str
+) -> File:
+    """Set (or with None, clear) the corrected label of a file of a finished job of
+    ``tenant_id``."""
+    file = _finished_file(session, job_id, file_id, tenant_id)
     file.corrected_label = None if label is None else check_label(label)
     file.corrected_at = None if label is None else utcnow()
     session.flush()
@@ -69,10 +72,16 @@ def label_file(session: Session, job_id: str, file_id: int, label: str | None) -
 
 
 def label_segment(
-    session: Session, job_id: str, file_id: int, segment_id: int, label: str | None
+    session: Session,
+    job_id: str,
+    file_id: int,
+    segment_id: int,
+    label: str | None,
+    *,
+    tenant_id: str,
 ) -> Segment:
     """Set (or with None, clear) the corrected label of one segment of a finished job's file."""
-    file = _finished_file(session, job_id, file_id)
+    file = _finished_file(session, job_id, file_id, tenant_id)
     segment = session.get(Segment, segment_id) if 0 <= segment_id < 2**63 else None
     if segment is None or segment.file_id != file.id:
         raise SegmentNotInFileError(f"file {file_id} of job {job_id!r} has no segment {segment_id}")
@@ -82,14 +91,14 @@ def label_segment(
     return segment
 
 
-def labelled_clips(session: Session, job_ids: list[str]) -> list[dict]:
+def labelled_clips(session: Session, job_ids: list[str], *, tenant_id: str) -> list[dict]:
     """Every corrected label of the jobs as training clips: ``{"path", "label"}`` for a file,
     plus ``start_s``/``end_s`` for a segment (the span of the file it covers).
 
     Speakers are unknown (None): a custom model trained from them is held out by file.
     """
-    for job_id in job_ids:
-        get_job(session, job_id)  # unknown jobs are an error, not an empty set
+    for job_id in job_ids:  # unknown jobs (or another tenant's) are an error, not an empty set
+        get_job(session, job_id, tenant_id=tenant_id)
     files = session.execute(
         select(File.path, File.corrected_label)
         .where(File.job_id.in_(job_ids), File.corrected_label.is_not(None))

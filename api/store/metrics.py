@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from api.store import deliveries, health
-from api.store.db import session_scope
 from api.store.queue import QUEUES
 from api.store.settings import Settings
 from api.store.states import FileState, JobState
@@ -32,10 +32,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class RecordCollector(Collector):
-    """The AER metrics of ``settings``' database, broker and workers."""
+    """The AER metrics of ``settings``' broker and workers and of the database ``session``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, session: Session) -> None:
         self.settings = settings
+        self.session = session
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield from self._database()
@@ -45,19 +46,17 @@ class RecordCollector(Collector):
         yield workers
 
     def _database(self) -> Iterator[GaugeMetricFamily]:
-        with session_scope(self.settings) as session:
-            jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
-            files = dict(
-                session.execute(select(File.state, func.count()).group_by(File.state)).all()
-            )
-            timed = File.processing_s.is_not(None) & File.duration_s.is_not(None)
-            processing_s, audio_s = session.execute(
-                select(
-                    func.coalesce(func.sum(File.processing_s), 0.0),
-                    func.coalesce(func.sum(File.duration_s), 0.0),
-                ).where(File.state == FileState.DONE, timed)
-            ).one()
-            attempts = deliveries.counts_by_state(session)
+        session = self.session
+        jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+        files = dict(session.execute(select(File.state, func.count()).group_by(File.state)).all())
+        timed = File.processing_s.is_not(None) & File.duration_s.is_not(None)
+        processing_s, audio_s = session.execute(
+            select(
+                func.coalesce(func.sum(File.processing_s), 0.0),
+                func.coalesce(func.sum(File.duration_s), 0.0),
+            ).where(File.state == FileState.DONE, timed)
+        ).one()
+        attempts = deliveries.counts_by_state(session)
         yield _by_label("aer_jobs", "Jobs in each state", "state", jobs, JobState)
         yield _by_label("aer_files", "Files in each state", "state", files, FileState)
         yield _gauge("aer_processing_seconds", "Seconds workers spent on done files", processing_s)
@@ -106,8 +105,8 @@ def _by_label(name, documentation, label, values, every) -> GaugeMetricFamily:
     return family
 
 
-def render(settings: Settings) -> bytes:
-    """The metrics in Prometheus' text format."""
+def render(settings: Settings, session: Session) -> bytes:
+    """The metrics in Prometheus' text format (the database read through ``session``)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RecordCollector(settings))
+    registry.register(RecordCollector(settings, session))
     return generate_latest(registry)

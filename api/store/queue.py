@@ -26,6 +26,8 @@ TRAIN_TASK = "aer.train_model"
 SWEEP_TASK = "aer.sweep"
 #: Task that makes one attempt to POST a webhook event (``api.store.webhooks``).
 DELIVER_TASK = "aer.deliver_webhook"
+#: Periodic task (beat) that deletes audio and results past their retention.
+PURGE_TASK = "aer.purge"
 
 #: Queue of chunk tasks (the bulk of the work).
 CHUNK_QUEUE = "aer.chunks"
@@ -59,9 +61,13 @@ def celery_config(settings: Settings) -> dict:
             ENUMERATE_TASK: {"queue": CONTROL_QUEUE},
             SWEEP_TASK: {"queue": CONTROL_QUEUE},
             DELIVER_TASK: {"queue": CONTROL_QUEUE},
+            PURGE_TASK: {"queue": CONTROL_QUEUE},
         },
         "beat_schedule": {
             "aer-sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s},
+            # As often as the sweep: a run that finds nothing to delete lists the upload
+            # folders and reads their jobs' ends, nothing more.
+            "aer-purge": {"task": PURGE_TASK, "schedule": settings.sweep_interval_s},
         },
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
         "broker_connection_retry_on_startup": True,

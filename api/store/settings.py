@@ -9,6 +9,7 @@ import time. ``python -m api.store.settings --markdown`` prints the table of ``d
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -34,6 +35,10 @@ DEFAULT_CHANNEL_NAMES = ((0, "agent"), (1, "customer"))
 #: Longest channel name, and the highest channel index that can be named.
 MAX_CHANNEL_NAME = 64
 MAX_CHANNEL_INDEX = 255
+#: Settings whose values never appear in an error message.
+SECRET_FIELDS = frozenset({"secret_key", "bootstrap_key", "metrics_token"})
+#: What an API key looks like: ``aer_<8 character prefix>_<secret of 32+ URL-safe characters>``.
+API_KEY_PATTERN = re.compile(r"aer_([a-z0-9]{8})_([A-Za-z0-9_-]{32,200})")
 
 
 class ConfigError(AERError, ValueError):
@@ -108,7 +113,46 @@ class Settings(BaseSettings):
     max_extract_mb: int = Field(
         0, ge=0, description="most bytes the zips of one job may expand to; default 4 × upload"
     )
+    max_archive_extract_mb: int = Field(
+        0,
+        ge=0,
+        description="most bytes one zip (with the zips inside it) may expand to; "
+        "default 2 × upload",
+    )
+    max_archive_depth: int = Field(
+        2, ge=0, description="how deep zips inside zips are extracted; deeper ones fail as a file"
+    )
     max_files_per_job: int = Field(10_000, ge=1, description="most files one job may list")
+    max_json_kb: int = Field(
+        4096, ge=1, description="largest JSON request body, checked before parsing (413 above)"
+    )
+    max_json_depth: int = Field(
+        32, ge=1, description="deepest nesting of a JSON request body (400 `too_deep` above)"
+    )
+    min_free_mb: int = Field(
+        64,
+        ge=0,
+        description="uploads stop with 507 `insufficient_storage` when the data "
+        "directory's disk has less free space than this",
+    )
+    retention_days: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="days after a job ends that its uploaded and extracted audio is deleted; "
+        "unset: kept",
+    )
+    results_retention_days: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="days after a job ends that the job and its results are deleted; unset: kept",
+    )
+    keep_extracted: bool = Field(
+        False,
+        description="keep extracted zip contents after the job ends (until "
+        "`AER_RETENTION_DAYS`), for a player that serves them; default deleted at the end",
+    )
     max_duration_s: float = Field(
         600.0, gt=0, description="longer files fail with `too_long`", allow_inf_nan=False
     )
@@ -139,6 +183,31 @@ class Settings(BaseSettings):
         le=1.0,
         description="results less confident than this are flagged `uncertain`; "
         "unset: the model's `suggested_uncertain_below`, else 0",
+    )
+    secret_key: str | None = Field(
+        None,
+        min_length=32,
+        description="signs the web pages' session cookies; "
+        "unset: generated once into `<data dir>/secret_key`",
+    )
+    bootstrap_key: str | None = Field(
+        None,
+        description="admin API key installed by `aer serve` / `aer db upgrade` "
+        "(`aer_<8 a-z0-9>_<32+ characters>`, e.g. from `aer keys generate`); "
+        "unset: a random one is printed once when no admin key exists",
+    )
+    cookie_secure: bool | None = Field(
+        None,
+        description="mark the session cookie `Secure`; unset: when the request came over https",
+    )
+    tenant_max_active_jobs: int = Field(
+        100, ge=1, description="queued or running jobs per tenant (429 above)"
+    )
+    tenant_max_files_per_job: int = Field(
+        0, ge=0, description="files per job of a tenant (413 above); default AER_MAX_FILES_PER_JOB"
+    )
+    tenant_max_stored_mb: int = Field(
+        102_400, ge=1, description="uploaded audio a tenant's jobs may hold, in MB (413 above)"
     )
 
     webhook_allow_private: bool = Field(
@@ -175,6 +244,12 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="how long `/healthz` and `/metrics` wait for workers to answer a ping",
     )
+    metrics_token: str | None = Field(
+        None,
+        min_length=32,
+        description="a bearer token that may read `/metrics` (for Prometheus); "
+        "`/metrics` also takes an admin API key",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -210,6 +285,13 @@ class Settings(BaseSettings):
             value = [p for p in value.split(os.pathsep) if p.strip()]
         return tuple(Path(p).expanduser().resolve() for p in value)
 
+    @field_validator("bootstrap_key")
+    @classmethod
+    def _api_key(cls, value: str | None) -> str | None:
+        if value is not None and not API_KEY_PATTERN.fullmatch(value):
+            raise ValueError("must look like aer_<8 of a-z0-9>_<32 or more of A-Za-z0-9_->")
+        return value
+
     @field_validator("channel_names", mode="before")
     @classmethod
     def _channel_names(cls, value: Any) -> Any:
@@ -223,6 +305,8 @@ class Settings(BaseSettings):
             "database_url": self.database_url or f"sqlite:///{self.data_dir / 'aer.db'}",
             "custom_models_dir": self.custom_models_dir or self.data_dir / "models",
             "max_extract_mb": self.max_extract_mb or 4 * self.max_upload_mb,
+            "max_archive_extract_mb": self.max_archive_extract_mb or 2 * self.max_upload_mb,
+            "tenant_max_files_per_job": self.tenant_max_files_per_job or self.max_files_per_job,
             "visibility_timeout_s": self.visibility_timeout_s or 2 * limit,
             "lease_s": self.lease_s or limit + max(60, limit // 6),
         }
@@ -303,7 +387,8 @@ def _config_error(exc: ValidationError) -> ConfigError:
         return ConfigError(str(error["msg"]).removeprefix("Value error, "))
     name = f"{PREFIX}{str(error['loc'][0]).upper()}"
     message = str(error["msg"]).removeprefix("Value error, ")
-    got = "" if "got" in message else f", got {error['input']!r}"
+    secret = error["loc"][0] in SECRET_FIELDS
+    got = "" if "got" in message or secret else f", got {error['input']!r}"
     return ConfigError(f"{name}: {message}{got}")
 
 

@@ -1,5 +1,6 @@
-"""Database tables (SQLAlchemy 2 typed ORM): ``jobs``, their ``files`` and the files' ``segments``,
-``trainings``, ``webhooks`` and their ``webhook_deliveries``.
+"""Database tables (SQLAlchemy 2 typed ORM): ``tenants`` and their ``api_keys``, ``jobs``, their
+``files`` and the files' ``segments``; ``trainings`` of custom models; ``purges``, the record of
+what the retention task deleted; ``webhooks`` (subscriptions) and ``webhook_deliveries``.
 
 The schema is created and changed only by the Alembic migrations in ``migrations/``; keep this
 module and the newest migration in step (``tests/service/test_db.py`` compares them).
@@ -42,17 +43,21 @@ from api.store.states import (
 
 __all__ = [
     "ACTIVE_JOB_STATES",
+    "DEFAULT_TENANT",
     "TERMINAL_JOB_STATES",
     "UNFINISHED_FILE_STATES",
+    "ApiKey",
     "Base",
     "DeliveryState",
     "File",
     "FileState",
     "Job",
     "JobState",
+    "Purge",
     "Segment",
     "Training",
     "TrainingState",
+    "Tenant",
     "Webhook",
     "WebhookDelivery",
     "utcnow",
@@ -104,6 +109,50 @@ def _in(column: str, values) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
+#: The tenant the migration creates: jobs older than tenancy, and the first admin key, belong to it.
+DEFAULT_TENANT = "default"
+
+
+class Tenant(Base):
+    """Who owns jobs: every API key belongs to one tenant, every job to its key's tenant.
+
+    The quota columns override the ``AER_TENANT_*`` defaults for this tenant when set.
+    """
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    max_active_jobs: Mapped[int | None]
+    max_files_per_job: Mapped[int | None]
+    max_stored_mb: Mapped[int | None]
+
+    def __repr__(self) -> str:
+        return f"<Tenant {self.id}>"
+
+
+class ApiKey(Base):
+    """An API key: only the SHA-256 of its secret is stored, found by its visible prefix."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("prefix"), Index(None, "tenant_id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    #: Space-separated scopes (``read``, ``submit``, ``admin``).
+    scopes: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<ApiKey {self.prefix} {self.tenant_id} {self.scopes!r}>"
+
+
 class Job(Base):
     """One submission: a folder on the shared volume or a set of uploaded files."""
 
@@ -113,9 +162,14 @@ class Job(Base):
         CheckConstraint(_in("source_kind", ("upload", "folder")), name="source_kind"),
         Index(None, "state", "created_at"),
         Index(None, "created_at"),
+        Index(None, "tenant_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: No foreign key to ``tenants``: see migration 0004 (tenants are never deleted).
+    tenant_id: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TENANT)
+    #: Bytes of uploaded audio the job holds (counted against its tenant's storage quota).
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     state: Mapped[str] = mapped_column(String(24), default=JobState.QUEUED, server_default="queued")
     source_kind: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(Text)
@@ -241,6 +295,8 @@ class Training(Base):
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: The tenant whose labels train the model, and who alone may use it.
+    tenant_id: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TENANT)
     name: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(
         String(16), default=TrainingState.QUEUED, server_default="queued"
@@ -262,12 +318,14 @@ class Training(Base):
 
 
 class Webhook(Base):
-    """A subscription: every job event in ``events`` is POSTed to ``url``, signed with
-    ``secret``."""
+    """A tenant's subscription: every event in ``events`` of the tenant's jobs is POSTed to
+    ``url``, signed with ``secret``."""
 
     __tablename__ = "webhooks"
+    __table_args__ = (Index(None, "tenant_id"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TENANT)
     url: Mapped[str] = mapped_column(Text)
     events: Mapped[list] = mapped_column(JSONType)
     secret: Mapped[str] = mapped_column(String(100))
@@ -314,3 +372,26 @@ class WebhookDelivery(Base):
 
     def __repr__(self) -> str:
         return f"<WebhookDelivery {self.id} {self.event} #{self.attempt} {self.state}>"
+
+
+#: What a purge deletes: a job's audio, its extracted zips, or the job and its results.
+PURGE_KINDS = ("audio", "extracted", "results")
+
+
+class Purge(Base):
+    """One run of the retention task that deleted something: what, when, how much."""
+
+    __tablename__ = "purges"
+    __table_args__ = (CheckConstraint(_in("kind", PURGE_KINDS), name="kind"), Index(None, "ran_at"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ran_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Jobs that ended before this were purged (None: not a matter of age, e.g. extractions).
+    cutoff: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    jobs: Mapped[int]
+    files: Mapped[int]
+    bytes: Mapped[int] = mapped_column(BigInteger)
+
+    def __repr__(self) -> str:
+        return f"<Purge {self.kind} {self.jobs} jobs at {self.ran_at}>"

@@ -23,10 +23,13 @@ class TrainingNotFoundError(StoreError, LookupError):
     status = 404
 
 
-def create_training(session: Session, *, name: str, source: dict, options: dict) -> Training:
-    """Insert a queued training; enqueue it only after the session commits."""
+def create_training(
+    session: Session, *, name: str, source: dict, options: dict, tenant_id: str
+) -> Training:
+    """Insert a queued training of ``tenant_id``; enqueue it only after the session commits."""
     training = Training(
         id=uuid.uuid4().hex,
+        tenant_id=tenant_id,
         name=name,
         state=TrainingState.QUEUED,
         source=source,
@@ -38,10 +41,11 @@ def create_training(session: Session, *, name: str, source: dict, options: dict)
     return training
 
 
-def get_training(session: Session, training_id: str) -> Training:
-    """The training ``training_id``; raises :class:`TrainingNotFoundError`."""
+def get_training(session: Session, training_id: str, *, tenant_id: str | None) -> Training:
+    """The training ``training_id`` of ``tenant_id`` (None: of any tenant, for the worker);
+    raises :class:`TrainingNotFoundError`, also for another tenant's."""
     training = session.get(Training, training_id)
-    if training is None:
+    if training is None or tenant_id not in (None, training.tenant_id):
         raise TrainingNotFoundError(f"no training {training_id!r}")
     return training
 

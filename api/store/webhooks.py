@@ -70,9 +70,15 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def create_webhook(
-    session: Session, *, url: str, events: list[str], progress_every: int | None = None
+    session: Session,
+    *,
+    tenant_id: str,
+    url: str,
+    events: list[str],
+    progress_every: int | None = None,
 ) -> Webhook:
-    """Insert a subscription with a fresh secret (readable on the returned row only now).
+    """Insert a subscription of ``tenant_id`` (its jobs' events) with a fresh secret (readable
+    on the returned row only now).
 
     ``progress_every`` (for ``job.progress``; default :data:`DEFAULT_PROGRESS_EVERY`): how many
     finished files between two progress events.
@@ -83,6 +89,7 @@ def create_webhook(
         progress_every = None
     hook = Webhook(
         id=uuid.uuid4().hex,
+        tenant_id=tenant_id,
         url=url,
         events=list(events),
         secret=new_secret(),
@@ -94,23 +101,26 @@ def create_webhook(
     return hook
 
 
-def list_webhooks(session: Session) -> list[Webhook]:
-    """Every subscription, oldest first."""
-    return list(session.scalars(select(Webhook).order_by(Webhook.created_at, Webhook.id)))
+def list_webhooks(session: Session, *, tenant_id: str) -> list[Webhook]:
+    """The tenant's subscriptions, oldest first."""
+    stmt = select(Webhook).where(Webhook.tenant_id == tenant_id)
+    return list(session.scalars(stmt.order_by(Webhook.created_at, Webhook.id)))
 
 
-def get_webhook(session: Session, webhook_id: str) -> Webhook:
-    """The subscription ``webhook_id``; raises :class:`WebhookNotFoundError`."""
+def get_webhook(session: Session, webhook_id: str, *, tenant_id: str) -> Webhook:
+    """The tenant's subscription ``webhook_id``; raises :class:`WebhookNotFoundError` (also
+    for another tenant's)."""
     hook = session.get(Webhook, webhook_id)
-    if hook is None:
+    if hook is None or hook.tenant_id != tenant_id:
         raise WebhookNotFoundError(f"no webhook {webhook_id!r}")
     return hook
 
 
-def delete_webhook(session: Session, webhook_id: str) -> None:
+def delete_webhook(session: Session, webhook_id: str, *, tenant_id: str) -> None:
     """Delete a subscription and its delivery record (pending attempts are dropped with it)."""
-    session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id))
-    session.delete(get_webhook(session, webhook_id))
+    hook = get_webhook(session, webhook_id, tenant_id=tenant_id)
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id))
+    session.delete(hook)
     session.flush()
 
 
@@ -177,7 +187,7 @@ def record_progress(session: Session, job_id: str) -> list[int]:
         receivers.append((None, job.callback_url, job.callback_secret, int(every)))
     receivers += [
         (h.id, h.url, h.secret, h.progress_every)
-        for h in list_webhooks(session)
+        for h in list_webhooks(session, tenant_id=job.tenant_id)
         if PROGRESS_EVENT in h.events and h.progress_every
     ]
     if not receivers:
@@ -227,7 +237,8 @@ def record_job_event(session: Session, job_id: str) -> list[int]:
     receivers: list[tuple[str | None, str, str]] = []
     if job.callback_url and job.callback_secret:
         receivers.append((None, job.callback_url, job.callback_secret))
-    receivers += [(h.id, h.url, h.secret) for h in list_webhooks(session) if event in h.events]
+    hooks = list_webhooks(session, tenant_id=job.tenant_id)
+    receivers += [(h.id, h.url, h.secret) for h in hooks if event in h.events]
     if not receivers:
         return []
     body = json.dumps(job_payload(session, job, event, utcnow()), separators=(",", ":"))

@@ -6,7 +6,20 @@ from flask import Flask
 
 from api.store.logs import configure_logging
 from api.store.settings import Settings, load_settings
-from api.web import context, jobs, labels, metrics, models, results, segments, system, tracing
+from api.web import (
+    auth,
+    context,
+    jobs,
+    keys,
+    labels,
+    metrics,
+    models,
+    results,
+    segments,
+    sessions,
+    system,
+    tracing,
+)  # fmt: skip
 from api.web import webhooks as webhook_routes
 from api.web.errors import register_error_handlers
 from api.web.uploads import UploadRequest
@@ -14,7 +27,7 @@ from api.web.uploads import UploadRequest
 #: Every path of the JSON API starts with this.
 API_PREFIX = "/api/v1"
 BLUEPRINTS = (
-    jobs.bp, results.bp, segments.bp, labels.bp, models.bp, webhook_routes.bp, system.bp
+    jobs.bp, results.bp, segments.bp, labels.bp, models.bp, keys.bp, webhook_routes.bp, system.bp
 )  # fmt: skip
 
 
@@ -40,7 +53,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     register_error_handlers(app)
     context.init_app(app)
-    tracing.init_app(app)
+    tracing.init_app(app)  # first: the request id is set before anything logs
+    auth.init_app(app)
+    sessions.init_app(app)  # the web pages' login, at the root
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     app.register_blueprint(metrics.bp)

@@ -36,8 +36,10 @@ def celery() -> Celery:
 
 
 def registry() -> ModelRegistry:
-    """The model registry of the running app (shipped models, then custom ones)."""
-    return models.registry(settings())
+    """The model registry as the request's tenant sees it: the shipped models, then its own
+    custom ones (the shipped ones only where no key was checked)."""
+    principal = g.get("aer_principal")
+    return models.registry(settings(), principal.tenant_id if principal else None)
 
 
 def db() -> Session:

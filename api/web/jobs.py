@@ -1,8 +1,11 @@
 """``/jobs``: submit (uploads or a server-side folder), list, inspect, cancel and delete jobs.
 
-Submitting only validates, saves the uploaded bytes and inserts the job: the job is committed,
-then its enumeration is enqueued, and the answer is 202. Listing folders, opening zips and
-decoding audio all happen in the worker.
+Every job belongs to the tenant of the key that submitted it; other tenants get a 404 for it.
+Folder jobs read the server's disk and need the ``admin`` scope.
+
+Submitting only validates, checks the tenant's quotas, saves the uploaded bytes and inserts
+the job: the job is committed, then its enumeration is enqueued, and the answer is 202. Listing
+folders, opening zips and decoding audio all happen in the worker.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import shutil
 
 from flask import Blueprint, Response, request, url_for
 
-from api.store import jobs
+from api.store import jobs, quotas
 from api.store.queue import enqueue_deliveries, enqueue_enumeration
 from api.store.receivers import check_receiver
 from api.store.tables import Job
 from api.store.uploads import upload_dir
+from api.web.auth import require, tenant
 from api.web.context import celery, db, registry, settings
 from api.web.errors import APIError, invalid
 from api.web.schemas import FolderJobRequest, JobListQuery, JobOptions, JobPage, UploadForm
@@ -26,7 +30,7 @@ from api.web.serializers import job_json
 from api.web.spec import Response as Responses
 from api.web.spec import endpoint, errors
 from api.web.tracing import bind_job
-from api.web.uploads import check_uploads, save_uploads
+from api.web.uploads import check_uploads, save_uploads, upload_size
 from api.web.views import domain_summary
 
 bp = Blueprint("jobs", __name__)
@@ -35,20 +39,37 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 def resolve_model(name: str) -> str:
-    """The registry name of model ``name`` (``"default"`` resolved); 422 when unknown."""
+    """The registry name of model ``name`` (``"default"`` resolved); 422 when unknown, or when
+    its files fail the checks of loading (``model_unavailable``)."""
     if not _MODEL_NAME.fullmatch(name) or name.endswith((".skops", ".json")):
         raise invalid("model", f"{name!r} is not a model name (see GET /api/v1/models)")
     from core.errors import ModelNotFoundError
+    from core.registry import artifact_problem
 
     try:
-        return registry().resolve(name).stem
+        path = registry().resolve(name)
     except ModelNotFoundError:
         message = f"unknown model {name!r} (see GET /api/v1/models)"
         raise APIError(message, status=422, code="model_not_found") from None
+    problem = artifact_problem(path)
+    if problem:
+        message = f"model {path.stem!r} is unavailable: {problem}"
+        raise APIError(message, status=422, code="model_unavailable")
+    return path.stem
 
 
-def _submit(job_id: str, kind: str, source: str, options: JobOptions, **extra) -> Job:
+def _submit(
+    job_id: str,
+    kind: str,
+    source: str,
+    options: JobOptions,
+    *,
+    files: int = 0,
+    size: int = 0,
+    **extra,
+) -> Job:
     model = resolve_model(options.model or settings().default_model)
+    quotas.check_new_job(db(), settings(), tenant(), files=files, size=size)
     if options.callback_url:
         check_receiver(options.callback_url, allow_private=settings().webhook_allow_private)
     return jobs.create_job(
@@ -57,7 +78,9 @@ def _submit(job_id: str, kind: str, source: str, options: JobOptions, **extra) -
         source=source,
         options={**options.as_options(), **extra},
         model_name=model,
+        tenant_id=tenant(),
         job_id=job_id,
+        stored_bytes=size,
         callback_url=options.callback_url,
     )
 
@@ -68,7 +91,9 @@ def _from_uploads(job_id: str, form: UploadForm) -> Job:
         raise invalid("files", "attach at least one audio file or zip archive")
     check_uploads(files)
     folder = upload_dir(settings(), job_id)
-    job = _submit(job_id, "upload", str(folder), form)  # validates the model first
+    size = sum(upload_size(f) for f in files)
+    # Validates the model and the quotas first.
+    job = _submit(job_id, "upload", str(folder), form, files=len(files), size=size)
     try:
         save_uploads(files, folder)
     except BaseException:
@@ -78,6 +103,7 @@ def _from_uploads(job_id: str, form: UploadForm) -> Job:
 
 
 def _from_folder(job_id: str, body: FolderJobRequest) -> Job:
+    require("admin")
     folder = jobs.check_folder(settings(), body.folder)
     return _submit(
         job_id,
@@ -93,14 +119,16 @@ def _from_folder(job_id: str, body: FolderJobRequest) -> Job:
 @endpoint(
     form=UploadForm,
     json=FolderJobRequest,
-    resp=Responses(HTTP_202=JobModel, **errors(400, 403, 413, 415, 422)),
+    resp=Responses(HTTP_202=JobModel, **errors(400, 403, 413, 415, 422, 429, 507)),
     tags=("jobs",),
+    scope="submit",
 )
 def create_job():
     """Submit a job: 202 with the queued job and its Location, before any audio is read.
 
     Uploads (``multipart/form-data``, field ``files``, repeatable: audio files and zips) or a
-    server-side folder (JSON). Listing, extraction and decoding happen in the workers.
+    server-side folder (JSON, ``admin`` scope). Listing, extraction and decoding happen in the
+    workers.
     """
     job_id = jobs.new_job_id()
     if request.mimetype == "multipart/form-data":
@@ -119,11 +147,18 @@ def create_job():
 
 
 @bp.get("/jobs")
-@endpoint(query=JobListQuery, resp=Responses(HTTP_200=JobPage, **errors(422)), tags=("jobs",))
+@endpoint(
+    query=JobListQuery,
+    resp=Responses(HTTP_200=JobPage, **errors(422)),
+    tags=("jobs",),
+    scope="read",
+)
 def list_jobs():
     """Jobs, newest first, one page at a time, optionally in one state."""
     query: JobListQuery = request.context.query
-    rows, total = jobs.list_jobs(db(), offset=query.offset, limit=query.size, state=query.state)
+    rows, total = jobs.list_jobs(
+        db(), tenant_id=tenant(), offset=query.offset, limit=query.size, state=query.state
+    )
     counts = jobs.counts_by_job(db(), [job.id for job in rows])
     args = {"size": query.size, **({"state": query.state.value} if query.state else {})}
     more = query.offset + len(rows) < total
@@ -141,31 +176,33 @@ def list_jobs():
 
 
 @bp.get("/jobs/<job_id>")
-@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",))
+@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",), scope="read")
 def get_job(job_id: str):
     """One job with its counts, progress, timings and how much of it is off-domain
     (``job_id``: the id or a unique prefix of at least 6 hex digits, as every
     ``/jobs/{job_id}`` path accepts)."""
-    job = jobs.find_job(db(), job_id)
+    job = jobs.find_job(db(), job_id, tenant_id=tenant())
     return job_json(job, jobs.file_counts(db(), job.id)) | {"domain": domain_summary(job)}
 
 
 @bp.post("/jobs/<job_id>/cancel")
-@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",))
+@endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",), scope="submit")
 def cancel_job(job_id: str):
     """Stop a queued or running job: files not yet analysed are skipped, results are kept.
     A job that already ended is answered unchanged."""
-    job, deliveries = jobs.cancel(db(), jobs.find_job(db(), job_id).id)
+    found = jobs.find_job(db(), job_id, tenant_id=tenant())
+    job, deliveries = jobs.cancel(db(), found.id, tenant_id=tenant())
     db().commit()
     enqueue_deliveries(celery(), deliveries)
     return job_json(job, jobs.file_counts(db(), job.id))
 
 
 @bp.delete("/jobs/<job_id>")
-@endpoint(resp=Responses("HTTP_204", **errors(404, 409)), tags=("jobs",))
+@endpoint(resp=Responses("HTTP_204", **errors(404, 409)), tags=("jobs",), scope="submit")
 def delete_job(job_id: str):
     """Cancel the job's queued work, delete its results and its uploaded audio."""
-    deliveries = jobs.delete_job(db(), settings(), jobs.find_job(db(), job_id).id)
+    found = jobs.find_job(db(), job_id, tenant_id=tenant())
+    deliveries = jobs.delete_job(db(), settings(), found.id, tenant_id=tenant())
     db().commit()  # the worker must find the attempts when their messages arrive
     enqueue_deliveries(celery(), deliveries)
     return Response(status=204)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from api.store import labels
+from api.web.auth import tenant
 from api.web.context import db
 from api.web.schemas import Label, LabelRequest
 from api.web.serializers import label_json
@@ -24,17 +25,17 @@ def _label() -> str | None:
 
 @bp.put(FILE)
 @bp.delete(FILE)
-@endpoint(json=LabelRequest, resp=_ANSWERS, tags=("labels",))
+@endpoint(json=LabelRequest, resp=_ANSWERS, tags=("labels",), scope="submit")
 def label_file(job_id: str, file_id: int):
     """Set (PUT ``{"label": ...}``) or clear (DELETE) the corrected label of a file."""
-    file = labels.label_file(db(), job_id, file_id, _label())
+    file = labels.label_file(db(), job_id, file_id, _label(), tenant_id=tenant())
     return label_json(job_id, file_id, file)
 
 
 @bp.put(SEGMENT)
 @bp.delete(SEGMENT)
-@endpoint(json=LabelRequest, resp=_ANSWERS, tags=("labels",))
+@endpoint(json=LabelRequest, resp=_ANSWERS, tags=("labels",), scope="submit")
 def label_segment(job_id: str, file_id: int, segment_id: int):
     """Set (PUT ``{"label": ...}``) or clear (DELETE) the corrected label of a segment."""
-    segment = labels.label_segment(db(), job_id, file_id, segment_id, _label())
+    segment = labels.label_segment(db(), job_id, file_id, segment_id, _label(), tenant_id=tenant())
     return label_json(job_id, file_id, segment, segment_id)

@@ -3,10 +3,14 @@ people's labels (``POST /models``, polled at ``/trainings/{id}``)."""
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from flask import Blueprint, request, url_for
 
 from api.store import jobs, trainings
+from api.store.models import custom_dir
 from api.store.queue import enqueue_training
+from api.web.auth import require, tenant
 from api.web.context import celery, db, registry, settings
 from api.web.errors import APIError, invalid
 from api.web.schemas import ModelDetail, ModelList, Training, TrainingRequest
@@ -16,24 +20,37 @@ from api.web.spec import endpoint, errors
 
 bp = Blueprint("models", __name__)
 _PUBLIC_MODEL_FIELDS = (
-    "name", "version", "labels", "feature_set", "preset", "metrics", "created", "default", "error"
+    "name", "version", "labels", "feature_set", "preset", "metrics", "created", "default",
+    "available", "reason",
 )  # fmt: skip
 
 
 def _public(entry: dict) -> dict:
-    return {k: entry[k] for k in _PUBLIC_MODEL_FIELDS if k in entry}
+    item = {k: entry[k] for k in _PUBLIC_MODEL_FIELDS if k in entry}
+    if "metrics" in item:
+        item["metrics"] = _public_metrics(item["metrics"])
+    return item
 
 
 @bp.get("/models")
-@endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",))
+@endpoint(resp=Responses(HTTP_200=ModelList), tags=("models",), scope="read")
 def list_models():
-    """Models in the registry, with labels, metrics and the default (no server paths)."""
+    """Models in the registry, with labels, metrics and the default (no server paths); a model
+    whose files fail the checks of loading is listed ``available: false`` with the reason."""
     items = [_public(entry) for entry in registry().list()]
     return {"items": items, "default": settings().default_model}
 
 
+def _public_metrics(metrics: dict) -> dict:
+    # The training run records where it wrote its plots: names only, not that machine's paths.
+    plots = metrics.get("plots")
+    if not isinstance(plots, list):
+        return metrics
+    return {**metrics, "plots": [PurePath(str(p)).name for p in plots]}
+
+
 @bp.get("/models/<name>")
-@endpoint(resp=Responses(HTTP_200=ModelDetail, **errors(404)), tags=("models",))
+@endpoint(resp=Responses(HTTP_200=ModelDetail, **errors(404)), tags=("models",), scope="read")
 def get_model(name: str):
     """One model with its card (Markdown): metrics, held-out results, what it was trained on."""
     entry = next((e for e in registry().list() if e["name"] == name), None)
@@ -49,12 +66,11 @@ def get_model(name: str):
 
 def _check_request(body: TrainingRequest) -> dict:
     from core.custom import check_name
-
     from core.errors import DatasetError
     from core.presets import PRESETS
 
     try:
-        check_name(body.name, settings().custom_models_dir)
+        check_name(body.name, custom_dir(settings(), tenant()))
     except DatasetError as exc:
         raise APIError(str(exc), status=409, code="model_exists") from None
     if any(e["name"] == body.name for e in registry().list()):
@@ -65,8 +81,9 @@ def _check_request(body: TrainingRequest) -> dict:
         raise invalid("add_ravdess", "this server has no RAVDESS folder (AER_RAVDESS_DIR)")
     if body.jobs is not None:
         for job_id in body.jobs:
-            jobs.get_job(db(), job_id)
+            jobs.get_job(db(), job_id, tenant_id=tenant())
         return {"jobs": body.jobs}
+    require("admin")  # a manifest names files on the server
     return {"manifest": str(jobs.check_file(settings(), body.manifest))}
 
 
@@ -75,6 +92,7 @@ def _check_request(body: TrainingRequest) -> dict:
     json=TrainingRequest,
     resp=Responses(HTTP_202=Training, **errors(400, 403, 404, 409, 415, 422)),
     tags=("models",),
+    scope="submit",
 )
 def train_model():
     """Train a custom model from corrected labels of jobs (or a server-side manifest): 202 with
@@ -82,7 +100,9 @@ def train_model():
     body: TrainingRequest = request.context.json
     source = _check_request(body)
     options = {"recipe": body.recipe, "add_ravdess": body.add_ravdess, "holdout": body.holdout}
-    training = trainings.create_training(db(), name=body.name, source=source, options=options)
+    training = trainings.create_training(
+        db(), name=body.name, source=source, options=options, tenant_id=tenant()
+    )
     db().commit()  # the worker must find it when the message arrives
     enqueue_training(celery(), training.id)
     location = url_for("models.get_training", training_id=training.id, _external=True)
@@ -90,7 +110,7 @@ def train_model():
 
 
 @bp.get("/trainings/<training_id>")
-@endpoint(resp=Responses(HTTP_200=Training, **errors(404)), tags=("models",))
+@endpoint(resp=Responses(HTTP_200=Training, **errors(404)), tags=("models",), scope="read")
 def get_training(training_id: str):
     """A training's state, progress and, once done, its held-out metrics."""
-    return training_json(trainings.get_training(db(), training_id))
+    return training_json(trainings.get_training(db(), training_id, tenant_id=tenant()))

@@ -9,6 +9,7 @@ from dataclasses import replace
 from flask import Blueprint, Response, request, stream_with_context, url_for
 
 from api.store import jobs, results
+from api.web.auth import tenant
 from api.web.context import db
 from api.web.schemas import ExportQuery, ResultPage, ResultQuery
 from api.web.serializers import ResultView, csv_header, csv_row, csv_text, result_row
@@ -26,10 +27,11 @@ CSV_BATCH = 1000
     query=ResultQuery,
     resp=Responses(HTTP_200=ResultPage, **errors(404, 409, 422)),
     tags=("results",),
+    scope="read",
 )
 def get_results(job_id: str):
     """One page of results in file id order, with filters and the next cursor."""
-    job = jobs.find_job(db(), job_id)
+    job = jobs.find_job(db(), job_id, tenant_id=tenant())
     query: ResultQuery = request.context.query
     view = job_view(job, query.uncertain_below)
     rows, cursor = results.result_page(
@@ -73,11 +75,16 @@ def _file_csv_lines(job_id: str, view: ResultView) -> Iterator[str]:
 
 
 @bp.get("/jobs/<job_id>/results.csv")
-@endpoint(query=ExportQuery, resp=Responses("HTTP_200", **errors(404, 409, 422)), tags=("results",))
+@endpoint(
+    query=ExportQuery,
+    resp=Responses("HTTP_200", **errors(404, 409, 422)),
+    tags=("results",),
+    scope="read",
+)
 def export_results(job_id: str):
     """Every file's (or every segment's) result as CSV (``text/csv``), streamed batch by batch:
     memory stays flat whatever the size."""
-    job = jobs.find_job(db(), job_id)
+    job = jobs.find_job(db(), job_id, tenant_id=tenant())
     query: ExportQuery = request.context.query
     view = replace(job_view(job, query.uncertain_below), full_precision=query.precision == "full")
     db().commit()

@@ -459,7 +459,8 @@ class SegmentPage(_Response):
 
 
 class ModelInfo(_Response):
-    """A model of the registry (no server paths); ``error`` when its files cannot be read."""
+    """A model of the registry (no server paths); ``available: false`` with a ``reason`` when its
+    files fail the checks of loading (checksum, versions, trusted types): jobs refuse it."""
 
     name: str
     version: str | None = None
@@ -469,7 +470,8 @@ class ModelInfo(_Response):
     metrics: dict[str, Any] | None = None
     created: str | None = None
     default: bool
-    error: str | None = None
+    available: bool
+    reason: str | None = None
 
 
 class ModelList(_Response):
@@ -478,7 +480,10 @@ class ModelList(_Response):
 
 
 class HealthCheck(_Response):
+    """One part: ``ok`` or ``degraded``; ``error`` (the driver's message) only for admins."""
+
     ok: bool
+    status: Literal["ok", "degraded"]
     error: str | None = None
 
 
@@ -526,6 +531,49 @@ class ModelDetail(ModelInfo):
     card: str | None = None
 
 
+# --- API keys ------------------------------------------------------------------------------------
+
+
+class KeyCreateRequest(_Request):
+    """``POST /keys``: a new key, for the caller's tenant unless ``tenant`` names another."""
+
+    name: str = Field(..., min_length=1, max_length=100)
+    scopes: list[Literal["read", "submit", "admin"]] = Field(..., min_length=1)
+    tenant: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="created when new"
+    )
+    expires_in_days: int | None = Field(None, ge=1, le=3650, description="never when absent")
+
+
+class KeyListQuery(_Query):
+    """``GET /keys``: optionally one tenant's keys only."""
+
+    tenant: str | None = Field(None, max_length=64)
+
+
+class KeyInfo(_Response):
+    """An API key as listed: never its secret."""
+
+    id: int
+    prefix: str = Field(..., description="the visible start of the key, `aer_<prefix>_…`")
+    name: str
+    tenant: str
+    scopes: list[str]
+    created_at: str
+    expires_at: str | None
+    last_used_at: str | None = Field(..., description="to the minute")
+    revoked_at: str | None
+    active: bool
+
+
+class KeyList(_Response):
+    items: list[KeyInfo]
+
+
+class KeyCreated(KeyInfo):
+    """The new key, with its secret: shown once, never again."""
+
+    key: str
 class Webhook(_Response):
     """A subscription; ``secret`` only in the answer that created it."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, request, url_for
 
 from api.store import jobs, results
+from api.web.auth import tenant
 from api.web.context import db
 from api.web.schemas import SegmentPage, SegmentQuery
 from api.web.serializers import segment_row
@@ -20,11 +21,12 @@ bp = Blueprint("segments", __name__)
     query=SegmentQuery,
     resp=Responses(HTTP_200=SegmentPage, **errors(404, 409, 422)),
     tags=("results",),
+    scope="read",
 )
 def get_segments(job_id: str, file_id: int):
     """One page of a file's segments in timeline order (channel, then start), with names,
     probabilities in the model's label order, the ``uncertain`` flag and the next cursor."""
-    job = jobs.find_job(db(), job_id)
+    job = jobs.find_job(db(), job_id, tenant_id=tenant())
     file = results.get_file(db(), job.id, file_id)
     query: SegmentQuery = request.context.query
     view = job_view(job, query.uncertain_below)

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import url_for
 
-from api.store.tables import FileState, Job, JobState, Webhook, WebhookDelivery
+from api.store.tables import ApiKey, FileState, Job, JobState, Webhook, WebhookDelivery
 
 #: Columns of the CSV export that come before the per-class probabilities.
 CSV_HEAD = ("file", "state", "duration_s", "sample_rate", "channels", "label", "confidence")
@@ -347,4 +347,22 @@ def training_json(training: Any) -> dict:
             "self": url_for("models.get_training", training_id=training.id),
             "model": url_for("models.get_model", name=training.name) if done else None,
         },
+    }
+
+
+def key_json(row: ApiKey, now: datetime | None = None) -> dict:
+    """An API key's public fields (never its hash)."""
+    now = now or datetime.now(UTC)
+    expired = row.expires_at is not None and row.expires_at <= now
+    return {
+        "id": row.id,
+        "prefix": row.prefix,
+        "name": row.name,
+        "tenant": row.tenant_id,
+        "scopes": row.scopes.split(),
+        "created_at": iso(row.created_at),
+        "expires_at": iso(row.expires_at),
+        "last_used_at": iso(row.last_used_at),
+        "revoked_at": iso(row.revoked_at),
+        "active": row.revoked_at is None and not expired,
     }

@@ -14,11 +14,14 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 from spectree import Response, SpecTree
+from spectree.models import SecureType, SecurityScheme, SecuritySchemeData
 from spectree.plugins.base import Context
 
+from api.web.auth import DEFAULT_SCOPE, PUBLIC, SCOPE_ATTR
+from api.web.bodies import read_json
 from api.web.errors import APIError
 from api.web.schemas import ErrorResponse
 
@@ -35,6 +38,15 @@ spec = SpecTree(
     mode="strict",  # document only the routes that declare their models
     page_templates={},  # no documentation pages: they would load scripts from a CDN
     annotations=False,
+    security_schemes=[
+        SecurityScheme(
+            name="bearer",
+            data=SecuritySchemeData(
+                type=SecureType.HTTP, scheme="bearer", description="an AER API key"
+            ),
+        )
+    ],
+    security={"bearer": []},
 )
 
 
@@ -56,9 +68,10 @@ def _parse(model: type[BaseModel] | None, data: Any) -> BaseModel | None:
 
 
 def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if body is None:
-        raise APIError("the body is not valid JSON", status=400)
+    settings = current_app.config["AER_SETTINGS"]
+    body = read_json(
+        request, max_bytes=settings.max_json_kb * 1024, max_depth=settings.max_json_depth
+    )
     if not isinstance(body, dict):
         raise APIError("the JSON body must be an object", status=400)
     return body
@@ -78,8 +91,12 @@ def endpoint(
     json: type[BaseModel] | None = None,
     form: type[BaseModel] | None = None,
     tags: tuple[str, ...] = (),
+    scope: str = DEFAULT_SCOPE,
 ) -> Callable:
     """Document a view with its models and validate its request.
+
+    ``scope`` is what the request's API key must hold (see :mod:`api.web.auth`); every view
+    but a :data:`~api.web.auth.PUBLIC` one documents the 401 and 403 answers.
 
     The view finds the validated models in ``request.context`` (``query``, ``json``, ``form``).
     A body is validated against ``json`` when it is JSON and against ``form`` when it is a form;
@@ -87,9 +104,13 @@ def endpoint(
     """
 
     def decorate(func: Callable) -> Callable:
-        documented = spec.validate(query=query, json=json, form=form, resp=resp, tags=list(tags))(
-            func
-        )
+        if scope != PUBLIC:
+            for status in (401, 403):
+                resp.add_model(status, ErrorResponse, replace=False)
+        security = {} if scope == PUBLIC else {"bearer": []}
+        documented = spec.validate(
+            query=query, json=json, form=form, resp=resp, tags=list(tags), security=security
+        )(func)
 
         @functools.wraps(func)
         def view(*args: Any, **kwargs: Any) -> Any:
@@ -110,6 +131,7 @@ def endpoint(
             return func(*args, **kwargs)
 
         view.__wrapped__ = documented  # type: ignore[attr-defined]  # where spectree looks
+        setattr(view, SCOPE_ATTR, scope)
         return view
 
     return decorate

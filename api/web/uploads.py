@@ -8,7 +8,9 @@ Nothing here decodes audio: a file is only screened so that plainly wrong upload
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -19,6 +21,9 @@ from werkzeug.datastructures import FileStorage
 from api.store.uploads import PART_PREFIX, incoming_dir, safe_name, upload_problem
 from api.web.errors import APIError
 
+#: Bytes a part may write between two looks at the disk's free space.
+FREE_CHECK_BYTES = 8 * 2**20
+
 
 class DiskPart:
     """One uploaded file part, written straight to the file ``name``.
@@ -27,12 +32,24 @@ class DiskPart:
     thousands of files cannot exhaust the process's descriptors.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, min_free: int = 0) -> None:
         self.name = name
+        self.min_free = min_free
+        self._unchecked = 0  # bytes written since free space was last looked at
         self._fh: IO[bytes] | None = open(name, "wb")  # noqa: SIM115 - closed by seek/close
 
     def write(self, data: bytes) -> int:
+        if self.min_free and (not self._unchecked or self._unchecked > FREE_CHECK_BYTES):
+            self._check_space()
+        self._unchecked += len(data)
         return self._fh.write(data)
+
+    def _check_space(self) -> None:
+        """Fail as a full disk would when less than ``min_free`` bytes are free, so that one
+        upload cannot take the last space the database and the workers need."""
+        self._unchecked = 0
+        if shutil.disk_usage(os.path.dirname(self.name)).free < self.min_free:
+            raise OSError(errno.ENOSPC, "less free disk space than AER_MIN_FREE_MB")
 
     def seek(self, offset: int, whence: int = 0) -> int:
         if self._fh is not None and "w" in self._fh.mode:  # the part is complete
@@ -56,9 +73,9 @@ class DiskPart:
 
     def close(self) -> None:
         """Release the descriptor (reading again reopens the file)."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            fh.close()  # may raise ENOSPC while flushing: the descriptor is released anyway
 
     def _reader(self) -> IO[bytes]:
         if self._fh is None:
@@ -78,11 +95,19 @@ class UploadRequest(Request):
     ) -> IO[bytes]:
         if filename is None:
             return super()._get_file_stream(total_content_length, content_type, filename)
+        settings = current_app.config["AER_SETTINGS"]
+        if len(self.spooled) >= settings.max_files_per_job:
+            raise APIError(
+                f"the upload has more than {settings.max_files_per_job} file parts "
+                "(AER_MAX_FILES_PER_JOB)",
+                status=413,
+                code="too_many_files",
+            )
         folder = incoming_dir(Path(current_app.config["AER_UPLOAD_DIR"]))
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=folder, prefix=PART_PREFIX)
         os.close(fd)
-        part = DiskPart(name)
+        part = DiskPart(name, min_free=settings.min_free_mb * 2**20)
         self.spooled.append(part)
         return part  # type: ignore[return-value]  # file-like enough for werkzeug
 
@@ -95,8 +120,12 @@ class UploadRequest(Request):
 def discard_spooled(request: Request) -> None:
     """Close the parts of ``request``; remove those not moved into a job folder."""
     for part in getattr(request, "spooled", ()):
-        part.close()
-        Path(part.name).unlink(missing_ok=True)
+        try:
+            part.close()
+        except OSError:  # a full disk fails the last flush; the part goes all the same
+            pass
+        finally:
+            Path(part.name).unlink(missing_ok=True)
 
 
 def _head(storage: FileStorage, size: int = 16) -> bytes:
@@ -107,6 +136,18 @@ def _head(storage: FileStorage, size: int = 16) -> bytes:
     if isinstance(stream, DiskPart):
         stream.close()  # one descriptor at a time, however many files
     return head
+
+
+def upload_size(storage: FileStorage) -> int:
+    """Bytes of one uploaded file (already spooled to disk)."""
+    stream = storage.stream
+    if isinstance(stream, DiskPart):
+        stream.close()
+        return os.path.getsize(stream.name)
+    position = stream.tell()
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(position)
+    return size
 
 
 def check_uploads(files: list[FileStorage]) -> None:

@@ -1,5 +1,9 @@
 """``/webhooks``: subscribe to job events, list and delete subscriptions, and read the record of
-delivery attempts (of a subscription, or of a job's events)."""
+delivery attempts (of a subscription, or of a job's events).
+
+Subscriptions belong to the tenant of the key that made them and get that tenant's jobs' events
+only; another tenant's subscription reads as no subscription. Subscribing and unsubscribing
+need ``admin`` (a subscription receives every job of the tenant), reading needs ``read``."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from flask import Blueprint, Response, request, url_for
 
 from api.store import deliveries, jobs, webhooks
 from api.store.receivers import check_receiver
+from api.web.auth import tenant
 from api.web.context import db, settings
 from api.web.schemas import DeliveryPage, DeliveryQuery, WebhookList, WebhookRequest
 from api.web.schemas import Webhook as WebhookModel
@@ -20,39 +25,45 @@ bp = Blueprint("webhooks", __name__)
 @bp.post("/webhooks")
 @endpoint(
     json=WebhookRequest,
-    resp=Responses(HTTP_201=WebhookModel, **errors(400, 415, 422)),
+    resp=Responses(HTTP_201=WebhookModel, **errors(400, 413, 415, 422)),
     tags=("webhooks",),
+    scope="admin",
 )
 def create_webhook():
     """Subscribe ``url`` to ``events``: 201 with the signing ``secret``, shown this once."""
     body: WebhookRequest = request.context.json
     url = check_receiver(body.url.strip(), allow_private=settings().webhook_allow_private)
     hook = webhooks.create_webhook(
-        db(), url=url, events=list(dict.fromkeys(body.events)), progress_every=body.progress_every
+        db(),
+        tenant_id=tenant(),
+        url=url,
+        events=list(dict.fromkeys(body.events)),
+        progress_every=body.progress_every,
     )
     location = url_for("webhooks.get_webhook", webhook_id=hook.id, _external=True)
     return webhook_json(hook, with_secret=True), 201, {"Location": location}
 
 
 @bp.get("/webhooks")
-@endpoint(resp=Responses(HTTP_200=WebhookList), tags=("webhooks",))
+@endpoint(resp=Responses(HTTP_200=WebhookList), tags=("webhooks",), scope="read")
 def list_webhooks():
     """Every subscription (without secrets)."""
-    return {"items": [webhook_json(hook) for hook in webhooks.list_webhooks(db())]}
+    hooks = webhooks.list_webhooks(db(), tenant_id=tenant())
+    return {"items": [webhook_json(hook) for hook in hooks]}
 
 
 @bp.get("/webhooks/<webhook_id>")
-@endpoint(resp=Responses(HTTP_200=WebhookModel, **errors(404)), tags=("webhooks",))
+@endpoint(resp=Responses(HTTP_200=WebhookModel, **errors(404)), tags=("webhooks",), scope="read")
 def get_webhook(webhook_id: str):
     """One subscription (without its secret)."""
-    return webhook_json(webhooks.get_webhook(db(), webhook_id))
+    return webhook_json(webhooks.get_webhook(db(), webhook_id, tenant_id=tenant()))
 
 
 @bp.delete("/webhooks/<webhook_id>")
-@endpoint(resp=Responses("HTTP_204", **errors(404)), tags=("webhooks",))
+@endpoint(resp=Responses("HTTP_204", **errors(404)), tags=("webhooks",), scope="admin")
 def delete_webhook(webhook_id: str):
     """Unsubscribe: no more events, pending attempts dropped, its record deleted."""
-    webhooks.delete_webhook(db(), webhook_id)
+    webhooks.delete_webhook(db(), webhook_id, tenant_id=tenant())
     return Response(status=204)
 
 
@@ -71,10 +82,11 @@ def _page(endpoint_name: str, query: DeliveryQuery, **filters) -> dict:
     query=DeliveryQuery,
     resp=Responses(HTTP_200=DeliveryPage, **errors(404, 422)),
     tags=("webhooks",),
+    scope="read",
 )
 def webhook_deliveries(webhook_id: str):
     """The subscription's delivery attempts, oldest first (cursor pagination)."""
-    webhooks.get_webhook(db(), webhook_id)
+    webhooks.get_webhook(db(), webhook_id, tenant_id=tenant())
     return _page("webhooks.webhook_deliveries", request.context.query, webhook_id=webhook_id)
 
 
@@ -83,8 +95,9 @@ def webhook_deliveries(webhook_id: str):
     query=DeliveryQuery,
     resp=Responses(HTTP_200=DeliveryPage, **errors(404, 409, 422)),
     tags=("webhooks",),
+    scope="read",
 )
 def job_deliveries(job_id: str):
     """Delivery attempts of the job's events (its callback and subscriptions), oldest first."""
-    job = jobs.find_job(db(), job_id)
+    job = jobs.find_job(db(), job_id, tenant_id=tenant())
     return _page("webhooks.job_deliveries", request.context.query, job_id=job.id)

@@ -1,7 +1,7 @@
 """Corrected labels and out-of-domain scores on files and segments; custom-model trainings.
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005
 Create Date: 2026-12-04
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0006"
-down_revision = "0002"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -30,6 +30,7 @@ def upgrade() -> None:
     op.create_table(
         "trainings",
         sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("tenant_id", sa.String(64), server_default="default", nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("state", sa.String(16), server_default="queued", nullable=False),
         sa.Column("source", JSONType, nullable=False),

@@ -2,7 +2,7 @@
 processing time of each file (for the metrics).
 
 Revision ID: 0007
-Revises: 0006 (the head when this branch was cut; the lead re-chains parallel migrations)
+Revises: 0006 (the head of main when this branch was last merged with it)
 Create Date: 2026-12-04
 """
 
@@ -32,6 +32,7 @@ def upgrade() -> None:
     op.create_table(
         "webhooks",
         sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("tenant_id", sa.String(64), server_default="default", nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("events", JSONType, nullable=False),
         sa.Column("secret", sa.String(100), nullable=False),
@@ -39,6 +40,7 @@ def upgrade() -> None:
         sa.Column("created_at", UTC, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhooks")),
     )
+    op.create_index(op.f("ix_webhooks_tenant_id"), "webhooks", ["tenant_id"])
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
@@ -79,9 +81,10 @@ def downgrade() -> None:
         name = op.f(f"ix_webhook_deliveries_{'_'.join(columns)}")
         op.drop_index(name, table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
+    op.drop_index(op.f("ix_webhooks_tenant_id"), table_name="webhooks")
     op.drop_table("webhooks")
-    with op.batch_alter_table("files") as batch:
-        batch.drop_column("processing_s")
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("callback_secret")
-        batch.drop_column("callback_url")
+    # A plain DROP COLUMN (SQLite 3.35+), not batch mode: batch mode copies and drops the table,
+    # and dropping jobs or files would cascade to their files and segments.
+    op.execute(sa.text("ALTER TABLE files DROP COLUMN processing_s"))
+    op.execute(sa.text("ALTER TABLE jobs DROP COLUMN callback_secret"))
+    op.execute(sa.text("ALTER TABLE jobs DROP COLUMN callback_url"))

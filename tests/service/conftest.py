@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.auth import authenticated, create_key
 from tests.openapi_check import check_responses
 
 
@@ -44,11 +45,17 @@ def api_settings(redis_server, api_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app(api_settings):
-    """The API app over :func:`api_settings`."""
+def api_key(api_settings) -> str:
+    """An admin API key of the ``default`` tenant, which the test clients send."""
+    return create_key(api_settings)
+
+
+@pytest.fixture(scope="module")
+def app(api_settings, api_key):
+    """The API app over :func:`api_settings`; its test clients send :func:`api_key`."""
     from api.web.app import create_app
 
-    app = check_responses(create_app(api_settings))
+    app = authenticated(check_responses(create_app(api_settings)), api_key)
     app.config["TESTING"] = True
     return app
 
@@ -60,12 +67,13 @@ def client(app):
 
 
 @pytest.fixture
-def make_app(api_settings) -> Callable[..., object]:
+def make_app(api_settings, api_key) -> Callable[..., object]:
     """``make_app(**changes)``: an app over :func:`api_settings` with some fields replaced."""
     from api.web.app import create_app
 
     def make(**changes):
         app = check_responses(create_app(api_settings.model_copy(update=changes)))
+        authenticated(app, api_key)
         app.config["TESTING"] = True
         return app
 

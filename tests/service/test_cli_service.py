@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from api.cli import cli, demo_table, run_demo
+from api.cli import _demo_key, cli, demo_table, run_demo
 from core.samples import demo_folder
 
 FIXTURES = demo_folder()
@@ -101,17 +101,21 @@ def test_embedded_stack_serves_the_cli_client_and_the_demo(tmp_path, model_label
         assert settings.embedded_redis_socket.exists()
         health = AERClient(url).health()
         assert health["status"] == "ok"
+        key = _demo_key(settings)
+        result = runner.invoke(cli, ["status", "nope", "--url", url])  # no key
+        assert result.exit_code == 1 and "401" in result.output
 
         calls = tmp_path / "calls"  # same file name in two folders: kept apart by their paths
         for sub, clip in (("d1", CLIPS[3]), ("d2", CLIPS[4])):
             (calls / sub).mkdir(parents=True)
             shutil.copy(clip, calls / sub / "call.flac")
-        args = ["submit", str(CLIPS[0]), str(archive), str(calls), "--url", url]
+        args = ["submit", str(CLIPS[0]), str(archive), str(calls), "--url", url, "--api-key", key]
         result = runner.invoke(cli, args)
-        assert result.exit_code == 0, repr(result.exception) + result.output
+        assert result.exit_code == 0, repr(result.exception) + result.output + _log(tmp_path)
         job_id = result.stdout.split()[0]
         assert "4/4 files" in result.stderr  # the upload's progress (the zip is one file)
 
+        runner = CliRunner(env={"AER_API_KEY": key})  # the key from the environment
         result = runner.invoke(cli, ["status", job_id[:8], "--follow", "--url", url])
         assert result.exit_code == 0, result.output + _log(tmp_path)
         assert "succeeded, 5 done, 0 failed of 5" in result.stderr
@@ -135,7 +139,7 @@ def test_embedded_stack_serves_the_cli_client_and_the_demo(tmp_path, model_label
             f"p_{label}" for label in model_labels
         ]
 
-        job, results = run_demo(AERClient(url), CLIPS[:4], quiet=True)
+        job, results = run_demo(AERClient(url, api_key=key), CLIPS[:4], quiet=True)
         assert job["state"] == "succeeded" and len(results) == 4
         table, hits = demo_table(results)
         assert len(table.splitlines()) == 5 and hits >= 3
@@ -160,6 +164,7 @@ def test_serve_allows_extra_roots_and_starts_quietly(tmp_path):
     env = {**os.environ, "AER_DATA_DIR": str(tmp_path / "data"), "AER_BROKER_URL": ""}
     env["AER_ALLOWED_ROOTS"] = ""
     env["AER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'aer.db'}"
+    key = env["AER_BOOTSTRAP_KEY"] = "aer_serve123_" + "k" * 43  # the first start's admin key
     cmd = [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port", "0"]
     cmd += ["--workers", "1", "--allow-root", str(root)]
     log = tmp_path / "serve.log"
@@ -167,7 +172,7 @@ def test_serve_allows_extra_roots_and_starts_quietly(tmp_path):
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = _wait_for_url(proc, log)
-        client = AERClient(url)
+        client = AERClient(url, api_key=key)
         job = client.submit_folder(str(root))
         assert job["state"] == "queued"
         with pytest.raises(ClientError, match="AER_ALLOWED_ROOTS") as refused:

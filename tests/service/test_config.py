@@ -54,6 +54,20 @@ def test_every_variable_is_read(tmp_path):
         "AER_CHANNEL_NAMES": "1=caller,0=advisor",
         "AER_UNCERTAIN_BELOW": "0.4",
         "AER_OOD_ABOVE": "0.95",
+        "AER_MAX_ARCHIVE_EXTRACT_MB": "150",
+        "AER_MAX_ARCHIVE_DEPTH": "1",
+        "AER_MAX_JSON_KB": "64",
+        "AER_MAX_JSON_DEPTH": "8",
+        "AER_MIN_FREE_MB": "10",
+        "AER_RETENTION_DAYS": "30",
+        "AER_RESULTS_RETENTION_DAYS": "90.5",
+        "AER_KEEP_EXTRACTED": "true",
+        "AER_SECRET_KEY": "s" * 40,
+        "AER_BOOTSTRAP_KEY": "aer_abcd1234_" + "k" * 43,
+        "AER_COOKIE_SECURE": "true",
+        "AER_TENANT_MAX_ACTIVE_JOBS": "3",
+        "AER_TENANT_MAX_FILES_PER_JOB": "20",
+        "AER_TENANT_MAX_STORED_MB": "1000",
         "AER_WEBHOOK_ALLOW_PRIVATE": "true",
         "AER_WEBHOOK_TIMEOUT_S": "3",
         "AER_WEBHOOK_MAX_ATTEMPTS": "4",
@@ -86,6 +100,20 @@ def test_every_variable_is_read(tmp_path):
         channel_names=((0, "advisor"), (1, "caller")),
         uncertain_below=0.4,
         ood_above=0.95,
+        max_archive_extract_mb=150,
+        max_archive_depth=1,
+        max_json_kb=64,
+        max_json_depth=8,
+        min_free_mb=10,
+        retention_days=30,
+        results_retention_days=90.5,
+        keep_extracted=True,
+        secret_key="s" * 40,
+        bootstrap_key="aer_abcd1234_" + "k" * 43,
+        cookie_secure=True,
+        tenant_max_active_jobs=3,
+        tenant_max_files_per_job=20,
+        tenant_max_stored_mb=1000,
         webhook_allow_private=True,
         webhook_timeout_s=3.0,
         webhook_max_attempts=4,
@@ -130,6 +158,16 @@ def test_derived_limits_follow_the_task_time_limit(tmp_path):
 def test_bad_values_are_named(tmp_path, name, value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings({"AER_DATA_DIR": str(tmp_path), name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("AER_BOOTSTRAP_KEY", "aer_short_secret-value"), ("AER_SECRET_KEY", "too-short-secret")],
+)
+def test_bad_secrets_are_named_but_not_shown(tmp_path, name, value):
+    with pytest.raises(ConfigError, match=name) as raised:
+        load_settings({"AER_DATA_DIR": str(tmp_path), name: value})
+    assert value not in str(raised.value)
 
 
 @pytest.mark.parametrize("name", ["AER_VISIBILITY_TIMEOUT_S", "AER_LEASE_S"])

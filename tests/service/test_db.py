@@ -21,7 +21,7 @@ from api.store.db import (
     session_scope,
     upgrade,
 )
-from api.store.tables import Base, File, Job, utcnow
+from api.store.tables import DEFAULT_TENANT, Base, File, Job, utcnow
 from api.store.uploads import upload_dir
 from core.predict import FilePrediction
 
@@ -70,6 +70,7 @@ def test_sqlite_connections_are_configured(tmp_path):
 
 def _job(session, **kw) -> Job:
     values = {"source_kind": "folder", "source": "/data/x", "options": {}, "model_name": "default"}
+    values["tenant_id"] = DEFAULT_TENANT
     return jobs.create_job(session, **(values | kw))
 
 
@@ -145,7 +146,7 @@ def test_deleting_a_job_cascades_and_removes_its_uploads(settings, tmp_path):
     (up_dir / "a.wav").write_bytes(b"x")
     for job_id in (upload.id, folder.id):
         with session_scope(settings) as session:
-            jobs.delete_job(session, settings, job_id)
+            jobs.delete_job(session, settings, job_id, tenant_id=DEFAULT_TENANT)
     with session_scope(settings) as session:
         for job_id in (upload.id, folder.id):
             assert session.get(Job, job_id) is None
@@ -157,7 +158,7 @@ def test_deleting_a_job_cascades_and_removes_its_uploads(settings, tmp_path):
     assert folder_src.is_dir()  # a folder job's source is never touched
     with pytest.raises(jobs.JobNotFoundError):
         with session_scope(settings) as session:
-            jobs.delete_job(session, settings, upload.id)
+            jobs.delete_job(session, settings, upload.id, tenant_id=DEFAULT_TENANT)
 
 
 def test_claim_file_rules(settings):
@@ -182,7 +183,7 @@ def test_claim_file_rules(settings):
     assert claim() is None  # out of attempts: left to the sweep
     with session_scope(settings) as session:
         assert processing.claim_file(session, "nope", other, lease_s=60, max_attempts=2) is None
-        jobs.cancel_job(session, job_id)
+        jobs.cancel_job(session, job_id, tenant_id=DEFAULT_TENANT)
         assert processing.claim_file(session, job_id, other, lease_s=60, max_attempts=2) is None
 
 
@@ -248,10 +249,10 @@ def test_cancel_only_active_jobs(settings):
         job_id = _job(session).id
         assert processing.mark_job_running(session, job_id, "v1")
         assert not processing.mark_job_running(session, job_id, "v2")
-        job = jobs.cancel_job(session, job_id)
+        job = jobs.cancel_job(session, job_id, tenant_id=DEFAULT_TENANT)
         assert job.state == "cancelled" and job.finished_at is not None
         assert not processing.fail_job(session, job_id, "too late")
-        assert jobs.cancel_job(session, job_id).state == "cancelled"
+        assert jobs.cancel_job(session, job_id, tenant_id=DEFAULT_TENANT).state == "cancelled"
         assert session.get(Job, job_id).model_version == "v1"
 
 
@@ -266,7 +267,7 @@ def test_sweep_statements(settings):
         spent.attempts, spent.lease_expires_at = 3, past
         cancelled = _job(session)
         cancelled_file = _files(session, cancelled.id, 1)[0]
-        jobs.cancel_job(session, cancelled.id)
+        jobs.cancel_job(session, cancelled.id, tenant_id=DEFAULT_TENANT)
         session.execute(
             update(File)
             .where(File.id.in_([running, dying, cancelled_file]))

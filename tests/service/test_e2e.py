@@ -16,6 +16,7 @@ import pytest
 
 from api.store.states import TERMINAL_JOB_STATES
 from core.samples import demo_folder
+from tests.auth import authenticated, create_key
 from tests.openapi_check import check_responses
 
 FIXTURES = demo_folder()
@@ -32,7 +33,7 @@ def client(settings, celery_worker):
     from api.store.db import get_engine
     from api.web.app import create_app
 
-    app = check_responses(create_app(settings))
+    app = authenticated(check_responses(create_app(settings)), create_key(settings))
     app.config["TESTING"] = True
     yield app.test_client()
     get_engine(settings.database_url).dispose()  # close pooled connections before the drop

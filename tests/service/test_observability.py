@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.store import webhooks
 from api.store.logs import configure_logging
+from tests.auth import authenticated, bearer, create_key
 from tests.conftest import FIXTURE_CLIPS
 from tests.openapi_check import check_responses
 
@@ -99,7 +100,7 @@ def client(settings, celery_worker):
     from api.store.db import get_engine
     from api.web.app import create_app
 
-    app = check_responses(create_app(settings))
+    app = authenticated(check_responses(create_app(settings)), create_key(settings))
     app.config["TESTING"] = True
     yield app.test_client()
     get_engine(settings.database_url).dispose()
@@ -251,7 +252,7 @@ def test_failed_attempts_show_in_metrics(client, allowed_root, wait_for_job):
 
 def test_health_reports_live_workers(client):
     body = client.get("/api/v1/healthz").get_json()
-    assert body["status"] == "ok" and body["checks"]["workers"] == {"ok": True}
+    assert body["status"] == "ok" and body["checks"]["workers"] == {"ok": True, "status": "ok"}
     assert "@" not in json.dumps(body)  # no worker host names in the public body
 
 
@@ -293,3 +294,18 @@ def test_json_logs_carry_request_and_job_ids(
     )
     assert finished[0]["job_id"] == job_id and finished[0]["level"] == "INFO"
     assert all(e.get("job_id") in (None, job_id) for e in worker_lines() if job_id in e["message"])
+
+
+def test_metrics_take_the_metrics_token_or_an_admin_key(make_app, api_settings):
+    token = "m" * 40
+    app = make_app(metrics_token=token)  # its clients send an admin key by default
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics", headers=bearer(token)).status_code == 200
+    assert client.get("/metrics", headers=bearer("m" * 39 + "x")).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": ""}).status_code == 401
+    reader = create_key(api_settings, scopes=("read",), name="reader")
+    assert client.get("/metrics", headers=bearer(reader)).status_code == 403
+    # Without a token configured, only admin keys read the metrics.
+    plain = make_app().test_client()
+    assert plain.get("/metrics", headers=bearer(token)).status_code == 401

@@ -20,9 +20,10 @@ from sqlalchemy import event, select
 from api.store.db import get_engine, session_scope
 from api.store.settings import ConfigError, load_settings
 from api.store.states import TERMINAL_JOB_STATES
-from api.store.tables import Segment
+from api.store.tables import DEFAULT_TENANT, Segment
 from core.datasets import parse_ravdess_name
 from core.timeline import most_overlapped
+from tests.auth import authenticated, create_key
 from tests.openapi_check import check_responses
 from tests.service.test_timeline_worker import CALL_SR, CLIPS, SLACK_S, TURNS, write_call
 
@@ -35,11 +36,17 @@ pytestmark = pytest.mark.skipif(len(CLIPS) < len(TURNS), reason="fixture clips m
 
 
 @pytest.fixture(scope="module")
-def call_app(settings, celery_worker):
+def call_key(settings) -> str:
+    """The admin key the test clients of :func:`call_app` send."""
+    return create_key(settings)
+
+
+@pytest.fixture(scope="module")
+def call_app(settings, celery_worker, call_key):
     """The API app over the worker's settings (the worker is running)."""
     from api.web.app import create_app
 
-    app = check_responses(create_app(settings))
+    app = authenticated(check_responses(create_app(settings)), call_key)
     app.config["TESTING"] = True
     yield app
     get_engine(settings.database_url).dispose()  # close pooled connections before the drop
@@ -372,7 +379,7 @@ def test_uncertain_default_comes_from_settings_then_the_model(call_job, settings
     (models / f"{name}.skops").symlink_to(settings.models_dir / f"{name}.skops")
 
     def threshold(**changes) -> float:
-        app = create_app(settings.model_copy(update=changes))
+        app = authenticated(create_app(settings.model_copy(update=changes)), create_key(settings))
         url = f"/api/v1/jobs/{job['id']}/results"
         return app.test_client().get(url).get_json()["uncertain_below"]
 
@@ -405,7 +412,12 @@ def test_unknown_job_or_file_is_a_json_404(client, call_job, settings):
     )
     with session_scope(settings) as session:  # another job (never enqueued)
         other = jobs.create_job(
-            session, source_kind="folder", source="/nowhere", options={}, model_name="default"
+            session,
+            source_kind="folder",
+            source="/nowhere",
+            options={},
+            model_name="default",
+            tenant_id=DEFAULT_TENANT,
         ).id
     for path in (
         f"{other}/files/{call['id']}",
@@ -442,13 +454,13 @@ def test_bad_queries_are_422(client, call_job, path, query, field):
 # --- command line --------------------------------------------------------------------------------
 
 
-def test_cli_export_and_client_segments(call_app, client, call_job, tmp_path):
+def test_cli_export_and_client_segments(call_app, call_key, client, call_job, tmp_path):
     from api.cli import cli
     from api.cli.client import AERClient
     from api.cli.embedded import http_server
 
     job_id, call = call_job["job"]["id"], call_job["results"]["call.wav"]
-    runner = CliRunner()
+    runner = CliRunner(env={"AER_API_KEY": call_key})
     with http_server(call_app, "127.0.0.1", 0) as url:
         for granularity in ("segment", "file"):
             out = tmp_path / f"{granularity}.csv"
@@ -459,7 +471,7 @@ def test_cli_export_and_client_segments(call_app, client, call_job, tmp_path):
             assert out.read_bytes() == api.get_data()
         result = runner.invoke(cli, ["export", job_id, "--granularity", "word", "--url", url])
         assert result.exit_code == 2
-        segments = list(AERClient(url).segments(job_id, call["id"], limit=2))
+        segments = list(AERClient(url, api_key=call_key).segments(job_id, call["id"], limit=2))
         assert segments == all_segments(client, call["links"]["segments"])[0]
     help_text = runner.invoke(cli, ["submit", "--help"]).output
     assert "--channels [mix|split]" in help_text and "--segmentation [vad|fixed|none]" in help_text

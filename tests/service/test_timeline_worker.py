@@ -21,7 +21,7 @@ from sqlalchemy import func, select, text, update
 from api.store import jobs, processing
 from api.store.db import session_scope
 from api.store.settings import ConfigError, load_settings
-from api.store.tables import File, Segment, utcnow
+from api.store.tables import DEFAULT_TENANT, File, Segment, utcnow
 from core.analyze import CHANNEL_MODES, SEGMENTATIONS, analyze_file
 from core.predict import predict_file
 from tests.conftest import FIXTURE_CLIPS, chunk_tasks_done
@@ -67,6 +67,7 @@ def submit(settings, folder: Path, options: dict) -> str:
             source=str(folder),
             options={"recursive": True, **options},
             model_name="default",
+            tenant_id=DEFAULT_TENANT,
         )
     enqueue_enumeration(job.id)  # after the commit
     return job.id
@@ -218,7 +219,7 @@ def test_redelivery_never_duplicates_segments(
     assert [s[1:] for s in again] == [s[1:] for s in before]
     assert files_of(settings, split_job)["call.wav"].segment_count == len(before)
     with session_scope(settings) as session:
-        job = jobs.get_job(session, split_job)
+        job = jobs.get_job(session, split_job, tenant_id=DEFAULT_TENANT)
         assert (job.state, job.finished_at) == ("succeeded", finished_at)
 
 
@@ -267,7 +268,7 @@ def test_deleting_the_job_deletes_its_segments(settings, split_job, wait_for_job
     file_id = files_of(settings, split_job)["call.wav"].id
     assert count_segments(settings, "job_id", split_job) > 0
     with session_scope(settings) as session:
-        jobs.delete_job(session, settings, split_job)
+        jobs.delete_job(session, settings, split_job, tenant_id=DEFAULT_TENANT)
     assert count_segments(settings, "job_id", split_job) == 0
     assert count_segments(settings, "file_id", file_id) == 0  # ON DELETE CASCADE
     with session_scope(settings) as session:

@@ -26,7 +26,7 @@ from api.store.queue import (
     SWEEP_TASK,
     create_celery,
 )
-from api.store.tables import File, Job, utcnow
+from api.store.tables import DEFAULT_TENANT, File, Job, utcnow
 from api.store.uploads import INCOMING_DIR, upload_dir
 from core.predict import FilePrediction, SegmentPrediction, predict_file
 from tests.conftest import FIXTURE_CLIPS, chunk_tasks_done
@@ -78,6 +78,7 @@ def submit(settings, *, source_kind: str, source: Path, options=None, job_id=Non
             source=str(source),
             options=options or {"recursive": True},
             model_name="default",
+            tenant_id=DEFAULT_TENANT,
             job_id=job_id,
         )
     enqueue_enumeration(job.id)  # after the commit
@@ -171,7 +172,12 @@ def _stuck_job(settings, folder: Path) -> str:
     """A job whose files are listed but whose chunks were lost (nothing enqueued)."""
     with session_scope(settings) as session:
         job = jobs.create_job(
-            session, source_kind="folder", source=str(folder), options={}, model_name="default"
+            session,
+            source_kind="folder",
+            source=str(folder),
+            options={},
+            model_name="default",
+            tenant_id=DEFAULT_TENANT,
         )
         entries = [(p.name, str(p)) for p in sorted(folder.glob("*.flac"))]
         processing.insert_files(session, job.id, entries, lease_until=utcnow() + timedelta(hours=1))
@@ -309,7 +315,7 @@ def test_chunk_claims_and_releases(settings, allowed_root):
         ("running", 2)
     ]
     with session_scope(settings) as session:
-        jobs.cancel_job(session, job_id)
+        jobs.cancel_job(session, job_id, tenant_id=DEFAULT_TENANT)
     assert claim(ids, lease) == []  # the job is no longer active
 
 
@@ -366,7 +372,7 @@ def test_batch_of_results_first_result_wins(settings, allowed_root):
     assert {seg.label for seg in segs[a]} == {"happy"} and segs[b][1].start_s == 2.0
     assert all(seg.job_id == job_id for seg in segs[a] + segs[b])
     with session_scope(settings) as session:
-        jobs.cancel_job(session, job_id)
+        jobs.cancel_job(session, job_id, tenant_id=DEFAULT_TENANT)
 
 
 def test_soft_time_limit_gives_back_unstarted_files(
@@ -402,14 +408,20 @@ def test_soft_time_limit_gives_back_unstarted_files(
     rows = {r["id"]: r for r in file_rows(settings, job_id).values()}
     assert (rows[ids[3]]["state"], rows[ids[3]]["attempts"]) == ("done", 1)
     with session_scope(settings) as session:
-        jobs.cancel_job(session, job_id)  # the interrupted file is not this test's business
+        # The interrupted file is not this test's business.
+        jobs.cancel_job(session, job_id, tenant_id=DEFAULT_TENANT)
 
 
 def test_sweep_restarts_lost_enumeration(settings, celery_worker, allowed_root, wait_for_job):
     folder = make_folder(allowed_root, CLIPS[:2])
     with session_scope(settings) as session:
         job = jobs.create_job(
-            session, source_kind="folder", source=str(folder), options={}, model_name="default"
+            session,
+            source_kind="folder",
+            source=str(folder),
+            options={},
+            model_name="default",
+            tenant_id=DEFAULT_TENANT,
         )
         # Enumeration started once, then its worker vanished: no rows, lease expired.
         session.execute(
@@ -439,7 +451,7 @@ def test_upload_job_with_zip(settings, celery_worker, wait_for_job):
     assert set(rows) == {"single.flac", "calls.zip/day1/a.flac", "calls.zip/day2/deep/b.flac"}
 
     with session_scope(settings) as session:
-        jobs.delete_job(session, settings, job_id)
+        jobs.delete_job(session, settings, job_id, tenant_id=DEFAULT_TENANT)
     assert not folder.exists()
     assert file_rows(settings, job_id) == {}
 
@@ -473,13 +485,39 @@ def test_folder_outside_allowed_roots_fails(settings, celery_worker, wait_for_jo
     assert job.state == "failed" and "allowed root" in job.error
 
 
+def test_folder_over_the_tenants_files_quota_fails(
+    settings, celery_worker, allowed_root, wait_for_job
+):
+    from api.store.quotas import set_limits
+
+    folder = make_folder(allowed_root, CLIPS[:3])
+    with session_scope(settings) as session:
+        set_limits(session, "small", max_files_per_job=2)
+        job = jobs.create_job(
+            session,
+            source_kind="folder",
+            source=str(folder),
+            options={"recursive": True},
+            model_name="default",
+            tenant_id="small",
+        )
+    enqueue_enumeration(job.id)
+    done = wait_for_job(job.id, timeout=60)
+    assert done.state == "failed" and "more than 2 audio files" in done.error
+
+
 def test_cancelled_job_is_skipped(settings, celery_worker, allowed_root, wait_for_job):
     folder = make_folder(allowed_root, CLIPS[:4])
     with session_scope(settings) as session:
         job = jobs.create_job(
-            session, source_kind="folder", source=str(folder), options={}, model_name="default"
+            session,
+            source_kind="folder",
+            source=str(folder),
+            options={},
+            model_name="default",
+            tenant_id=DEFAULT_TENANT,
         )
-        jobs.cancel_job(session, job.id)
+        jobs.cancel_job(session, job.id, tenant_id=DEFAULT_TENANT)
     enqueue_enumeration(job.id)
     sent: list = []
     pipeline.run_enumeration(settings, job.id, lambda *a: sent.append(a))
