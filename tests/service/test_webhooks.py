@@ -166,3 +166,33 @@ def test_default_retries_last_about_a_day(tmp_path):
         assert nominal / 2 <= delay <= nominal
     assert delays[0] < 60 and max(delays) <= settings.webhook_retry_max_s
     assert 16 * 3600 < sum(delays) < 36 * 3600
+
+
+def test_a_tenants_events_reach_its_own_subscriptions_only(api_settings):
+    from api.store.db import session_scope
+    from api.store.jobs import cancel, create_job
+
+    with session_scope(api_settings) as session:
+        mine = webhooks.create_webhook(
+            session, tenant_id="default", url="http://127.0.0.1:9/m", events=["job.cancelled"]
+        )
+        theirs = webhooks.create_webhook(
+            session, tenant_id="other", url="http://127.0.0.1:9/t", events=["job.cancelled"]
+        )
+        job = create_job(
+            session,
+            source_kind="folder",
+            source="/nowhere",
+            options={},
+            model_name="m",
+            tenant_id="default",
+        )
+        _, attempt_ids = cancel(session, job.id, tenant_id="default")
+        rows = deliveries.attempts(session, job_id=job.id)
+        assert [row.id for row in rows] == attempt_ids
+        assert [row.webhook_id for row in rows] == [mine.id]
+        assert deliveries.attempts(session, webhook_id=theirs.id) == []
+        _, again = cancel(session, job.id, tenant_id="default")
+        assert again == []  # a job already cancelled sends nothing more
+        with pytest.raises(webhooks.WebhookNotFoundError):
+            webhooks.get_webhook(session, theirs.id, tenant_id="default")
