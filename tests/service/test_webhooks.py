@@ -196,3 +196,31 @@ def test_a_tenants_events_reach_its_own_subscriptions_only(api_settings):
         assert again == []  # a job already cancelled sends nothing more
         with pytest.raises(webhooks.WebhookNotFoundError):
             webhooks.get_webhook(session, theirs.id, tenant_id="default")
+
+
+def test_each_attempt_checks_the_receiver_again(api_settings):
+    """An address allowed at submission but private at delivery (DNS rebinding, or the setting
+    turned off since) is refused by the attempt itself, before any connection."""
+    from api.store.db import session_scope
+    from api.store.jobs import cancel, create_job
+    from worker.webhooks import run_delivery
+
+    with session_scope(api_settings) as session:
+        job = create_job(
+            session,
+            source_kind="folder",
+            source="/nowhere",
+            options={},
+            model_name="m",
+            tenant_id="default",
+            callback_url="http://127.0.0.1:9/rebound",  # as if it had resolved outside
+        )
+        (attempt_id,) = cancel(session, job.id, tenant_id="default")[1]
+    scheduled = []
+    state = run_delivery(api_settings, attempt_id, lambda *a: scheduled.append(a))
+    assert state == "failed" and len(scheduled) == 1  # retried later, like any failure
+    with session_scope(api_settings) as session:
+        (row, following) = deliveries.attempts(session, job_id=job.id)
+    assert row.error.startswith("refused:") and row.status_code is None
+    assert following.attempt == 2 and following.id == scheduled[0][0]
+    assert run_delivery(api_settings, attempt_id, scheduled.append) is None  # claimed once
