@@ -76,6 +76,7 @@ def test_every_variable_is_read(tmp_path):
         "AER_LOG_FORMAT": "json",
         "AER_LOG_LEVEL": "DEBUG",
         "AER_WORKER_PING_TIMEOUT_S": "0.25",
+        "AER_METRICS_TOKEN": "t" * 32,
     }
     s = load_settings(env)
     assert s == Settings(
@@ -122,6 +123,7 @@ def test_every_variable_is_read(tmp_path):
         log_format="json",
         log_level="DEBUG",
         worker_ping_timeout_s=0.25,
+        metrics_token="t" * 32,
     )
     assert s.celery_broker_url == "redis://broker:6379/0"
     # every AER_ variable the README documents is one load_settings reads
