@@ -56,7 +56,8 @@ def check_responses(app: Flask) -> Flask:
     from api.web.spec import document
 
     def check(response: Response) -> Response:
-        if request.url_rule is None or not response.is_json:
+        automatic = request.method in ("HEAD", "OPTIONS")  # answered by Flask, not by a view
+        if request.url_rule is None or not response.is_json or automatic:
             return response
         with app.app_context():
             doc = document()

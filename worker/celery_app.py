@@ -11,7 +11,7 @@ died goes back to the queue, and the database (not a result backend) records wha
 
 from __future__ import annotations
 
-from celery import Celery, signals
+from celery import Celery, platforms, signals
 
 from api.store.db import dispose_engines
 from api.store.logs import configure_logging
@@ -44,3 +44,10 @@ def _worker_starting(**_kwargs) -> None:
 def _after_fork(**_kwargs) -> None:
     # Connections pooled before the fork belong to the parent process.
     dispose_engines()
+
+
+@signals.beat_embedded_init.connect
+def _beat_dies_with_worker(**_kwargs) -> None:
+    # The pool processes get SIGKILL when the worker dies (Celery sets it); the embedded beat
+    # (``worker -B``) does not, and would run on alone after a ``kill -9`` of the worker.
+    platforms.set_pdeathsig("SIGKILL")

@@ -16,8 +16,9 @@ from itertools import islice
 from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import OperationalError
 
-from api.store import deliveries, jobs, processing, webhooks
+from api.store import deliveries, jobs, processing, webhooks, workers
 from api.store.db import session_scope
 from api.store.quotas import job_file_limit
 from api.store.redact import without_paths
@@ -28,6 +29,7 @@ from core.analyze import analyze_file
 from core.errors import ModelError
 from core.model import EmotionModel
 from core.predict import FilePrediction
+from worker.liveness import task_claim
 from worker.models import get_model
 from worker.notify import send_deliveries
 from worker.sources import Listing, SourceError, list_folder, list_upload, remove_extractions
@@ -61,14 +63,36 @@ def enqueue_in_chunks(
 
 
 def run_enumeration(settings: Settings, job_id: str, enqueue: Enqueue) -> None:
-    """List the job's files, insert their rows in committed batches, enqueue them in chunks."""
+    """List the job's files, insert their rows in committed batches, enqueue them in chunks.
+
+    When the database stops the listing (locked, or its disk full), the claim is given back
+    without counting the attempt, and the sweep sends the job again.
+    """
+    with task_claim(settings, "enumerate") as worker_id:
+        try:
+            _enumerate(settings, job_id, enqueue, worker_id)
+        except OperationalError as exc:
+            log.warning("job %s: the database stopped the listing: %s", job_id, exc.orig)
+            try:
+                with session_scope(settings) as session:
+                    processing.release_enumeration(session, job_id, worker_id)
+            except OperationalError:  # the claim dies with this task: the sweep takes it back
+                log.warning("job %s: could not give the listing back", job_id)
+
+
+def _enumerate(settings: Settings, job_id: str, enqueue: Enqueue, worker_id: str) -> None:
     with session_scope(settings) as session:
         job = processing.claim_enumeration(
-            session, job_id, lease_s=settings.lease_s, max_attempts=settings.max_attempts
+            session,
+            job_id,
+            worker_id=worker_id,
+            lease_s=settings.lease_s,
+            max_attempts=settings.max_attempts,
+            worker_timeout_s=settings.worker_timeout_s,
         )
         max_files = job_file_limit(session, settings, job.tenant_id) if job else 0
     if job is None:
-        log.info("job %s: nothing to enumerate (finished, cancelled or enumerated)", job_id)
+        log.info("job %s: nothing to enumerate (done, stopped, or held by a live task)", job_id)
         return
     try:
         listing = _list_sources(settings, job, max_files)
@@ -137,6 +161,18 @@ def _list_sources(settings: Settings, job, max_files: int) -> Listing:
 def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue: Enqueue) -> int:
     """Analyse the chunk's files that still need it; returns how many were processed.
 
+    The files are claimed for this task (:func:`worker.liveness.task_claim`): if its process
+    dies, the sweep takes them back once the heartbeat stops, well before the lease ends.
+    """
+    with task_claim(settings, "chunk") as worker_id:
+        return _run_chunk(settings, job_id, file_ids, enqueue, worker_id)
+
+
+def _run_chunk(
+    settings: Settings, job_id: str, file_ids: Sequence[int], enqueue: Enqueue, worker_id: str
+) -> int:
+    """:func:`run_chunk` for the task ``worker_id``.
+
     Files never attempted are claimed together in one statement and their results stored in
     batches (:class:`_Results`); files an earlier attempt left unfinished (perhaps the one that
     killed a worker) are claimed and stored one at a time, so a crash costs no other file an
@@ -150,7 +186,9 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
         if job is None:
             log.info("job %s is not active: skipping %s files", job_id, len(file_ids))
             return 0
-        processing.extend_pending_leases(session, job_id, file_ids, lease_until=lease_until)
+        processing.extend_pending_leases(
+            session, job_id, file_ids, worker_id=worker_id, lease_until=lease_until
+        )
     try:
         options = jobs.analysis_options(job.options)
     except jobs.InvalidOptionsError as exc:
@@ -172,8 +210,10 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
             session,
             job_id,
             file_ids,
+            worker_id=worker_id,
             lease_until=lease_until,
             max_attempts=settings.max_attempts,
+            worker_timeout_s=settings.worker_timeout_s,
             first_attempt_only=True,
         )
     taken = {file_id for file_id, _ in claimed}
@@ -190,7 +230,7 @@ def run_chunk(settings: Settings, job_id: str, file_ids: Sequence[int], enqueue:
             results.flush_if_due()
         results.flush()
         while retries:
-            if _process_file(settings, model, options, job_id, retries.pop(0)):
+            if _process_file(settings, model, options, job_id, retries.pop(0), worker_id):
                 done += 1
     except SoftTimeLimitExceeded:
         results.flush()  # again if the limit struck during a flush: the first result wins
@@ -274,14 +314,17 @@ def _process_file(
     options: jobs.AnalysisOptions,
     job_id: str,
     file_id: int,
+    worker_id: str,
 ) -> bool:
     with session_scope(settings) as session:
         path = processing.claim_file(
             session,
             job_id,
             file_id,
+            worker_id=worker_id,
             lease_s=settings.lease_s,
             max_attempts=settings.max_attempts,
+            worker_timeout_s=settings.worker_timeout_s,
         )
     if path is None:
         return False
@@ -337,33 +380,50 @@ def run_sweep(
     enqueue_enumeration: Callable[[str], None],
     *,
     queue_idle: bool,
+    control_idle: bool = False,
+    messages_lost: bool = False,
 ) -> dict[str, int]:
-    """Give up on files out of attempts, re-enqueue files and enumerations past their lease,
-    delete upload parts abandoned by a crashed API process.
+    """Give up on files out of attempts; re-enqueue files and enumerations whose task is gone
+    (``AER_WORKER_TIMEOUT_S``) or whose lease expired; delete upload parts abandoned by a
+    crashed API process.
 
     Pending files are only re-enqueued when ``queue_idle`` (no chunk waiting in the broker): a
-    pending file with an expired lease is then certainly not waiting in the queue.
+    pending file with an expired lease is then certainly not waiting in the queue. A job nobody
+    claimed is sent again after ``AER_WORKER_TIMEOUT_S`` when ``control_idle`` (no listing
+    waits), else after a lease. ``messages_lost`` (the broker restarted empty): every pending
+    file and unclaimed listing is sent again at once.
     """
     stale_parts = remove_stale_parts(settings.uploads_dir, older_than_s=STALE_PART_S)
+    timeout_s = settings.worker_timeout_s
     with session_scope(settings) as session:
-        gave_up = processing.give_up_files(session, max_attempts=settings.max_attempts)
+        workers.prune(session, timeout_s=max(timeout_s, settings.lease_s))
+    with session_scope(settings) as session:
+        gave_up = processing.give_up_files(
+            session, max_attempts=settings.max_attempts, worker_timeout_s=timeout_s
+        )
     with session_scope(settings) as session:
         requeue = processing.expired_files(
             session,
             lease_s=settings.lease_s,
             max_attempts=settings.max_attempts,
+            worker_timeout_s=timeout_s,
             include_pending=queue_idle,
+            messages_lost=messages_lost,
         )
     with session_scope(settings) as session:
-        abandoned = processing.give_up_enumerations(
-            session, lease_s=settings.lease_s, max_attempts=settings.max_attempts
+        abandoned: list[str] = []
+        stalled = processing.stalled_enumerations(
+            session,
+            lease_s=settings.lease_s,
+            max_attempts=settings.max_attempts,
+            worker_timeout_s=timeout_s,
+            unclaimed_after_s=timeout_s if control_idle else settings.lease_s,
+            messages_lost=messages_lost,
+            gave_up=abandoned,
         )
         attempt_ids = [
             i for job_id in abandoned for i in webhooks.record_job_event(session, job_id)
         ]
-        stalled = processing.stalled_enumerations(
-            session, lease_s=settings.lease_s, max_attempts=settings.max_attempts
-        )
     send_deliveries(attempt_ids)
     with session_scope(settings) as session:
         late_attempts = deliveries.due_attempts(session, grace_s=settings.sweep_interval_s)

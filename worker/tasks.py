@@ -14,6 +14,7 @@ from api.store.logs import log_context
 from api.store.queue import (
     CHUNK_QUEUE,
     CHUNK_TASK,
+    CONTROL_QUEUE,
     DELIVER_TASK,
     ENUMERATE_TASK,
     PURGE_TASK,
@@ -26,6 +27,9 @@ from worker import pipeline, retention, training, webhooks
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
+
+#: A key the sweep keeps in the broker: missing, the broker restarted empty (messages lost).
+BROKER_MARK = "aer:broker-mark"
 
 
 @app.task(name=ENUMERATE_TASK)
@@ -52,9 +56,18 @@ def train_model(training_id: str) -> None:
 @app.task(name=SWEEP_TASK)
 def sweep() -> dict[str, int]:
     """Re-enqueue lost work and give up on files that keep killing workers."""
-    return pipeline.run_sweep(
-        load_settings(), enqueue_chunk, enqueue_enumeration, queue_idle=chunk_queue_idle()
+    lost = broker_lost_messages()
+    counts = pipeline.run_sweep(
+        load_settings(),
+        enqueue_chunk,
+        enqueue_enumeration,
+        queue_idle=queue_idle(CHUNK_QUEUE),
+        control_idle=queue_idle(CONTROL_QUEUE),
+        messages_lost=lost,
     )
+    if lost:  # only once the work is sent again: a sweep that dies midway retries it all
+        mark_broker()
+    return counts
 
 
 @app.task(name=DELIVER_TASK)
@@ -85,10 +98,26 @@ def enqueue_chunk(job_id: str, file_ids: list[int]) -> None:
     process_chunk.apply_async(args=(job_id, list(file_ids)))
 
 
-def chunk_queue_idle() -> bool:
-    """Whether no chunk is waiting in the broker (chunks being processed are not counted)."""
+def queue_idle(queue: str) -> bool:
+    """Whether no message waits in ``queue`` (those being processed are not counted)."""
     with app.connection_for_read() as conn:
         try:
-            return conn.default_channel.queue_declare(CHUNK_QUEUE, passive=True).message_count == 0
+            return conn.default_channel.queue_declare(queue, passive=True).message_count == 0
         except ChannelError:  # Redis drops an empty list: no queue means no message
             return True
+
+
+def broker_lost_messages() -> bool:
+    """Whether the broker lacks :data:`BROKER_MARK`: it restarted without its data (or is new),
+    so the messages of pending work are gone. False for a broker that is not Redis."""
+    with app.connection_for_read() as conn:
+        client = getattr(conn.default_channel, "client", None)
+        return client is not None and not client.exists(BROKER_MARK)
+
+
+def mark_broker() -> None:
+    """Set :data:`BROKER_MARK` (no expiry: it lives as long as the broker's data)."""
+    with app.connection_for_write() as conn:
+        client = getattr(conn.default_channel, "client", None)
+        if client is not None:
+            client.set(BROKER_MARK, "1")

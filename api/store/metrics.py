@@ -25,7 +25,7 @@ from api.store.queue import QUEUES
 from api.store.settings import Settings
 from api.store.states import FileState, JobState
 from api.store.tables import File, Job
-from api.store.workers import live_workers
+from api.store.alive import live_workers
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -40,6 +40,7 @@ from api.store.tables import (
     Segment,
     utcnow,
 )
+from api.store.workers import file_lost, gone
 
 if TYPE_CHECKING:  # core.predict pulls in the audio stack, which the API does not need here
     from core.predict import FilePrediction
@@ -52,9 +53,17 @@ GAVE_UP = "gave_up"
 
 
 def claim_enumeration(
-    session: Session, job_id: str, *, lease_s: float, max_attempts: int
+    session: Session,
+    job_id: str,
+    *,
+    worker_id: str,
+    lease_s: float,
+    max_attempts: int,
+    worker_timeout_s: float,
 ) -> Job | None:
-    """Count one enumeration attempt of an active, un-enumerated job; None when there is none."""
+    """Count one enumeration attempt of an active, un-enumerated job that no live task holds,
+    for the task ``worker_id``; None when there is none."""
+    now = utcnow()
     result = session.execute(
         update(Job)
         .where(
@@ -62,8 +71,17 @@ def claim_enumeration(
             Job.state.in_(ACTIVE_JOB_STATES),
             Job.enumerated.is_(False),
             Job.attempts < max_attempts,
+            or_(
+                Job.claimed_by.is_(None),
+                Job.lease_expires_at < now,
+                gone(Job.claimed_by, timeout_s=worker_timeout_s),
+            ),
         )
-        .values(attempts=Job.attempts + 1, lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        .values(
+            attempts=Job.attempts + 1,
+            claimed_by=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
@@ -71,6 +89,18 @@ def claim_enumeration(
     job = session.get(Job, job_id)
     session.refresh(job)
     return job
+
+
+def release_enumeration(session: Session, job_id: str, worker_id: str) -> bool:
+    """Give back an enumeration that ``worker_id`` could not finish for a passing reason (the
+    database was locked or full): the attempt not counted, and the sweep sends it again."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.claimed_by == worker_id, Job.enumerated.is_(False))
+        .values(attempts=Job.attempts - 1, claimed_by=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 def insert_files(
@@ -177,32 +207,47 @@ def mark_job_running(session: Session, job_id: str, model_version: str | None) -
 
 
 def extend_pending_leases(
-    session: Session, job_id: str, file_ids: Sequence[int], *, lease_until: datetime
+    session: Session,
+    job_id: str,
+    file_ids: Sequence[int],
+    *,
+    worker_id: str,
+    lease_until: datetime,
 ) -> None:
-    """Push back the lease of a chunk's still-pending files, so the sweep leaves them alone."""
+    """Hold a chunk's still-pending files for the task ``worker_id`` until ``lease_until``, so
+    the sweep leaves them alone while the task lives."""
     session.execute(
         update(File)
         .where(File.job_id == job_id, File.id.in_(file_ids), File.state == FileState.PENDING)
-        .values(lease_expires_at=lease_until)
+        .values(claimed_by=worker_id, lease_expires_at=lease_until)
         .execution_options(synchronize_session=False)
     )
 
 
 def claim_file(
-    session: Session, job_id: str, file_id: int, *, lease_s: float, max_attempts: int
+    session: Session,
+    job_id: str,
+    file_id: int,
+    *,
+    worker_id: str,
+    lease_s: float,
+    max_attempts: int,
+    worker_timeout_s: float,
 ) -> str | None:
-    """Mark a file running (one more attempt, a fresh lease); returns its path, or None.
+    """Mark a file running for the task ``worker_id`` (one more attempt, a fresh lease);
+    returns its path, or None.
 
-    None when the file is done or failed, held by another worker whose lease is still valid,
-    out of attempts, or its job is no longer active.
+    None when the file is done or failed, held by another live task whose lease is still
+    valid, out of attempts, or its job is no longer active.
     """
     now = utcnow()
     return session.scalar(
         update(File)
-        .where(File.id == file_id, *_claimable(job_id, now, max_attempts))
+        .where(File.id == file_id, *_claimable(job_id, now, max_attempts, worker_timeout_s))
         .values(
             state=FileState.RUNNING,
             attempts=File.attempts + 1,
+            claimed_by=worker_id,
             lease_expires_at=now + timedelta(seconds=lease_s),
         )
         .returning(File.path)
@@ -215,8 +260,10 @@ def claim_files(
     job_id: str,
     file_ids: Sequence[int],
     *,
+    worker_id: str,
     lease_until: datetime,
     max_attempts: int,
+    worker_timeout_s: float,
     first_attempt_only: bool = False,
 ) -> list[tuple[int, str]]:
     """:func:`claim_file` for many files in one ``UPDATE``; returns ``(id, path)`` of the
@@ -227,13 +274,18 @@ def claim_files(
     """
     if not file_ids:
         return []
-    conditions = _claimable(job_id, utcnow(), max_attempts)
+    conditions = _claimable(job_id, utcnow(), max_attempts, worker_timeout_s)
     if first_attempt_only:
         conditions.append(File.attempts == 0)
     rows = session.execute(
         update(File)
         .where(File.id.in_(file_ids), *conditions)
-        .values(state=FileState.RUNNING, attempts=File.attempts + 1, lease_expires_at=lease_until)
+        .values(
+            state=FileState.RUNNING,
+            attempts=File.attempts + 1,
+            claimed_by=worker_id,
+            lease_expires_at=lease_until,
+        )
         .returning(File.id, File.path)
         .execution_options(synchronize_session=False)
     ).all()
@@ -261,6 +313,7 @@ def release_files(
         .values(
             state=FileState.PENDING,
             attempts=File.attempts - 1,
+            claimed_by=None,
             lease_expires_at=utcnow() + timedelta(seconds=lease_s),
         )
         .returning(File.id)
@@ -269,14 +322,11 @@ def release_files(
     return sorted(rows)
 
 
-def _claimable(job_id: str, now: datetime, max_attempts: int) -> list:
+def _claimable(job_id: str, now: datetime, max_attempts: int, worker_timeout_s: float) -> list:
     """WHERE terms of a file of ``job_id`` that a worker may take now."""
     return [
         File.job_id == job_id,
-        or_(
-            File.state == FileState.PENDING,
-            and_(File.state == FileState.RUNNING, File.lease_expires_at < now),
-        ),
+        or_(File.state == FileState.PENDING, file_lost(now, timeout_s=worker_timeout_s)),
         File.attempts < max_attempts,
         exists().where(Job.id == job_id, Job.state.in_(ACTIVE_JOB_STATES)),
     ]
@@ -436,9 +486,9 @@ def try_finish_job(session: Session, job_id: str) -> bool:
 # --- sweep (worker) ----------------------------------------------------------------------------
 
 
-def give_up_files(session: Session, *, max_attempts: int) -> set[str]:
-    """Fail unfinished files whose lease expired after ``max_attempts`` attempts; returns their
-    job ids."""
+def give_up_files(session: Session, *, max_attempts: int, worker_timeout_s: float) -> set[str]:
+    """Fail unfinished files whose lease expired, or whose task is gone, after
+    ``max_attempts`` attempts; returns their job ids."""
     now = utcnow()
     message = (
         literal("gave up after ")
@@ -449,7 +499,7 @@ def give_up_files(session: Session, *, max_attempts: int) -> set[str]:
         update(File)
         .where(
             File.state.in_(UNFINISHED_FILE_STATES),
-            File.lease_expires_at < now,
+            or_(File.lease_expires_at < now, file_lost(now, timeout_s=worker_timeout_s)),
             File.attempts >= max_attempts,
             _job_is_active(),
         )
@@ -467,19 +517,36 @@ def give_up_files(session: Session, *, max_attempts: int) -> set[str]:
 
 
 def expired_files(
-    session: Session, *, lease_s: float, max_attempts: int, include_pending: bool
+    session: Session,
+    *,
+    lease_s: float,
+    max_attempts: int,
+    worker_timeout_s: float,
+    include_pending: bool,
+    messages_lost: bool = False,
 ) -> dict[str, list[int]]:
-    """Reset running files past their lease (and, if asked, pending ones) to pending with a new
-    lease; returns ``{job_id: [file ids]}`` to enqueue again."""
+    """Reset running files past their lease or whose task is gone (and, if asked, pending ones
+    past their lease) to pending with a new lease; returns ``{job_id: [file ids]}`` to enqueue
+    again.
+
+    ``messages_lost``: the broker lost its messages, so every pending file is taken, whatever
+    its lease.
+    """
     now = utcnow()
     expired = or_(File.lease_expires_at < now, File.lease_expires_at.is_(None))
-    stuck = and_(File.state == FileState.RUNNING, File.attempts < max_attempts)
-    if include_pending:
+    stuck = and_(file_lost(now, timeout_s=worker_timeout_s), File.attempts < max_attempts)
+    if messages_lost:
         stuck = or_(stuck, File.state == FileState.PENDING)
+    elif include_pending:
+        stuck = or_(stuck, and_(File.state == FileState.PENDING, expired))
     rows = session.execute(
         update(File)
-        .where(stuck, expired, _job_is_active())
-        .values(state=FileState.PENDING, lease_expires_at=now + timedelta(seconds=lease_s))
+        .where(stuck, _job_is_active())
+        .values(
+            state=FileState.PENDING,
+            claimed_by=None,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+        )
         .returning(File.job_id, File.id)
         .execution_options(synchronize_session=False)
     ).all()
@@ -489,48 +556,59 @@ def expired_files(
     return {job_id: sorted(ids) for job_id, ids in by_job.items()}
 
 
-def _stalled_enumeration(lease_s: float, now: datetime):
-    return and_(
+def stalled_enumerations(
+    session: Session,
+    *,
+    lease_s: float,
+    max_attempts: int,
+    worker_timeout_s: float,
+    unclaimed_after_s: float,
+    messages_lost: bool = False,
+    gave_up: list[str] | None = None,
+) -> list[str]:
+    """Jobs whose enumeration was lost: its lease expired, its task is gone, or nobody claimed
+    it within ``unclaimed_after_s`` of its creation (or at all, when ``messages_lost``).
+
+    Jobs out of attempts are failed (their ids appended to ``gave_up`` when given, for their
+    webhook events); the others get a fresh lease, no claimer, and are returned, to be enqueued
+    again.
+    """
+    now = utcnow()
+    unclaimed = Job.claimed_by.is_(None)
+    if not messages_lost:
+        unclaimed = and_(
+            unclaimed,
+            Job.lease_expires_at.is_(None),
+            Job.created_at < now - timedelta(seconds=unclaimed_after_s),
+        )
+    stalled = and_(
         Job.state.in_(ACTIVE_JOB_STATES),
         Job.enumerated.is_(False),
         or_(
             Job.lease_expires_at < now,
-            and_(Job.lease_expires_at.is_(None), Job.created_at < now - timedelta(seconds=lease_s)),
+            and_(Job.claimed_by.is_not(None), gone(Job.claimed_by, timeout_s=worker_timeout_s)),
+            unclaimed,
         ),
     )
-
-
-def give_up_enumerations(session: Session, *, lease_s: float, max_attempts: int) -> list[str]:
-    """Fail the jobs whose enumeration was lost ``max_attempts`` times; returns their ids."""
-    now = utcnow()
-    return list(
-        session.scalars(
-            update(Job)
-            .where(_stalled_enumeration(lease_s, now), Job.attempts >= max_attempts)
-            .values(
-                state=JobState.FAILED,
-                error=f"listing the files gave up after {max_attempts} attempts",
-                finished_at=now,
-                lease_expires_at=None,
-            )
-            .returning(Job.id)
-            .execution_options(synchronize_session=False)
+    failed = session.scalars(
+        update(Job)
+        .where(stalled, Job.attempts >= max_attempts)
+        .values(
+            state=JobState.FAILED,
+            error=f"listing the files gave up after {max_attempts} attempts",
+            finished_at=now,
+            lease_expires_at=None,
         )
-    )
-
-
-def stalled_enumerations(session: Session, *, lease_s: float, max_attempts: int) -> list[str]:
-    """Jobs whose enumeration was lost (lease expired, or never started within a lease).
-
-    Jobs out of attempts are failed (:func:`give_up_enumerations`); the others get a fresh
-    lease and are returned, to be enqueued again.
-    """
-    give_up_enumerations(session, lease_s=lease_s, max_attempts=max_attempts)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if gave_up is not None:
+        gave_up.extend(failed)
     return list(
         session.scalars(
             update(Job)
-            .where(_stalled_enumeration(lease_s, utcnow()))
-            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+            .where(stalled)
+            .values(claimed_by=None, lease_expires_at=now + timedelta(seconds=lease_s))
             .returning(Job.id)
             .execution_options(synchronize_session=False)
         )

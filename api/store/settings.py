@@ -166,12 +166,21 @@ class Settings(BaseSettings):
     lease_s: int = Field(
         0,
         ge=0,
-        description="when the sweep takes back a file or listing a worker lost; "
-        "default task limit + max(60 s, 1/6)",
+        description="when the sweep takes back a file or listing even from a live but slow "
+        "task; default task limit + max(60 s, 1/6)",
     )
     max_attempts: int = Field(3, ge=1, description="attempts per file before it fails `gave_up`")
     sweep_interval_s: float = Field(
-        60.0, gt=0, allow_inf_nan=False, description="how often the sweep runs"
+        15.0, gt=0, allow_inf_nan=False, description="how often the sweep runs"
+    )
+    heartbeat_s: float = Field(
+        10.0, gt=0, allow_inf_nan=False, description="how often a busy worker process reports in"
+    )
+    worker_timeout_s: float = Field(
+        40.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="a task not heard from for this long is gone: the sweep re-queues its work",
     )
     channel_names: Annotated[tuple[tuple[int, str], ...], NoDecode] = Field(
         DEFAULT_CHANNEL_NAMES,
@@ -314,6 +323,11 @@ class Settings(BaseSettings):
             object.__setattr__(self, name, value)
         # A message redelivered while its task still runs would be processed twice; a lease
         # shorter than the task would let the sweep hand a running file to a second worker.
+        if self.worker_timeout_s <= self.heartbeat_s:
+            raise ValueError(
+                f"{PREFIX}WORKER_TIMEOUT_S ({self.worker_timeout_s}) must be longer than "
+                f"{PREFIX}HEARTBEAT_S ({self.heartbeat_s})"
+            )
         for name in ("visibility_timeout_s", "lease_s"):
             if getattr(self, name) <= limit:
                 raise ValueError(

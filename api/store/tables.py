@@ -47,6 +47,7 @@ __all__ = [
     "TERMINAL_JOB_STATES",
     "UNFINISHED_FILE_STATES",
     "ApiKey",
+    "AuditEvent",
     "Base",
     "DeliveryState",
     "File",
@@ -60,6 +61,7 @@ __all__ = [
     "Tenant",
     "Webhook",
     "WebhookDelivery",
+    "Worker",
     "utcnow",
 ]
 
@@ -181,6 +183,8 @@ class Job(Base):
     #: Enumeration attempts and lease, so the sweep can restart a lost enumeration.
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The :class:`Worker` task that holds the enumeration (its heartbeat keeps the claim).
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -216,6 +220,8 @@ class File(Base):
     )
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The :class:`Worker` task that last claimed the file.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     duration_s: Mapped[float | None]
     sample_rate: Mapped[int | None]
     channels: Mapped[int | None]
@@ -395,3 +401,43 @@ class Purge(Base):
 
     def __repr__(self) -> str:
         return f"<Purge {self.kind} {self.jobs} jobs at {self.ran_at}>"
+
+
+class AuditEvent(Base):
+    """One thing a key did to a tenant's data: created, downloaded, relabelled, trained,
+    cancelled or deleted what, and when (``api.store.audit``)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index(None, "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    #: The key that acted (None for the service itself, e.g. the retention task).
+    key_id: Mapped[int | None]
+    key_prefix: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict | None] = mapped_column(JSONType)
+
+
+class Worker(Base):
+    """One running task of a worker process, kept alive by the process's heartbeat thread.
+
+    Claims of files and enumerations name their task's row: when ``last_seen`` falls behind by
+    ``AER_WORKER_TIMEOUT_S`` (the process died, or the task ended without finishing), the sweep
+    takes the work back without waiting for the lease.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    task: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.id} {self.task}>"

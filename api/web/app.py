@@ -7,6 +7,7 @@ from flask import Flask
 from api.store.logs import configure_logging
 from api.store.settings import Settings, load_settings
 from api.web import (
+    audit,
     auth,
     context,
     jobs,
@@ -19,7 +20,7 @@ from api.web import (
     sessions,
     system,
     tracing,
-)  # fmt: skip
+)
 from api.web import webhooks as webhook_routes
 from api.web.errors import register_error_handlers
 from api.web.uploads import UploadRequest
@@ -27,8 +28,16 @@ from api.web.uploads import UploadRequest
 #: Every path of the JSON API starts with this.
 API_PREFIX = "/api/v1"
 BLUEPRINTS = (
-    jobs.bp, results.bp, segments.bp, labels.bp, models.bp, keys.bp, webhook_routes.bp, system.bp
-)  # fmt: skip
+    jobs.bp,
+    results.bp,
+    segments.bp,
+    labels.bp,
+    models.bp,
+    keys.bp,
+    audit.bp,
+    webhook_routes.bp,
+    system.bp,
+)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

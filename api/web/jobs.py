@@ -16,12 +16,12 @@ import shutil
 
 from flask import Blueprint, Response, request, url_for
 
-from api.store import jobs, quotas
+from api.store import audit, jobs, quotas
 from api.store.queue import enqueue_deliveries, enqueue_enumeration
 from api.store.receivers import check_receiver
 from api.store.tables import Job
 from api.store.uploads import upload_dir
-from api.web.auth import require, tenant
+from api.web.auth import principal, require, tenant
 from api.web.context import celery, db, registry, settings
 from api.web.errors import APIError, invalid
 from api.web.schemas import FolderJobRequest, JobListQuery, JobOptions, JobPage, UploadForm
@@ -135,6 +135,7 @@ def create_job():
         job = _from_uploads(job_id, request.context.form)
     else:
         job = _from_folder(job_id, request.context.json)
+    audit.record(db(), principal(), "job.create", "job", job.id, source=job.source_kind)
     db().commit()  # the worker must find the job when the message arrives
     bind_job(job.id)
     log.info("job submitted (%s, model %s)", job.source_kind, job.model_name)
@@ -159,12 +160,14 @@ def list_jobs():
     rows, total = jobs.list_jobs(
         db(), tenant_id=tenant(), offset=query.offset, limit=query.size, state=query.state
     )
-    counts = jobs.counts_by_job(db(), [job.id for job in rows])
+    ids = [job.id for job in rows]
+    counts = jobs.counts_by_job(db(), ids)
+    recovering = jobs.recovering_files(db(), ids, worker_timeout_s=settings().worker_timeout_s)
     args = {"size": query.size, **({"state": query.state.value} if query.state else {})}
     more = query.offset + len(rows) < total
     page = query.page
     return {
-        "items": [job_json(job, counts[job.id]) for job in rows],
+        "items": [job_json(job, counts[job.id], recovering[job.id]) for job in rows],
         "page": page,
         "size": query.size,
         "total": total,
@@ -178,11 +181,14 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 @endpoint(resp=Responses(HTTP_200=JobModel, **errors(404, 409)), tags=("jobs",), scope="read")
 def get_job(job_id: str):
-    """One job with its counts, progress, timings and how much of it is off-domain
-    (``job_id``: the id or a unique prefix of at least 6 hex digits, as every
+    """One job with its counts, progress, timings, files waiting for recovery and how much of
+    it is off-domain (``job_id``: the id or a unique prefix of at least 6 hex digits, as every
     ``/jobs/{job_id}`` path accepts)."""
     job = jobs.find_job(db(), job_id, tenant_id=tenant())
-    return job_json(job, jobs.file_counts(db(), job.id)) | {"domain": domain_summary(job)}
+    timeout_s = settings().worker_timeout_s
+    recovering = jobs.recovering_files(db(), [job.id], worker_timeout_s=timeout_s)[job.id]
+    counts = jobs.file_counts(db(), job.id)
+    return job_json(job, counts, recovering) | {"domain": domain_summary(job)}
 
 
 @bp.post("/jobs/<job_id>/cancel")
@@ -192,6 +198,7 @@ def cancel_job(job_id: str):
     A job that already ended is answered unchanged."""
     found = jobs.find_job(db(), job_id, tenant_id=tenant())
     job, deliveries = jobs.cancel(db(), found.id, tenant_id=tenant())
+    audit.record(db(), principal(), "job.cancel", "job", job.id)
     db().commit()
     enqueue_deliveries(celery(), deliveries)
     return job_json(job, jobs.file_counts(db(), job.id))
@@ -203,6 +210,7 @@ def delete_job(job_id: str):
     """Cancel the job's queued work, delete its results and its uploaded audio."""
     found = jobs.find_job(db(), job_id, tenant_id=tenant())
     deliveries = jobs.delete_job(db(), settings(), found.id, tenant_id=tenant())
+    audit.record(db(), principal(), "job.delete", "job", found.id)
     db().commit()  # the worker must find the attempts when their messages arrive
     enqueue_deliveries(celery(), deliveries)
     return Response(status=204)

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from flask import Blueprint, Response, request
 
-from api.store import keys
+from api.store import audit, keys
 from api.store.tables import utcnow
-from api.web.auth import tenant
+from api.web.auth import principal, tenant
 from api.web.context import db
 from api.web.schemas import KeyCreated, KeyCreateRequest, KeyList, KeyListQuery
 from api.web.serializers import key_json
@@ -38,6 +38,8 @@ def create_key():
         scopes=body.scopes,
         expires_at=utcnow() + timedelta(days=days) if days else None,
     )
+    db().flush()
+    audit.record(db(), principal(), "key.create", "key", row.id, tenant_id=row.tenant_id)
     return {**key_json(row), "key": key}, 201
 
 
@@ -59,4 +61,5 @@ def list_keys():
 def revoke_key(key_id: int):
     """Revoke a key: it stops working at once (its row stays, for the record)."""
     keys.revoke_key(db(), key_id)
+    audit.record(db(), principal(), "key.revoke", "key", key_id)
     return Response(status=204)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from api.store import labels
-from api.web.auth import tenant
+from api.store import audit, labels
+from api.web.auth import principal, tenant
 from api.web.context import db
 from api.web.schemas import Label, LabelRequest
 from api.web.serializers import label_json
@@ -23,12 +23,18 @@ def _label() -> str | None:
     return request.context.json.label if request.method == "PUT" else None
 
 
+def _audit(job_id: str, what: str, label: str | None) -> None:
+    action = "label.clear" if label is None else "label.set"
+    audit.record(db(), principal(), action, "job", job_id, target=what, label=label)
+
+
 @bp.put(FILE)
 @bp.delete(FILE)
 @endpoint(json=LabelRequest, resp=_ANSWERS, tags=("labels",), scope="submit")
 def label_file(job_id: str, file_id: int):
     """Set (PUT ``{"label": ...}``) or clear (DELETE) the corrected label of a file."""
     file = labels.label_file(db(), job_id, file_id, _label(), tenant_id=tenant())
+    _audit(file.job_id, f"file {file_id}", file.corrected_label)
     return label_json(job_id, file_id, file)
 
 
@@ -38,4 +44,5 @@ def label_file(job_id: str, file_id: int):
 def label_segment(job_id: str, file_id: int, segment_id: int):
     """Set (PUT ``{"label": ...}``) or clear (DELETE) the corrected label of a segment."""
     segment = labels.label_segment(db(), job_id, file_id, segment_id, _label(), tenant_id=tenant())
+    _audit(segment.job_id, f"segment {segment_id}", segment.corrected_label)
     return label_json(job_id, file_id, segment, segment_id)

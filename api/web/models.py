@@ -7,10 +7,10 @@ from pathlib import PurePath
 
 from flask import Blueprint, request, url_for
 
-from api.store import jobs, trainings
+from api.store import audit, jobs, trainings
 from api.store.models import custom_dir
 from api.store.queue import enqueue_training
-from api.web.auth import require, tenant
+from api.web.auth import principal, require, tenant
 from api.web.context import celery, db, registry, settings
 from api.web.errors import APIError, invalid
 from api.web.schemas import ModelDetail, ModelList, Training, TrainingRequest
@@ -103,6 +103,7 @@ def train_model():
     training = trainings.create_training(
         db(), name=body.name, source=source, options=options, tenant_id=tenant()
     )
+    audit.record(db(), principal(), "model.train", "training", training.id, name=body.name)
     db().commit()  # the worker must find it when the message arrives
     enqueue_training(celery(), training.id)
     location = url_for("models.get_training", training_id=training.id, _external=True)

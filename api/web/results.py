@@ -8,8 +8,8 @@ from dataclasses import replace
 
 from flask import Blueprint, Response, request, stream_with_context, url_for
 
-from api.store import jobs, results
-from api.web.auth import tenant
+from api.store import audit, jobs, results
+from api.web.auth import principal, tenant
 from api.web.context import db
 from api.web.schemas import ExportQuery, ResultPage, ResultQuery
 from api.web.serializers import ResultView, csv_header, csv_row, csv_text, result_row
@@ -87,6 +87,9 @@ def export_results(job_id: str):
     job = jobs.find_job(db(), job_id, tenant_id=tenant())
     query: ExportQuery = request.context.query
     view = replace(job_view(job, query.uncertain_below), full_precision=query.precision == "full")
+    audit.record(
+        db(), principal(), "results.download", "job", job.id, granularity=query.granularity
+    )
     db().commit()
     if query.granularity == "segment":
         lines, name = segment_csv_lines(job.id, view), f"aer-{job.id}-segments.csv"

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from api.store.audit import ACTIONS
 from api.store.jobs import CHANNEL_MODES, SEGMENTATIONS
 from api.store.receivers import MAX_URL
 from api.store.tables import DeliveryState, FileState, JobState, TrainingState
@@ -313,7 +314,10 @@ class Job(_Response):
     counts: JobCounts
     percent: float
     files_per_second: float | None
-    eta_s: float | None
+    eta_s: float | None = Field(description="unknown (null) while files wait for recovery")
+    recovering: int = Field(
+        description="running files whose worker was lost: the sweep will queue them again"
+    )
     error: str | None
     created_at: str
     started_at: str | None
@@ -574,6 +578,36 @@ class KeyCreated(KeyInfo):
     """The new key, with its secret: shown once, never again."""
 
     key: str
+
+
+# --- audit log -----------------------------------------------------------------------------------
+
+
+class AuditQuery(_Query):
+    """``GET /audit``: newest first, ``cursor`` (an event id) for older ones."""
+
+    cursor: int | None = Field(None, ge=0, le=MAX_CURSOR)
+    limit: int = Field(100, ge=1, le=500)
+    action: Literal[ACTIONS] | None = None  # type: ignore[valid-type]
+    tenant: str | None = Field(None, max_length=64, description="another tenant's log")
+
+
+class AuditEvent(_Response):
+    id: int
+    at: str
+    tenant: str
+    key_id: int | None
+    key_prefix: str | None
+    action: str
+    target_kind: str
+    target_id: str
+    detail: dict[str, Any] | None
+
+
+class AuditPage(_Response):
+    items: list[AuditEvent]
+    next_cursor: str | None
+    links: NextLink
 class Webhook(_Response):
     """A subscription; ``secret`` only in the answer that created it."""
 

@@ -51,8 +51,11 @@ def _seconds_since(value: datetime | None, now: datetime) -> float | None:
     return max((now - value).total_seconds(), 0.0)
 
 
-def progress(state: str, counts: Mapping[str, int], started_at, now: datetime) -> dict:
-    """``percent``, ``files_per_second`` and ``eta_s`` from file counts."""
+def progress(
+    state: str, counts: Mapping[str, int], started_at, now: datetime, recovering: int = 0
+) -> dict:
+    """``percent``, ``files_per_second`` and ``eta_s`` from file counts (no ``eta_s`` while
+    ``recovering`` files wait for the sweep: the rate says nothing about when that is)."""
     total = counts.get("total", 0)
     finished = counts.get("done", 0) + counts.get("failed", 0)
     terminal = state not in (JobState.QUEUED, JobState.RUNNING)
@@ -61,7 +64,7 @@ def progress(state: str, counts: Mapping[str, int], started_at, now: datetime) -
     elapsed = _seconds_since(started_at, now)
     if state == JobState.RUNNING and elapsed and finished:
         rate = finished / elapsed
-        eta = (total - finished) / rate if total >= finished else None
+        eta = (total - finished) / rate if total >= finished and not recovering else None
     return {
         "percent": round(percent, 2),
         "files_per_second": None if rate is None else round(rate, 3),
@@ -78,8 +81,9 @@ def job_links(job_id: str) -> dict:
     }
 
 
-def job_json(job: Job, counts: Mapping[str, int]) -> dict:
-    """The JSON shape of a job with its file counts (:class:`api.web.schemas.Job`)."""
+def job_json(job: Job, counts: Mapping[str, int], recovering: int = 0) -> dict:
+    """The JSON shape of a job with its file counts and how many of its files wait for
+    recovery (:class:`api.web.schemas.Job`)."""
     counts = {"total": 0, **{s.value: 0 for s in FileState}, **counts}
     return {
         "id": job.id,
@@ -88,7 +92,8 @@ def job_json(job: Job, counts: Mapping[str, int]) -> dict:
         "options": job.options or {},
         "model": {"name": job.model_name, "version": job.model_version},
         "counts": counts,
-        **progress(job.state, counts, job.started_at, now_utc()),
+        **progress(job.state, counts, job.started_at, now_utc(), recovering),
+        "recovering": recovering,
         "error": job.error,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),

@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, jsonify
 
 from api.store import health
-from api.store.workers import live_workers
+from api.store.alive import live_workers
 from api.web.auth import PUBLIC, requires
 from api.web.context import settings
 from api.web.schemas import Health

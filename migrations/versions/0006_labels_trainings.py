@@ -54,7 +54,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_trainings_state_created_at"), table_name="trainings")
     op.drop_table("trainings")
     for table in ("segments", "files"):
-        with op.batch_alter_table(table) as batch:
-            batch.drop_column("ood")
-            batch.drop_column("corrected_at")
-            batch.drop_column("corrected_label")
+        # Plain DROP COLUMN (SQLite 3.35+): a batch copy of files would cascade-delete segments.
+        for column in ("ood", "corrected_at", "corrected_label"):
+            op.drop_column(table, column)

@@ -32,3 +32,28 @@ def test_every_package_is_listed_for_the_wheel():
     }
     assert set(config["packages"]) == found | {"aer_models"}
     assert config["package-dir"] == {"aer_models": "models"}
+
+
+def test_the_wheel_ships_the_models_the_demo_clips_and_the_migrations(tmp_path):
+    """A non-editable install (the Docker image's ``pip install .``) must find everything
+    ``aer demo`` needs without the source tree."""
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q"]
+    subprocess.run([*cmd, "-w", str(tmp_path), str(repo)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("aer-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    default = (repo / "models" / "default.txt").read_text().split()[0]
+    for needed in (
+        "aer_models/default.txt",
+        f"aer_models/{default}.skops",
+        f"aer_models/{default}.json",
+        "api/store/settings.py",
+        "migrations/versions/0001_initial.py",
+        "core/samples/ravdess/README.md",
+    ):
+        assert needed in names, needed
+    clips = [n for n in names if n.startswith("core/samples/ravdess/") and n.endswith(".flac")]
+    assert len(clips) == 16

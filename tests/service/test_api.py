@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import pytest
 import redis
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 from api.store import jobs, processing
 from api.store.db import get_engine, session_scope
@@ -443,6 +443,19 @@ def test_job_counts_progress_and_rate(client, seed_job, api_settings, labels):
     assert body["files_per_second"] == pytest.approx(0.1, rel=0.05)
     assert body["eta_s"] == pytest.approx(10, rel=0.1)
     assert body["links"]["results"].endswith(f"/jobs/{job_id}/results")
+    assert body["recovering"] == 0
+    # The pending file's worker died holding it: no near finish is promised until the sweep
+    # queues it again, and the list says the same.
+    with session_scope(api_settings) as s:
+        s.execute(
+            update(File)
+            .where(File.job_id == job_id, File.state == "pending")
+            .values(state="running", attempts=1, claimed_by="a-dead-task")
+        )
+    body = client.get(f"/api/v1/jobs/{job_id}").get_json()
+    assert (body["recovering"], body["eta_s"], body["percent"]) == (1, None, 75.0)
+    listed = client.get("/api/v1/jobs?size=100").get_json()["items"]
+    assert next(j for j in listed if j["id"] == job_id)["recovering"] == 1
 
 
 def _jobs_with_ids(api_settings, *ids: str) -> None:

@@ -209,6 +209,7 @@ def create_upload_job(settings) -> tuple[str, Path]:
             options={},
             model_name="default",
             job_id=job_id,
+            tenant_id="default",
         )
     return job_id, folder
 
@@ -256,6 +257,7 @@ def test_extractions_go_when_the_job_fails(settings):
             options={},
             model_name="default",
             job_id=job_id,
+            tenant_id="default",
         )
     job = run_job(settings, job_id)
     assert job.state == "failed" and job.error == "no audio files found"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import uuid
 from datetime import timedelta
@@ -35,6 +36,14 @@ def url(app):
         yield base
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _key_in_the_environment(api_key):
+    """The CLI reads its API key from AER_API_KEY, as a user's shell would give it."""
+    os.environ["AER_API_KEY"] = api_key
+    yield
+    os.environ.pop("AER_API_KEY", None)
+
+
 def aer(*args: str, url: str):
     return CliRunner().invoke(cli, [*args, "--url", url])
 
@@ -43,7 +52,13 @@ def seed(api_settings, done: int, *, pending: int = 0, job_id: str | None = None
     """A job with ``done`` analysed files and ``pending`` waiting ones (labels calm/sad)."""
     with session_scope(api_settings) as s:
         job = jobs.create_job(
-            s, source_kind="folder", source="/x", options={}, model_name="gone", job_id=job_id
+            s,
+            source_kind="folder",
+            source="/x",
+            options={},
+            model_name="gone",
+            job_id=job_id,
+            tenant_id="default",
         )
         entries = [(f"d{i % 2}/{i:04d}.wav", f"/x/{i}") for i in range(done + pending)]
         ids = processing.insert_files(s, job.id, entries, lease_until=utcnow() + timedelta(hours=1))
@@ -113,7 +128,7 @@ def test_commands_take_a_unique_prefix_of_the_job_id(url, api_settings):
 def test_jobs_lists_newest_first_and_filters_by_state(url, api_settings):
     older, newer = seed(api_settings, 1, pending=1), seed(api_settings, 1, pending=1)
     with session_scope(api_settings) as s:
-        jobs.cancel_job(s, older)
+        jobs.cancel_job(s, older, tenant_id="default")
     result = aer("jobs", "--limit", "500", url=url)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()

@@ -51,6 +51,8 @@ def test_every_variable_is_read(tmp_path):
         "AER_LEASE_S": "130",
         "AER_MAX_ATTEMPTS": "5",
         "AER_SWEEP_INTERVAL_S": "7.5",
+        "AER_HEARTBEAT_S": "2",
+        "AER_WORKER_TIMEOUT_S": "9",
         "AER_CHANNEL_NAMES": "1=caller,0=advisor",
         "AER_UNCERTAIN_BELOW": "0.4",
         "AER_OOD_ABOVE": "0.95",
@@ -98,6 +100,8 @@ def test_every_variable_is_read(tmp_path):
         lease_s=130,
         max_attempts=5,
         sweep_interval_s=7.5,
+        heartbeat_s=2.0,
+        worker_timeout_s=9.0,
         channel_names=((0, "advisor"), (1, "caller")),
         uncertain_below=0.4,
         ood_above=0.95,
@@ -178,6 +182,12 @@ def test_timeouts_must_outlast_the_task_time_limit(tmp_path, name):
     with pytest.raises(ConfigError, match=f"{name} \\(600\\) must be longer than"):
         load_settings(env)
     assert isinstance(ConfigError("x"), ValueError)
+
+
+def test_worker_timeout_must_outlast_the_heartbeat(tmp_path):
+    env = {"AER_DATA_DIR": str(tmp_path), "AER_HEARTBEAT_S": "10", "AER_WORKER_TIMEOUT_S": "10"}
+    with pytest.raises(ConfigError, match="AER_WORKER_TIMEOUT_S \\(10.0\\) must be longer than"):
+        load_settings(env)
 
 
 def test_settings_are_frozen(tmp_path):

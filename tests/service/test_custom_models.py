@@ -12,6 +12,7 @@ import pytest
 from api.store.db import get_engine
 from api.store.states import TERMINAL_JOB_STATES, TrainingState
 from core.datasets import parse_ravdess_name
+from tests.auth import authenticated, create_key
 from tests.conftest import FIXTURE_CLIPS
 from tests.openapi_check import check_responses
 
@@ -27,9 +28,11 @@ def label_of(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def client(settings, celery_worker):
+    from api.store.db import upgrade
     from api.web.app import create_app
 
-    app = check_responses(create_app(settings))
+    upgrade(settings.database_url)  # the worker fixture migrated it already; keys need it too
+    app = authenticated(check_responses(create_app(settings)), create_key(settings))
     app.config["TESTING"] = True
     yield app.test_client()
     get_engine(settings.database_url).dispose()
@@ -127,7 +130,7 @@ def test_a_model_trains_from_the_labels_and_runs_a_job(client, labelled_job, set
     assert model["labels"] == ["fine", "upset"] and model["version"] == training["model_version"]
     assert "held out by file" in model["card"].lower() and "confusion" in model["card"].lower()
     assert "calls-v1" in {m["name"] for m in client.get("/api/v1/models").get_json()["items"]}
-    assert (settings.custom_models_dir / "calls-v1.skops").is_file()
+    assert (settings.custom_models_dir / "default" / "calls-v1.skops").is_file()  # the tenant's
 
     job = submit(client, model="calls-v1", segmentation="none")
     assert job["state"] == "succeeded" and job["model"]["name"] == "calls-v1"
@@ -162,3 +165,17 @@ def test_a_training_without_enough_labels_fails_saying_why(client):
     assert response.status_code == 202
     training = wait(client, response.get_json()["links"]["self"], lambda t: t["state"] == "failed")
     assert training["error"] and "/" not in training["error"]
+
+
+def test_a_custom_model_is_its_tenants_alone(client, settings):
+    """Another tenant neither lists nor uses a tenant's custom model, nor sees its training."""
+    from tests.auth import bearer, create_key
+
+    other = bearer(create_key(settings, tenant="elsewhere", scopes=("read", "submit")))
+    names = {m["name"] for m in client.get("/api/v1/models", headers=other).get_json()["items"]}
+    assert "calls-v1" not in names
+    assert client.get("/api/v1/models/calls-v1", headers=other).status_code == 404
+    files = [(io.BytesIO(CLIPS[0].read_bytes()), CLIPS[0].name)]
+    refused = client.post("/api/v1/jobs", data={"files": files, "model": "calls-v1"},
+                          headers=other)  # fmt: skip
+    assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "model_not_found"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from api.store import jobs, processing
+from api.store import jobs, processing, workers
 from api.store.db import (
     current_revision,
     downgrade,
@@ -21,7 +22,7 @@ from api.store.db import (
     session_scope,
     upgrade,
 )
-from api.store.tables import DEFAULT_TENANT, Base, File, Job, utcnow
+from api.store.tables import DEFAULT_TENANT, Base, File, Job, Worker, utcnow
 from api.store.uploads import upload_dir
 from core.predict import FilePrediction
 
@@ -79,6 +80,18 @@ def _files(session, job_id: str, n: int) -> list[int]:
     return processing.insert_files(
         session, job_id, entries, lease_until=utcnow() + timedelta(hours=1)
     )
+
+
+def _task(session, seen_ago_s: float = 0.0) -> str:
+    """A ``workers`` row last seen ``seen_ago_s`` ago; returns its id."""
+    worker_id = uuid.uuid4().hex
+    workers.register(session, worker_id, hostname="h", pid=1, task="test")
+    seen = utcnow() - timedelta(seconds=seen_ago_s)
+    session.execute(update(Worker).where(Worker.id == worker_id).values(last_seen=seen))
+    return worker_id
+
+
+CLAIM = {"lease_s": 60, "worker_timeout_s": 40}
 
 
 def _prediction(label: str | None = "happy", error: str | None = None) -> FilePrediction:
@@ -166,9 +179,14 @@ def test_claim_file_rules(settings):
         job_id = _job(session).id
         fid, other = _files(session, job_id, 2)
 
+    with session_scope(settings) as session:
+        task = _task(session)
+
     def claim():
         with session_scope(settings) as session:
-            return processing.claim_file(session, job_id, fid, lease_s=60, max_attempts=2)
+            return processing.claim_file(
+                session, job_id, fid, worker_id=task, max_attempts=2, **CLAIM
+            )
 
     assert claim() == "/data/x/f0.wav"
     assert claim() is None  # held by a live lease
@@ -182,16 +200,17 @@ def test_claim_file_rules(settings):
         session.get(File, fid).lease_expires_at = utcnow() - timedelta(seconds=1)
     assert claim() is None  # out of attempts: left to the sweep
     with session_scope(settings) as session:
-        assert processing.claim_file(session, "nope", other, lease_s=60, max_attempts=2) is None
+        kw = {"worker_id": task, "max_attempts": 2, **CLAIM}
+        assert processing.claim_file(session, "nope", other, **kw) is None
         jobs.cancel_job(session, job_id, tenant_id=DEFAULT_TENANT)
-        assert processing.claim_file(session, job_id, other, lease_s=60, max_attempts=2) is None
+        assert processing.claim_file(session, job_id, other, **kw) is None
 
 
 def test_first_result_wins(settings):
     with session_scope(settings) as session:
         job_id = _job(session).id
         (fid,) = _files(session, job_id, 1)
-        processing.claim_file(session, job_id, fid, lease_s=60, max_attempts=3)
+        processing.claim_file(session, job_id, fid, worker_id="w", max_attempts=3, **CLAIM)
     with session_scope(settings) as session:
         assert processing.record_result(session, fid, _prediction("happy"), "v1")
     with session_scope(settings) as session:
@@ -276,17 +295,17 @@ def test_sweep_statements(settings):
         session.execute(update(File).where(File.id == dying).values(attempts=3))
         session.execute(update(File).where(File.id == pending).values(lease_expires_at=past))
     with session_scope(settings) as session:
-        assert job_id in processing.give_up_files(session, max_attempts=3)
+        assert job_id in processing.give_up_files(session, max_attempts=3, worker_timeout_s=40)
         assert processing.expired_files(
-            session, lease_s=60, max_attempts=3, include_pending=False
+            session, max_attempts=3, include_pending=False, **CLAIM
         ) == {job_id: [running]}
         session.execute(update(File).where(File.id == running).values(lease_expires_at=past))
-        requeued = processing.expired_files(
-            session, lease_s=60, max_attempts=3, include_pending=True
-        )
+        requeued = processing.expired_files(session, max_attempts=3, include_pending=True, **CLAIM)
         assert requeued[job_id] == sorted([running, pending])
         assert cancelled.id not in requeued
-        stalled = processing.stalled_enumerations(session, lease_s=60, max_attempts=3)
+        stalled = processing.stalled_enumerations(
+            session, max_attempts=3, unclaimed_after_s=60, **CLAIM
+        )
         assert stuck.id in stalled and spent.id not in stalled
     with session_scope(settings) as session:
         f = session.get(File, dying)
@@ -296,8 +315,91 @@ def test_sweep_statements(settings):
         assert session.get(File, cancelled_file).state == "running"  # cancelled jobs are left
         assert session.get(Job, spent.id).state == "failed"
         assert "gave up" in session.get(Job, spent.id).error
-        again = processing.stalled_enumerations(session, lease_s=60, max_attempts=3)
+        again = processing.stalled_enumerations(
+            session, max_attempts=3, unclaimed_after_s=60, **CLAIM
+        )
         assert stuck.id not in again  # it got a fresh lease
+
+
+def test_files_of_a_gone_task_are_taken_back_before_their_lease(settings):
+    with session_scope(settings) as session:
+        job_id = _job(session).id
+        live_file, dead_file, pending, held = _files(session, job_id, 4)
+        live, dead = _task(session, seen_ago_s=5), _task(session, seen_ago_s=60)
+        # a chunk of the dead task held this file for later: its message died with the task
+        processing.extend_pending_leases(
+            session, job_id, [held], worker_id=dead, lease_until=utcnow() + timedelta(hours=1)
+        )
+    for fid, task in ((live_file, live), (dead_file, dead)):
+        with session_scope(settings) as session:
+            kw = {"worker_id": task, "max_attempts": 3, **CLAIM}
+            assert processing.claim_file(session, job_id, fid, **kw)
+    with session_scope(settings) as session:
+        other = _task(session)
+        # a redelivered chunk takes the dead task's file at once, never the live one's
+        kw = {"worker_id": other, "lease_until": utcnow() + timedelta(minutes=5), **CLAIM}
+        kw.pop("lease_s")
+        assert processing.claim_files(session, job_id, [live_file], max_attempts=3, **kw) == []
+        session.execute(update(File).where(File.id == dead_file).values(claimed_by=dead))
+    with session_scope(settings) as session:
+        requeued = processing.expired_files(session, max_attempts=3, include_pending=True, **CLAIM)
+        assert requeued[job_id] == [dead_file, held]  # leases valid: the pending file waits
+        lost = processing.expired_files(
+            session, max_attempts=3, include_pending=False, messages_lost=True, **CLAIM
+        )
+        assert lost[job_id] == [dead_file, pending, held]  # the broker lost every message
+        assert session.get(File, live_file).state == "running"
+        assert workers.prune(session, timeout_s=40) >= 1
+        assert set(session.scalars(select(Worker.id))) >= {live, other}  # dead ones removed
+        assert session.get(Worker, dead) is None
+
+
+def test_a_file_that_keeps_killing_its_task_is_given_up(settings):
+    with session_scope(settings) as session:
+        job_id = _job(session).id
+        (fid,) = _files(session, job_id, 1)
+        dead = _task(session, seen_ago_s=60)
+        session.execute(
+            update(File).where(File.id == fid).values(state="running", attempts=3, claimed_by=dead)
+        )
+    with session_scope(settings) as session:
+        assert processing.give_up_files(session, max_attempts=3, worker_timeout_s=40) == {job_id}
+        assert session.get(File, fid).error_code == "gave_up"
+
+
+def test_enumeration_claims(settings):
+    with session_scope(settings) as session:
+        job_id = _job(session).id
+        live, dead = _task(session), _task(session, seen_ago_s=60)
+
+    def claim(task):
+        with session_scope(settings) as session:
+            job = processing.claim_enumeration(
+                session, job_id, worker_id=task, max_attempts=3, **CLAIM
+            )
+            return job and (job.claimed_by, job.attempts)
+
+    def stalled(**kw):  # whether the sweep sends the job again (other tests' jobs ignored)
+        with session_scope(settings) as session:
+            return job_id in processing.stalled_enumerations(session, max_attempts=3, **CLAIM, **kw)
+
+    assert not stalled(unclaimed_after_s=60)  # just created: its message is on its way
+    assert stalled(unclaimed_after_s=0)  # nobody took it: sent again
+    assert not stalled(unclaimed_after_s=0)  # its new message has a lease to be taken
+    assert stalled(unclaimed_after_s=60, messages_lost=True)
+    assert claim(dead) == (dead, 1)
+    assert claim(live) == (live, 2)  # the dead task's claim is void
+    assert claim(dead) is None  # a live task holds it
+    assert not stalled(unclaimed_after_s=0, messages_lost=True)
+    with session_scope(settings) as session:
+        assert not processing.release_enumeration(session, job_id, dead)  # not the holder
+        assert processing.release_enumeration(session, job_id, live)  # the database failed
+        job = session.get(Job, job_id)
+        assert (job.claimed_by, job.attempts, job.lease_expires_at) == (None, 1, None)
+    assert claim(live) == (live, 2)
+    with session_scope(settings) as session:
+        session.execute(update(Job).where(Job.id == job_id).values(claimed_by=dead))
+    assert stalled(unclaimed_after_s=60)  # its task is gone
 
 
 def test_check_folder(settings, allowed_root, tmp_path):

@@ -46,11 +46,12 @@ def app_settings(api_settings, models_dir):
 
 
 @pytest.fixture
-def client(app_settings):
+def client(app_settings, api_key):
     from api.web.app import create_app
+    from tests.auth import authenticated
     from tests.openapi_check import check_responses
 
-    app = check_responses(create_app(app_settings))
+    app = authenticated(check_responses(create_app(app_settings)), api_key)
     app.config["TESTING"] = True
     return app.test_client()
 
@@ -125,6 +126,7 @@ def test_job_and_file_errors_name_no_server_path(client, app_settings, model, wh
             options={},
             model_name=model,
             job_id=job_id,
+            tenant_id="default",
         )
     chunks = []
     pipeline.run_enumeration(app_settings, job_id, lambda j, ids: chunks.append((j, ids)))

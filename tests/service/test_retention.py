@@ -49,6 +49,7 @@ def make_job(settings, *, ended_days_ago: float | None, extracted: bool = False)
             options={},
             model_name="default",
             job_id=job_id,
+            tenant_id="default",
         )
         processing.insert_files(
             session, job_id, [("a.flac", str(folder / "a.flac"))], lease_until=utcnow()

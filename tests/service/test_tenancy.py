@@ -240,6 +240,7 @@ ROWS = (
     Row("/api/v1/trainings/<training_id>", "GET", (*NO_KEY, 200, 404, 404, 200), _training),
     Row("/api/v1/keys", "POST", (*NO_KEY, 403, 403, 201, 201), _create_key),
     Row("/api/v1/keys", "GET", (*NO_KEY, 403, 403, 200, 200), _get("/api/v1/keys")),
+    Row("/api/v1/audit", "GET", (*NO_KEY, 403, 403, 200, 200), _get("/api/v1/audit")),
     Row("/api/v1/keys/<int:key_id>", "DELETE", (*NO_KEY, 403, 403, 204, 204), _revoke_key),
     # A loopback receiver is refused (422) once the key may subscribe: the matrix checks the key.
     Row(
@@ -546,3 +547,29 @@ def test_migration_gives_existing_jobs_to_the_default_tenant(empty_database_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM files")).scalar() == 1
     engine.dispose()
+
+
+def test_the_audit_log_says_who_did_what(app, api_settings, callers):
+    """Creating, downloading, relabelling and deleting are logged with the key that did it;
+    an admin reads their own tenant's log, not another's."""
+    client = app.test_client()
+    owner, other = callers["owner"], callers["other_admin"]
+    job_id, file_id = seed_job(api_settings)
+    data = {"files": [(io.BytesIO(CLIP.read_bytes()), CLIP.name)]}
+    created = client.post("/api/v1/jobs", data=data, headers=owner).get_json()["id"]
+    client.get(f"/api/v1/jobs/{job_id}/results.csv", headers=owner).get_data()
+    client.put(f"/api/v1/jobs/{job_id}/files/{file_id}/label", json={"label": "calm"},
+               headers=owner)  # fmt: skip
+    assert client.delete(f"/api/v1/jobs/{job_id}", headers=owner).status_code == 204
+    events = client.get("/api/v1/audit?limit=500", headers=owner).get_json()["items"]
+    mine = [(e["action"], e["target_id"]) for e in events]
+    for done in [("job.create", created), ("results.download", job_id), ("label.set", job_id),
+                 ("job.delete", job_id)]:  # fmt: skip
+        assert done in mine
+    assert {e["key_prefix"] for e in events} >= {owner["Authorization"].split("_")[1]}
+    newest = [e["action"] for e in events[:4]]
+    assert newest == ["job.delete", "label.set", "results.download", "job.create"]
+    theirs = client.get("/api/v1/audit", headers=other).get_json()["items"]
+    assert not {e["target_id"] for e in theirs} & {job_id, created}
+    page = client.get("/api/v1/audit?limit=2&action=job.create", headers=owner).get_json()
+    assert len(page["items"]) <= 2 and all(e["action"] == "job.create" for e in page["items"])

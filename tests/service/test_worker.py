@@ -17,7 +17,7 @@ import soundfile as sf
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select, update
 
-from api.store import jobs, processing
+from api.store import jobs, processing, workers
 from api.store.db import session_scope
 from api.store.queue import (
     CHUNK_QUEUE,
@@ -294,11 +294,21 @@ def test_chunk_claims_and_releases(settings, allowed_root):
     ids = sorted(r["id"] for r in file_rows(settings, job_id).values())
     _set_file(settings, job_id, Path(CLIPS[3]).name, attempts=1)  # tried once before
     lease = utcnow() + timedelta(minutes=5)
+    with session_scope(settings) as session:
+        task = "chunk-test"
+        workers.register(session, task, hostname="h", pid=1, task="chunk")
 
     def claim(file_ids, until, **kw):
         with session_scope(settings) as session:
             return processing.claim_files(
-                session, job_id, file_ids, lease_until=until, max_attempts=3, **kw
+                session,
+                job_id,
+                file_ids,
+                worker_id=task,
+                lease_until=until,
+                max_attempts=3,
+                worker_timeout_s=40,
+                **kw,
             )
 
     first = claim(ids, lease, first_attempt_only=True)
