@@ -21,11 +21,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.store import deliveries, health
+from api.store.alive import live_workers
 from api.store.queue import QUEUES
 from api.store.settings import Settings
 from api.store.states import FileState, JobState
 from api.store.tables import File, Job
-from api.store.alive import live_workers
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -2,7 +2,7 @@
 processing time of each file (for the metrics).
 
 Revision ID: 0007
-Revises: 0006 (the head of main when this branch was last merged with it)
+Revises: 0008 (main's head when this branch was last merged with it; the lead re-chains)
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0007"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
