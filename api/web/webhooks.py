@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request, url_for
 
-from api.store import deliveries, jobs, webhooks
+from api.store import audit, deliveries, jobs, webhooks
 from api.store.receivers import check_receiver
-from api.web.auth import tenant
+from api.web.auth import principal, tenant
 from api.web.context import db, settings
 from api.web.schemas import DeliveryPage, DeliveryQuery, WebhookList, WebhookRequest
 from api.web.schemas import Webhook as WebhookModel
@@ -40,6 +40,7 @@ def create_webhook():
         events=list(dict.fromkeys(body.events)),
         progress_every=body.progress_every,
     )
+    audit.record(db(), principal(), "webhook.create", "webhook", hook.id, url=hook.url)
     location = url_for("webhooks.get_webhook", webhook_id=hook.id, _external=True)
     return webhook_json(hook, with_secret=True), 201, {"Location": location}
 
@@ -64,6 +65,7 @@ def get_webhook(webhook_id: str):
 def delete_webhook(webhook_id: str):
     """Unsubscribe: no more events, pending attempts dropped, its record deleted."""
     webhooks.delete_webhook(db(), webhook_id, tenant_id=tenant())
+    audit.record(db(), principal(), "webhook.delete", "webhook", webhook_id)
     return Response(status=204)
 
 

@@ -115,6 +115,9 @@ def test_subscriptions(open_client):
     bad = open_client.post("/api/v1/webhooks", json={"url": "http://x/", "events": ["job.done"]})
     assert bad.status_code == 422
     assert open_client.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 204
+    audit = open_client.get("/api/v1/audit?limit=500").get_json()["items"]
+    logged = {(e["action"], e["target_id"]) for e in audit}
+    assert {("webhook.create", hook["id"]), ("webhook.delete", hook["id"])} <= logged
     assert open_client.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 404
     assert open_client.get(f"/api/v1/webhooks/{hook['id']}/deliveries").status_code == 404
     open_client.delete(f"/api/v1/webhooks/{every.get_json()['id']}")
