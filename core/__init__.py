@@ -15,6 +15,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "UnsupportedCodecError", "ZeroDurationError", "TooShortError", "TooLongError",
         "SilentAudioError", "NonFiniteAudioError", "FeatureSetError", "DatasetError",
         "ModelError", "ModelNotFoundError", "ModelMismatchError", "ModelIntegrityError",
+        "EncoderUnavailableError",
     ),
     "core.audio": (
         "TARGET_SR", "AUDIO_EXTENSIONS", "AudioInfo", "probe", "load", "iter_blocks",

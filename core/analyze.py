@@ -161,7 +161,8 @@ def _whole(model, path, channels, max_duration_s) -> tuple[list, float]:
     y = np.atleast_2d(y)
     duration = y.shape[1] / fs.sample_rate
     whole = Segment(0.0, duration)
-    return [(ch, whole, fs(y[ch], fs.sample_rate)) for ch in range(y.shape[0])], duration
+    rows = fs.extract_many(list(y), fs.sample_rate)
+    return [(ch, whole, rows[ch]) for ch in range(y.shape[0])], duration
 
 
 def _stream(model, blocks, make, n_channels: int) -> tuple[list, float]:
@@ -171,9 +172,10 @@ def _stream(model, blocks, make, n_channels: int) -> tuple[list, float]:
     rows: list[tuple[int, Segment, np.ndarray]] = []
 
     def featurize(ch: int, cut: list[tuple[Segment, np.ndarray]]) -> None:
-        for seg, y in cut:
-            if np.max(np.abs(y), initial=0.0) >= SILENCE_PEAK:  # skip silent fixed windows
-                rows.append((ch, seg, fs(y, fs.sample_rate)))
+        # skip silent fixed windows; one batch per block (one encoder call for equal lengths)
+        keep = [(seg, y) for seg, y in cut if np.max(np.abs(y), initial=0.0) >= SILENCE_PEAK]
+        X = fs.extract_many([y for _, y in keep], fs.sample_rate)
+        rows.extend((ch, seg, x) for (seg, _), x in zip(keep, X, strict=True))
 
     n = 0
     for block in blocks:
@@ -194,9 +196,11 @@ def _stream(model, blocks, make, n_channels: int) -> tuple[list, float]:
 def _classify(model: EmotionModel, rows) -> list[SegmentPrediction]:
     if not rows:
         return []
-    proba = model.predict_proba(np.stack([x for _, _, x in rows]))
+    X = np.stack([x for _, _, x in rows])
+    proba = model.predict_proba(X)
+    ood = model.ood_score(X)
     out = []
-    for (ch, seg, _), p in zip(rows, proba, strict=True):
+    for i, ((ch, seg, _), p) in enumerate(zip(rows, proba, strict=True)):
         best = int(np.argmax(p))
         out.append(
             SegmentPrediction(
@@ -206,6 +210,7 @@ def _classify(model: EmotionModel, rows) -> list[SegmentPrediction]:
                 label=model.labels[best],
                 confidence=float(p[best]),
                 probabilities={lab: float(v) for lab, v in zip(model.labels, p, strict=True)},
+                ood=None if ood is None else float(ood[i]),
             )
         )
     return out
@@ -220,7 +225,7 @@ def _result(model, path, info, segments, duration, *, split) -> FilePrediction:
             for ch in range(info.channels)
         ]
     weights = np.array([s.end_s - s.start_s for s in segments])
-    label = confidence = None
+    label = confidence = ood = None
     probabilities: dict[str, float] = {}
     if segments and weights.sum() > 0:
         rows = np.array([[s.probabilities[lab] for lab in labels] for s in segments])
@@ -228,6 +233,8 @@ def _result(model, path, info, segments, duration, *, split) -> FilePrediction:
         best = int(np.argmax(mean))
         label, confidence = labels[best], float(mean[best])
         probabilities = {lab: float(v) for lab, v in zip(labels, mean, strict=True)}
+        if model.ood is not None:
+            ood = float(weights @ np.array([s.ood for s in segments]) / weights.sum())
     return classified_prediction(
-        path, info, label, confidence, probabilities, segments=segments, summary=summary
+        path, info, label, confidence, probabilities, segments=segments, summary=summary, ood=ood
     )

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_info
 from core.errors import FeatureSetError, ModelIntegrityError, ModelMismatchError, ModelNotFoundError
 from core.features import FeatureSet, get_feature_set
 from core.model import EmotionModel
+from core.ood import DistanceScorer
 from core.presets import PRESETS
 
 #: Metadata format tag written to every ``.json``.
@@ -104,7 +105,11 @@ def save_model(model: EmotionModel, path: str | Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         path = path / f"{model.name}.skops"
     skops_path, json_path = artifact_paths(path)
-    sio.dump(model.pipeline, skops_path)
+    # With a distance scorer the file holds {"pipeline": ..., "ood": {name: array}}.
+    payload = model.pipeline if model.ood is None else {
+        "pipeline": model.pipeline, "ood": model.ood.state()
+    }  # fmt: skip
+    sio.dump(payload, skops_path)
     fs = model.feature_set
     meta = {k: v for k, v in model.metadata.items() if k not in ("format", "skops_sha256")}
     meta.update(
@@ -221,8 +226,12 @@ def load_model(path: str | Path) -> EmotionModel:
     skops_path, _ = artifact_paths(path)
     pipeline = sio.loads(data, trusted=sorted(trusted_types()))
     try:
+        ood = None
+        if isinstance(pipeline, dict):
+            pipeline, ood = pipeline["pipeline"], DistanceScorer.from_state(pipeline["ood"])
         return EmotionModel(
             pipeline=pipeline,
+            ood=ood,
             labels=meta["labels"],
             feature_set=feature_set,
             name=meta["name"],

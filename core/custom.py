@@ -35,8 +35,9 @@ from core.registry import DEFAULT_MODELS_DIR, ModelRegistry
 from core.routing import BandwidthRouter, clf_fit_params
 from core.training import default_version, resolve_feature_set, slim
 
-#: Clips per label of the learning curve's refits (those below the training part's smallest
-#: label count are used; the curve ends with the whole training part).
+#: Clips per label of the learning curve's refits: those up to 3/4 of the training part's
+#: smallest label count (a point closer to the whole part adds a fit and little news); the
+#: curve ends with the whole training part.
 LEARNING_CURVE_KS: tuple[int, ...] = (5, 10, 20, 40, 80, 160)
 #: ``progress(stage, done, total)``: stages are features, fit, learning_curve, compare, final.
 Progress = Callable[[str, int, int], None]
@@ -135,14 +136,14 @@ def learning_curve(recipe, train, test, classes, *, extra=None, ks=LEARNING_CURV
         train, test: (X, y, groups) of the training and held-out parts.
         extra: (X, y, groups) added to every fit (RAVDESS), or None.
     Returns:
-        One dict per ``k`` below the smallest label count: clips_per_class, n_train, uar,
-        accuracy.
+        One dict per ``k`` up to 3/4 of the smallest label count: clips_per_class, n_train,
+        uar, accuracy.
     """
     X, y, g = train
     smallest = min(Counter(y).values())
     rng = np.random.default_rng(seed)
     points = []
-    for k in (k for k in ks if k < smallest):
+    for k in (k for k in ks if k <= 0.75 * smallest):
         idx = np.sort(
             np.concatenate([rng.choice(np.flatnonzero(y == c), k, replace=False) for c in classes])
         )
@@ -294,6 +295,11 @@ def train_custom(
         progress=lambda d, t: report("features", d, t),
     )
     kept = [c for c, k in zip(every, ok, strict=True) if k]
+    if failed and len(failed) * 2 > len(every):
+        raise DatasetError(
+            f"{len(failed)} of {len(every)} clips could not be used, e.g. {failed[0][0]}: "
+            f"{failed[0][1]}"
+        )
     if given is None:
         split = holdout_split(kept, float(holdout), seed)
     else:

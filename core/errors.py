@@ -124,3 +124,9 @@ class ModelIntegrityError(ModelError):
     """The artifact does not match its recorded checksum, or holds untrusted types."""
 
     code = "model_integrity"
+
+
+class EncoderUnavailableError(ModelError):
+    """A pretrained encoder a feature set needs is not installed, or its weights were altered."""
+
+    code = "encoder_unavailable"

@@ -9,6 +9,7 @@ import soxr
 
 from core.audio import check_signal
 from core.features import FeatureSet
+from core.ood import DistanceScorer
 
 
 class EmotionModel:
@@ -22,6 +23,7 @@ class EmotionModel:
         name: model name, e.g. ``"ravdess8"``.
         version: model version, e.g. ``"2026.11.24-1"``.
         metadata: JSON-safe facts about training and evaluation.
+        ood: distance scorer fitted on the training rows, or None (then ``ood_score`` is None).
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class EmotionModel:
         name: str,
         version: str,
         metadata: dict | None = None,
+        ood: DistanceScorer | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.labels = tuple(labels)
@@ -40,6 +43,7 @@ class EmotionModel:
         self.name = name
         self.version = version
         self.metadata = dict(metadata or {})
+        self.ood = ood
         classes = [str(c) for c in pipeline.classes_]
         if sorted(classes) != sorted(self.labels):
             raise ValueError(f"labels {self.labels} differ from the pipeline's classes {classes}")
@@ -59,6 +63,19 @@ class EmotionModel:
             raise ValueError(f"expected {self.feature_set.dim} features per row, got {X.shape[1]}")
         return self.pipeline.predict_proba(X)[:, self._columns]
 
+    def ood_score(self, X: np.ndarray) -> np.ndarray | None:
+        """How far each row lies from the training rows, 0..1 [shape=(n,)] (see ``core.ood``);
+        None for a model without a distance scorer."""
+        if self.ood is None:
+            return None
+        return self.ood.score(np.atleast_2d(np.asarray(X, dtype=np.float32)))
+
+    @property
+    def ood_above(self) -> float | None:
+        """The ``ood`` score above which results are uncertain (metadata), or None."""
+        value = self.metadata.get("suggested_ood_above")
+        return None if value is None or self.ood is None else float(value)
+
     def predict(self, X: np.ndarray) -> list[str]:
         """Most probable label per feature row."""
         return [self.labels[i] for i in self.predict_proba(X).argmax(axis=1)]
@@ -76,12 +93,20 @@ class EmotionModel:
         Raises:
             AudioError subclasses from ``core.audio.check_signal`` (silent, too short, NaN).
         """
+        return self.assess_signal(y, sr)[:3]
+
+    def assess_signal(
+        self, y: np.ndarray, sr: int
+    ) -> tuple[str, float, dict[str, float], float | None]:
+        """:meth:`classify_signal` plus the signal's ``ood`` score (None without a scorer)."""
         y = np.asarray(y, dtype=np.float32)
         target = self.feature_set.sample_rate
         if sr != target:
             y = soxr.resample(y, sr, target).astype(np.float32)
         check_signal(y, target, min_duration_s=self.feature_set.min_duration_s)
-        proba = self.predict_proba(self.feature_set(y, target))[0]
+        row = self.feature_set(y, target)
+        proba = self.predict_proba(row)[0]
         best = int(proba.argmax())
         probs = {label: float(p) for label, p in zip(self.labels, proba, strict=True)}
-        return self.labels[best], float(proba[best]), probs
+        ood = self.ood_score(row)
+        return self.labels[best], float(proba[best]), probs, None if ood is None else float(ood[0])

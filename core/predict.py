@@ -21,14 +21,17 @@ class SegmentPrediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
+    ood: float | None = None  # 0..1: share of training rows nearer (core.ood); None: no scorer
 
 
 @dataclass
 class FilePrediction:
     """Prediction for one file; ``error``/``error_code`` set (and label None) when it failed.
 
-    ``duration_s``, ``sample_rate`` and ``channels`` describe the file as stored (before
-    resampling or mixing down), when it could be probed.
+    ``ood``: how far the audio lies from the model's training data, 0..1 (the share of training
+    rows nearer; speech-time-weighted mean over segments), None for a model without a distance
+    scorer; see ``core.ood.is_uncertain``. ``duration_s``, ``sample_rate`` and ``channels``
+    describe the file as stored (before resampling or mixing down), when it could be probed.
     """
 
     path: str
@@ -42,6 +45,7 @@ class FilePrediction:
     error_code: str | None = None
     segments: list[SegmentPrediction] = field(default_factory=list)
     summary: dict | None = None
+    ood: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,10 +75,10 @@ def predict_file(
             min_duration_s=fs.min_duration_s,
             max_duration_s=max_duration_s,
         )
-        label, confidence, probabilities = model.classify_signal(y, fs.sample_rate)
+        label, confidence, probabilities, ood = model.assess_signal(y, fs.sample_rate)
     except AERError as exc:
         return failed_prediction(path, info, exc)
-    return classified_prediction(path, info, label, confidence, probabilities)
+    return classified_prediction(path, info, label, confidence, probabilities, ood=ood)
 
 
 def classified_prediction(
@@ -86,7 +90,7 @@ def classified_prediction(
     **extra,
 ) -> FilePrediction:
     """The result of a classified file: its answer, the facts of ``info``, and ``extra`` fields
-    (``segments``, ``summary``)."""
+    (``segments``, ``summary``, ``ood``)."""
     return FilePrediction(
         path=str(path),
         label=label,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from sklearn.ensemble import VotingClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -99,6 +100,12 @@ def _band_kd(random_state: int, teacher_views: bool = False) -> Pipeline:
     return Pipeline([("clf", router)])
 
 
+def _lr_temp(random_state: int) -> Pipeline:
+    # L2 weight 1 / C = 20 on standardised encoder statistics; lbfgs is deterministic.
+    lr = LogisticRegression(C=0.05, max_iter=2000, random_state=random_state)
+    return _scaled(TemperatureScaledClassifier(lr, cv=4))
+
+
 _KD_TYPES = (
     "core.calibration.TemperatureScaledClassifier",
     "core.distillation.SoftTargetClassifier",
@@ -172,6 +179,14 @@ _ALL = (
         lambda rs: _band_kd(rs, teacher_views=True),
         trusted_types=_KD_TYPES,
         feature_set="emo",
+    ),
+    Preset(
+        "whisper-lr-temp",
+        "StandardScaler + logistic regression (C=0.05) with temperature scaling fitted on "
+        "speaker-grouped inner out-of-fold probabilities (4 folds), for whisper-emo",
+        _lr_temp,
+        trusted_types=("core.calibration.TemperatureScaledClassifier",),
+        feature_set="whisper-emo",
     ),
 )
 

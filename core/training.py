@@ -17,6 +17,7 @@ from core.datasets import Dataset
 from core.errors import DatasetError, FeatureSetError
 from core.features import FeatureSet, get_feature_set
 from core.model import EmotionModel
+from core.ood import OOD_ABOVE, DistanceScorer
 from core.presets import RANDOM_STATE, build_pipeline, get_preset
 from core.routing import BandwidthRouter, clf_fit_params
 
@@ -210,6 +211,7 @@ def train_model(
         preset, X, y, groups=groups, sources=sources, random_state=random_state
     )
     slim(pipeline)
+    ood = DistanceScorer().fit(X, y)  # every training row, augmented copies included
     counts = Counter(table.labels)
     speakers = sorted({s for s in table.speakers if s})
     metadata = {
@@ -229,8 +231,15 @@ def train_model(
             **fit_info,
         },
         "metrics": {},
+        "ood": {
+            "method": "Mahalanobis distance to the nearest class mean over the first principal "
+            "axes plus the rest (core.ood.DistanceScorer), as the share of training rows nearer",
+            "n_components": int(len(ood.components_)),
+        },
+        "suggested_ood_above": OOD_ABOVE,
     }
     return EmotionModel(
+        ood=ood,
         pipeline=pipeline,
         labels=labels,
         feature_set=fs,

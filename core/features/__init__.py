@@ -11,10 +11,11 @@ from core.errors import FeatureSetError
 from core.features.base import FeatureSet
 from core.features.emo import EMO, EMO_HIGHPASS
 from core.features.seed import SEED180
+from core.features.whisper import WHISPER_EMO, WHISPER_TINY
 
 __all__ = ["FeatureSet", "feature_sets", "get_feature_set"]
 
-_ALL: tuple[FeatureSet, ...] = (SEED180, EMO, EMO_HIGHPASS)
+_ALL: tuple[FeatureSet, ...] = (SEED180, EMO, EMO_HIGHPASS, WHISPER_TINY, WHISPER_EMO)
 
 
 def feature_sets() -> list[FeatureSet]:

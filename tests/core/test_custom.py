@@ -183,3 +183,11 @@ def test_cli_train_manifest(clips, cache, tmp_path):
     assert result.exit_code == 1 and "exists" in result.output
     result = CliRunner().invoke(cli, [*args, "--overwrite", "--augment", "telephone"])
     assert result.exit_code == 2 and "not used by custom training" in result.output
+
+
+def test_refuses_when_most_clips_fail(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio " * 10)
+    samples = [(bad, label, None) for label in ("a", "b") for _ in range(8)]
+    with pytest.raises(DatasetError, match="16 of 16 clips could not be used"):
+        train_custom(samples, name="x", recipe=FAST, models_dir=tmp_path)
