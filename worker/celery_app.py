@@ -14,6 +14,7 @@ from __future__ import annotations
 from celery import Celery, platforms, signals
 
 from api.store.db import dispose_engines
+from api.store.logs import configure_logging
 from api.store.queue import CHUNK_QUEUE, CONTROL_QUEUE, QUEUES, celery_config, create_celery
 from api.store.settings import load_settings
 
@@ -25,6 +26,12 @@ app = Celery("aer", include=["worker.tasks"])
 @app.on_configure.connect
 def _configure(sender: Celery, **_kwargs) -> None:
     sender.conf.update(celery_config(load_settings()))
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_kwargs) -> None:
+    # Connected, so Celery leaves the root logger to AER's one configuration.
+    configure_logging(load_settings())
 
 
 @signals.celeryd_init.connect

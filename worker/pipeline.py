@@ -18,7 +18,7 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
-from api.store import jobs, processing, workers
+from api.store import deliveries, jobs, processing, webhooks, workers
 from api.store.db import session_scope
 from api.store.quotas import job_file_limit
 from api.store.redact import without_paths
@@ -31,6 +31,7 @@ from core.model import EmotionModel
 from core.predict import FilePrediction
 from worker.liveness import task_claim
 from worker.models import get_model
+from worker.notify import send_deliveries
 from worker.sources import Listing, SourceError, list_folder, list_upload, remove_extractions
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,7 @@ def _enumerate(settings: Settings, job_id: str, enqueue: Enqueue, worker_id: str
         listing = _list_sources(settings, job, max_files)
     except SourceError as exc:
         log.warning("job %s failed: %s", job_id, exc)
-        with session_scope(settings) as session:
-            processing.fail_job(session, job_id, without_paths(str(exc), settings))
+        _fail(settings, job_id, without_paths(str(exc), settings))
         drop_extractions(settings, job_id)
         return
     if listing.failed:
@@ -122,11 +122,10 @@ def _enumerate(settings: Settings, job_id: str, enqueue: Enqueue, worker_id: str
         chunks += enqueue_in_chunks(enqueue, job_id, ids, settings.chunk_size)
     with session_scope(settings) as session:
         empty = processing.count_files(session, job_id) == 0
-        if empty:
-            processing.fail_job(session, job_id, "no audio files found")
-        else:
+        if not empty:
             processing.finish_enumeration(session, job_id)
     if empty:
+        _fail(settings, job_id, "no audio files found")
         log.warning("job %s failed: no audio files found", job_id)
         drop_extractions(settings, job_id)
         return
@@ -194,17 +193,15 @@ def _run_chunk(
         options = jobs.analysis_options(job.options)
     except jobs.InvalidOptionsError as exc:
         log.error("job %s failed: %s", job_id, exc)
-        with session_scope(settings) as session:
-            processing.fail_job(session, job_id, f"invalid job options: {exc}")
+        _fail(settings, job_id, f"invalid job options: {exc}")
         drop_extractions(settings, job_id)
         return 0
     try:
         model = get_model(settings, job.model_name, job.tenant_id)
     except ModelError as exc:
         log.error("job %s failed: model %r: %s", job_id, job.model_name, exc)
-        with session_scope(settings) as session:
-            message = f"model {job.model_name!r} cannot be used: {exc}"
-            processing.fail_job(session, job_id, without_paths(message, settings))
+        message = f"model {job.model_name!r} cannot be used: {exc}"
+        _fail(settings, job_id, without_paths(message, settings))
         drop_extractions(settings, job_id)
         return 0
     with session_scope(settings) as session:
@@ -221,12 +218,14 @@ def _run_chunk(
         )
     taken = {file_id for file_id, _ in claimed}
     retries = [file_id for file_id in file_ids if file_id not in taken]
-    results = _Results(settings, model.version)
+    results = _Results(settings, job_id, model.version)
     done = 0
     try:
         while claimed:
             file_id, path = claimed.pop(0)
-            results.add(file_id, _analyze_one(settings, model, options, job_id, file_id, path))
+            start = time.perf_counter()
+            outcome = _analyze_one(settings, model, options, job_id, file_id, path)
+            results.add(file_id, outcome, time.perf_counter() - start)
             done += 1
             results.flush_if_due()
         results.flush()
@@ -256,15 +255,18 @@ class _Results:
     :data:`FLUSH_S` seconds, whichever comes first, so progress shows and a crash loses little.
     """
 
-    def __init__(self, settings: Settings, model_version: str | None) -> None:
+    def __init__(self, settings: Settings, job_id: str, model_version: str | None) -> None:
         self.settings = settings
+        self.job_id = job_id
         self.model_version = model_version
         self.pending: list[tuple[int, FilePrediction | str]] = []
+        self.seconds: dict[int, float] = {}
         self.since = time.monotonic()
 
-    def add(self, file_id: int, outcome: FilePrediction | str) -> None:
-        """Queue a file's prediction, or the message of an internal error."""
+    def add(self, file_id: int, outcome: FilePrediction | str, seconds: float) -> None:
+        """Queue a file's prediction (or the message of an internal error) and its time."""
         self.pending.append((file_id, outcome))
+        self.seconds[file_id] = seconds
 
     def flush_if_due(self) -> None:
         """:meth:`flush` when enough files or time have gone by."""
@@ -272,15 +274,18 @@ class _Results:
             self.flush()
 
     def flush(self) -> None:
-        """Store every queued result in one transaction (each only if its file is unfinished)."""
+        """Store every queued result in one transaction (each only if its file is unfinished),
+        with the ``job.progress`` webhook attempts it makes due; then send those."""
         if self.pending:
             predictions = [(i, out) for i, out in self.pending if not isinstance(out, str)]
             with session_scope(self.settings) as session:
-                processing.record_results(session, predictions, self.model_version)
+                processing.record_results(session, predictions, self.model_version, self.seconds)
                 for file_id, outcome in self.pending:
                     if isinstance(outcome, str):
                         processing.fail_file(session, file_id, outcome, "internal_error")
-            self.pending = []
+                attempt_ids = webhooks.record_progress(session, self.job_id)
+            self.pending, self.seconds = [], {}
+            send_deliveries(attempt_ids)
         self.since = time.monotonic()
 
 
@@ -323,8 +328,10 @@ def _process_file(
         )
     if path is None:
         return False
-    results = _Results(settings, model.version)
-    results.add(file_id, _analyze_one(settings, model, options, job_id, file_id, path))
+    results = _Results(settings, job_id, model.version)
+    start = time.perf_counter()
+    outcome = _analyze_one(settings, model, options, job_id, file_id, path)
+    results.add(file_id, outcome, time.perf_counter() - start)
     results.flush()  # result, segments and summary: one transaction
     return True
 
@@ -345,9 +352,19 @@ def analyze(
 def _try_finish(settings: Settings, job_id: str) -> None:
     with session_scope(settings) as session:
         finished = processing.try_finish_job(session, job_id)
+        attempt_ids = webhooks.record_job_event(session, job_id) if finished else []
     if finished:
         log.info("job %s finished", job_id)
         drop_extractions(settings, job_id)
+    send_deliveries(attempt_ids)
+
+
+def _fail(settings: Settings, job_id: str, error: str) -> None:
+    """Fail the job, with its webhook events in the same transaction, then send them."""
+    with session_scope(settings) as session:
+        failed = processing.fail_job(session, job_id, error)
+        attempt_ids = webhooks.record_job_event(session, job_id) if failed else []
+    send_deliveries(attempt_ids)
 
 
 def drop_extractions(settings: Settings, job_id: str) -> None:
@@ -394,6 +411,7 @@ def run_sweep(
             messages_lost=messages_lost,
         )
     with session_scope(settings) as session:
+        abandoned: list[str] = []
         stalled = processing.stalled_enumerations(
             session,
             lease_s=settings.lease_s,
@@ -401,7 +419,15 @@ def run_sweep(
             worker_timeout_s=timeout_s,
             unclaimed_after_s=timeout_s if control_idle else settings.lease_s,
             messages_lost=messages_lost,
+            gave_up=abandoned,
         )
+        attempt_ids = [
+            i for job_id in abandoned for i in webhooks.record_job_event(session, job_id)
+        ]
+    send_deliveries(attempt_ids)
+    with session_scope(settings) as session:
+        late_attempts = deliveries.due_attempts(session, grace_s=settings.sweep_interval_s)
+    send_deliveries(late_attempts)
     for job_id, file_ids in requeue.items():
         enqueue_in_chunks(enqueue, job_id, file_ids, settings.chunk_size)
     for job_id in stalled:
@@ -413,6 +439,7 @@ def run_sweep(
         "requeued_files": sum(len(ids) for ids in requeue.values()),
         "requeued_enumerations": len(stalled),
         "stale_upload_parts": stale_parts,
+        "late_webhook_attempts": len(late_attempts),
     }
     if any(counts.values()):
         log.warning("sweep: %s", counts)

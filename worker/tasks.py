@@ -10,17 +10,20 @@ import logging
 
 from amqp.exceptions import ChannelError
 
+from api.store.logs import log_context
 from api.store.queue import (
     CHUNK_QUEUE,
     CHUNK_TASK,
     CONTROL_QUEUE,
+    DELIVER_TASK,
     ENUMERATE_TASK,
     PURGE_TASK,
     SWEEP_TASK,
     TRAIN_TASK,
+    delivery_countdown,
 )
 from api.store.settings import load_settings
-from worker import pipeline, retention, training
+from worker import pipeline, retention, training, webhooks
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -32,14 +35,16 @@ BROKER_MARK = "aer:broker-mark"
 @app.task(name=ENUMERATE_TASK)
 def enumerate_job(job_id: str) -> None:
     """List a job's files, store them and enqueue their chunks."""
-    pipeline.run_enumeration(load_settings(), job_id, enqueue_chunk)
+    with log_context(job_id=job_id):
+        pipeline.run_enumeration(load_settings(), job_id, enqueue_chunk)
 
 
 @app.task(name=CHUNK_TASK)
 def process_chunk(job_id: str, file_ids: list[int]) -> None:
     """Classify a chunk of a job's files."""
-    done = pipeline.run_chunk(load_settings(), job_id, file_ids, enqueue_chunk)
-    log.info("job %s: chunk of %s files, %s processed", job_id, len(file_ids), done)
+    with log_context(job_id=job_id):
+        done = pipeline.run_chunk(load_settings(), job_id, file_ids, enqueue_chunk)
+        log.info("job %s: chunk of %s files, %s processed", job_id, len(file_ids), done)
 
 
 @app.task(name=TRAIN_TASK)
@@ -63,6 +68,20 @@ def sweep() -> dict[str, int]:
     if lost:  # only once the work is sent again: a sweep that dies midway retries it all
         mark_broker()
     return counts
+
+
+@app.task(name=DELIVER_TASK)
+def deliver_webhook(delivery_id: int) -> str | None:
+    """Make one attempt to POST a webhook event; schedules the next one when it fails."""
+    return webhooks.run_delivery(load_settings(), delivery_id, enqueue_attempt)
+
+
+def enqueue_attempt(delivery_id: int, delay_s: float) -> None:
+    """Send ``aer.deliver_webhook`` for an attempt due in ``delay_s`` (or leave a distant one to
+    the sweep, see :func:`api.store.queue.delivery_countdown`)."""
+    countdown = delivery_countdown(load_settings(), delay_s)
+    if countdown is not None:
+        deliver_webhook.apply_async(args=(delivery_id,), countdown=countdown)
 
 
 @app.task(name=PURGE_TASK)

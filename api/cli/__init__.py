@@ -129,10 +129,11 @@ def serve(host: str, port: int, workers: int, allow_roots: tuple[Path, ...]) -> 
 
     from api.cli.embedded import EmbeddedError, embedded_stack
     from api.store.db import upgrade
+    from api.store.logs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # no plugin and revision lines
     settings = _settings()
+    configure_logging(settings)  # the worker it starts reads the same AER_LOG_* settings
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # no plugin and revision lines
     if allow_roots:
         roots = dict.fromkeys([*settings.allowed_roots, *(p.resolve() for p in allow_roots)])
         settings = settings.model_copy(update={"allowed_roots": tuple(roots)})
@@ -148,6 +149,26 @@ def serve(host: str, port: int, workers: int, allow_roots: tuple[Path, ...]) -> 
         click.echo("stopped")
     except EmbeddedError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@cli.command("beat-health")
+@click.option(
+    "--max-age",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds within which the beat schedule file must have been written.",
+)
+def beat_health(max_age: float) -> None:
+    """Exit 0 when Celery beat wrote its schedule file in the last MAX_AGE seconds (a
+    container health check; beat saves the file every 3 minutes and after each run)."""
+    from api.store.health import beat_schedule_age
+
+    age = beat_schedule_age(_settings())
+    if age is None or age > max_age:
+        where = "no schedule file" if age is None else f"schedule file {age:.0f} s old"
+        raise click.ClickException(f"beat unhealthy: {where}")
+    click.echo(f"beat ok: schedule file {age:.0f} s old")
 
 
 def _watch(client, job: dict, *, quiet: bool = False) -> dict:

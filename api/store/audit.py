@@ -23,6 +23,8 @@ ACTIONS = (
     "model.train",
     "key.create",
     "key.revoke",
+    "webhook.create",
+    "webhook.delete",
 )
 
 

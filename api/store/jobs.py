@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from api.store import uploads
+from api.store import uploads, webhooks
 from api.store.errors import StoreError
 from api.store.settings import Settings
 from api.store.tables import (
@@ -170,9 +170,14 @@ def create_job(
     tenant_id: str,
     job_id: str | None = None,
     stored_bytes: int = 0,
+    callback_url: str | None = None,
 ) -> Job:
     """Insert a queued job of ``tenant_id``; enqueue its enumeration only after the session
-    commits. ``stored_bytes``: the uploaded audio it holds (for the storage quota)."""
+    commits. ``stored_bytes``: the uploaded audio it holds (for the storage quota).
+
+    With a ``callback_url`` the job gets a fresh ``callback_secret`` that signs its events
+    (:mod:`api.store.webhooks`).
+    """
     if source_kind not in SOURCE_KINDS:
         raise ValueError(f"source_kind must be one of {SOURCE_KINDS}, got {source_kind!r}")
     job = Job(
@@ -185,6 +190,8 @@ def create_job(
         options=dict(options or {}),
         model_name=model_name,
         created_at=utcnow(),
+        callback_url=callback_url,
+        callback_secret=webhooks.new_secret() if callback_url else None,
     )
     session.add(job)
     session.flush()
@@ -321,7 +328,13 @@ def cancel_job(session: Session, job_id: str, *, tenant_id: str) -> Job:
 
     Chunks still in the queue find the job cancelled and skip their files.
     """
-    session.execute(
+    return cancel(session, job_id, tenant_id=tenant_id)[0]
+
+
+def cancel(session: Session, job_id: str, *, tenant_id: str) -> tuple[Job, list[int]]:
+    """:func:`cancel_job`, and the ids of the ``job.cancelled`` webhook attempts it recorded
+    (to enqueue after the commit)."""
+    result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.state.in_(ACTIVE_JOB_STATES))
         .values(state=JobState.CANCELLED, finished_at=utcnow(), lease_expires_at=None)
@@ -329,18 +342,24 @@ def cancel_job(session: Session, job_id: str, *, tenant_id: str) -> Job:
     )
     job = get_job(session, job_id, tenant_id=tenant_id)
     session.refresh(job)
-    return job
+    deliveries = webhooks.record_job_event(session, job_id) if result.rowcount == 1 else []
+    return job, deliveries
 
 
-def delete_job(session: Session, settings: Settings, job_id: str, *, tenant_id: str) -> None:
+def delete_job(session: Session, settings: Settings, job_id: str, *, tenant_id: str) -> list[int]:
     """Cancel the job of ``tenant_id``, delete it and its files' rows, and remove its uploaded
-    audio (raises :class:`JobNotFoundError`)."""
-    job = cancel_job(session, job_id, tenant_id=tenant_id)
+    audio (raises :class:`JobNotFoundError`).
+
+    Returns the ids of the ``job.cancelled`` webhook attempts recorded (to enqueue after the
+    commit; the record of deliveries outlives the job).
+    """
+    job, deliveries = cancel(session, job_id, tenant_id=tenant_id)
     session.delete(job)
     session.flush()
     folder = uploads.upload_dir(settings, job_id)
     if job.source_kind == "upload" and folder.is_relative_to(settings.uploads_dir):
         shutil.rmtree(folder, ignore_errors=True)
+    return deliveries
 
 
 def file_segments(

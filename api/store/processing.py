@@ -9,7 +9,7 @@ twice or two workers race: the loser simply changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -347,13 +347,15 @@ def record_results(
     session: Session,
     results: Sequence[tuple[int, FilePrediction]],
     model_version: str | None,
+    processing_s: Mapping[int, float] | None = None,
 ) -> list[int]:
     """Store many files' predictions (or errors) with their segments and summaries; returns the
     ids of the files written, by id.
 
     The first result wins: a file row is updated only while the file is unfinished, and only
     then are its segments written (any left from before deleted first), all in the caller's
-    transaction. A few statements for the whole batch, whatever its size.
+    transaction. A few statements for the whole batch, whatever its size. ``processing_s``:
+    seconds spent on each file (by id), for the metrics.
     """
     by_id: dict[int, FilePrediction] = {}
     for file_id, prediction in results:
@@ -377,7 +379,16 @@ def record_results(
     rows, segment_rows = [], []
     for file_id in winners:
         row, segments = _result_row(by_id[file_id])
-        rows.append({"b_id": file_id, **row, "processed_at": now, "model_version": model_version})
+        seconds = (processing_s or {}).get(file_id)
+        rows.append(
+            {
+                "b_id": file_id,
+                **row,
+                "processed_at": now,
+                "model_version": model_version,
+                "processing_s": seconds,
+            }
+        )
         segment_rows += [
             {"file_id": file_id, "job_id": job_ids[file_id], **seg} for seg in segments
         ]
@@ -553,12 +564,14 @@ def stalled_enumerations(
     worker_timeout_s: float,
     unclaimed_after_s: float,
     messages_lost: bool = False,
+    gave_up: list[str] | None = None,
 ) -> list[str]:
     """Jobs whose enumeration was lost: its lease expired, its task is gone, or nobody claimed
     it within ``unclaimed_after_s`` of its creation (or at all, when ``messages_lost``).
 
-    Jobs out of attempts are failed; the others get a fresh lease, no claimer, and are
-    returned, to be enqueued again.
+    Jobs out of attempts are failed (their ids appended to ``gave_up`` when given, for their
+    webhook events); the others get a fresh lease, no claimer, and are returned, to be enqueued
+    again.
     """
     now = utcnow()
     unclaimed = Job.claimed_by.is_(None)
@@ -577,7 +590,7 @@ def stalled_enumerations(
             unclaimed,
         ),
     )
-    session.execute(
+    failed = session.scalars(
         update(Job)
         .where(stalled, Job.attempts >= max_attempts)
         .values(
@@ -586,8 +599,11 @@ def stalled_enumerations(
             finished_at=now,
             lease_expires_at=None,
         )
+        .returning(Job.id)
         .execution_options(synchronize_session=False)
-    )
+    ).all()
+    if gave_up is not None:
+        gave_up.extend(failed)
     return list(
         session.scalars(
             update(Job)

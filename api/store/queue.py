@@ -24,6 +24,8 @@ CHUNK_TASK = "aer.process_chunk"
 TRAIN_TASK = "aer.train_model"
 #: Periodic task (beat) that re-enqueues work lost with a dead worker.
 SWEEP_TASK = "aer.sweep"
+#: Task that makes one attempt to POST a webhook event (``api.store.webhooks``).
+DELIVER_TASK = "aer.deliver_webhook"
 #: Periodic task (beat) that deletes audio and results past their retention.
 PURGE_TASK = "aer.purge"
 
@@ -58,6 +60,7 @@ def celery_config(settings: Settings) -> dict:
         "task_routes": {
             ENUMERATE_TASK: {"queue": CONTROL_QUEUE},
             SWEEP_TASK: {"queue": CONTROL_QUEUE},
+            DELIVER_TASK: {"queue": CONTROL_QUEUE},
             PURGE_TASK: {"queue": CONTROL_QUEUE},
         },
         "beat_schedule": {
@@ -103,5 +106,28 @@ def enqueue_training(celery: Celery, training_id: str) -> bool:
         celery.send_task(TRAIN_TASK, args=(training_id,))
     except OperationalError as exc:
         log.warning("training %s: broker unavailable (%s)", training_id, exc)
+        return False
+    return True
+
+
+def delivery_countdown(settings: Settings, delay_s: float) -> float | None:
+    """The countdown to send a delivery attempt due in ``delay_s`` with, or None when it is too
+    far off: Redis would redeliver a message held longer than its visibility timeout, so a late
+    attempt is left to the sweep, which enqueues attempts once they are due."""
+    return max(0.0, delay_s) if delay_s < settings.visibility_timeout_s / 2 else None
+
+
+def enqueue_deliveries(celery: Celery, delivery_ids: list[int], countdown: float = 0.0) -> bool:
+    """Send :data:`DELIVER_TASK` for committed attempt rows; False when the broker is down (the
+    sweep sends them later)."""
+    from kombu.exceptions import OperationalError
+
+    try:
+        for delivery_id in delivery_ids:
+            celery.send_task(DELIVER_TASK, args=(delivery_id,), countdown=countdown or None)
+    except OperationalError as exc:
+        log.warning(
+            "webhooks %s: broker unavailable (%s); the sweep will send them", delivery_ids, exc
+        )
         return False
     return True

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -36,7 +36,7 @@ DEFAULT_CHANNEL_NAMES = ((0, "agent"), (1, "customer"))
 MAX_CHANNEL_NAME = 64
 MAX_CHANNEL_INDEX = 255
 #: Settings whose values never appear in an error message.
-SECRET_FIELDS = frozenset({"secret_key", "bootstrap_key"})
+SECRET_FIELDS = frozenset({"secret_key", "bootstrap_key", "metrics_token"})
 #: What an API key looks like: ``aer_<8 character prefix>_<secret of 32+ URL-safe characters>``.
 API_KEY_PATTERN = re.compile(r"aer_([a-z0-9]{8})_([A-Za-z0-9_-]{32,200})")
 
@@ -218,6 +218,47 @@ class Settings(BaseSettings):
     )
     tenant_max_stored_mb: int = Field(
         102_400, ge=1, description="uploaded audio a tenant's jobs may hold, in MB (413 above)"
+    )
+
+    webhook_allow_private: bool = Field(
+        False,
+        description="let webhook receivers resolve to private, loopback or link-local "
+        "addresses (refused otherwise, at submission and again at each delivery)",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=300, allow_inf_nan=False, description="timeout of one webhook POST"
+    )
+    webhook_max_attempts: int = Field(
+        15, ge=1, le=100, description="attempts per webhook delivery before it is given up"
+    )
+    webhook_retry_base_s: float = Field(
+        30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="delay before the first retry; doubled each attempt, with jitter "
+        "(the defaults retry for about a day)",
+    )
+    webhook_retry_max_s: float = Field(
+        21_600.0, gt=0, allow_inf_nan=False, description="longest delay between two attempts"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: one JSON object per log line, with request and job ids"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="level of the API's, `aer serve`'s and the workers' logs"
+    )
+    worker_ping_timeout_s: float = Field(
+        1.0,
+        gt=0,
+        le=30,
+        allow_inf_nan=False,
+        description="how long `/healthz` and `/metrics` wait for workers to answer a ping",
+    )
+    metrics_token: str | None = Field(
+        None,
+        min_length=32,
+        description="a bearer token that may read `/metrics` (for Prometheus); "
+        "`/metrics` also takes an admin API key",
     )
 
     @classmethod

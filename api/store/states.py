@@ -30,6 +30,15 @@ class TrainingState(StrEnum):
     FAILED = "failed"
 
 
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    GAVE_UP = "gave_up"
+
+
+DELIVERY_STATES = tuple(DeliveryState)
 #: Job states in which work may still happen.
 ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
 #: Job states a job ends in.

@@ -1,6 +1,6 @@
 """Database tables (SQLAlchemy 2 typed ORM): ``tenants`` and their ``api_keys``, ``jobs``, their
 ``files`` and the files' ``segments``; ``trainings`` of custom models; ``purges``, the record of
-what the retention task deleted.
+what the retention task deleted; ``webhooks`` (subscriptions) and ``webhook_deliveries``.
 
 The schema is created and changed only by the Alembic migrations in ``migrations/``; keep this
 module and the newest migration in step (``tests/service/test_db.py`` compares them).
@@ -32,8 +32,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from api.store.states import (
     ACTIVE_JOB_STATES,
+    DELIVERY_STATES,
     TERMINAL_JOB_STATES,
     UNFINISHED_FILE_STATES,
+    DeliveryState,
     FileState,
     JobState,
     TrainingState,
@@ -47,6 +49,7 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "Base",
+    "DeliveryState",
     "File",
     "FileState",
     "Job",
@@ -56,6 +59,8 @@ __all__ = [
     "Training",
     "TrainingState",
     "Tenant",
+    "Webhook",
+    "WebhookDelivery",
     "Worker",
     "utcnow",
 ]
@@ -183,6 +188,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Where the job's end is POSTed (``api.store.webhooks``), and the key that signs it.
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    callback_secret: Mapped[str | None] = mapped_column(String(100))
 
     files: Mapped[list[File]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
@@ -235,6 +243,8 @@ class File(Base):
     #: model), and when.
     corrected_label: Mapped[str | None] = mapped_column(String(100))
     corrected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Seconds the worker spent analysing the file (decoding included).
+    processing_s: Mapped[float | None] = mapped_column(Double)
 
     job: Mapped[Job] = relationship(back_populates="files")
     segments: Mapped[list[Segment]] = relationship(
@@ -311,6 +321,63 @@ class Training(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Webhook(Base):
+    """A tenant's subscription: every event in ``events`` of the tenant's jobs is POSTed to
+    ``url``, signed with ``secret``."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (Index(None, "tenant_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_TENANT)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list] = mapped_column(JSONType)
+    secret: Mapped[str] = mapped_column(String(100))
+    #: Finished files between two ``job.progress`` events (when subscribed to them).
+    progress_every: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One attempt to POST one event to one receiver (``delivery`` groups the attempts).
+
+    ``state``: ``pending`` (due at ``due_at``), ``sending``, ``delivered`` (2xx), ``failed``
+    (attempt ``attempt + 1`` is due at ``next_retry_at``) or ``gave_up`` (the last attempt).
+    ``job_id`` has no foreign key: the record outlives a deleted job.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        UniqueConstraint("delivery", "attempt"),
+        Index(None, "state", "due_at"),
+        Index(None, "job_id", "id"),
+        Index(None, "webhook_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery: Mapped[str] = mapped_column(String(32))
+    webhook_id: Mapped[str | None] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    #: The signing key (the subscription's or the job's), kept so a deleted job's event still
+    #: goes out signed; never shown by the API.
+    secret: Mapped[str] = mapped_column(String(100))
+    attempt: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<WebhookDelivery {self.id} {self.event} #{self.attempt} {self.state}>"
 
 
 #: What a purge deletes: a job's audio, its extracted zips, or the job and its results.

@@ -10,13 +10,15 @@ folders, opening zips and decoding audio all happen in the worker.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 
 from flask import Blueprint, Response, request, url_for
 
 from api.store import audit, jobs, quotas
-from api.store.queue import enqueue_enumeration
+from api.store.queue import enqueue_deliveries, enqueue_enumeration
+from api.store.receivers import check_receiver
 from api.store.tables import Job
 from api.store.uploads import upload_dir
 from api.web.auth import principal, require, tenant
@@ -27,10 +29,12 @@ from api.web.schemas import Job as JobModel
 from api.web.serializers import job_json
 from api.web.spec import Response as Responses
 from api.web.spec import endpoint, errors
+from api.web.tracing import bind_job
 from api.web.uploads import check_uploads, save_uploads, upload_size
 from api.web.views import domain_summary
 
 bp = Blueprint("jobs", __name__)
+log = logging.getLogger(__name__)
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -66,6 +70,8 @@ def _submit(
 ) -> Job:
     model = resolve_model(options.model or settings().default_model)
     quotas.check_new_job(db(), settings(), tenant(), files=files, size=size)
+    if options.callback_url:
+        check_receiver(options.callback_url, allow_private=settings().webhook_allow_private)
     return jobs.create_job(
         db(),
         source_kind=kind,
@@ -75,6 +81,7 @@ def _submit(
         tenant_id=tenant(),
         job_id=job_id,
         stored_bytes=size,
+        callback_url=options.callback_url,
     )
 
 
@@ -130,9 +137,14 @@ def create_job():
         job = _from_folder(job_id, request.context.json)
     audit.record(db(), principal(), "job.create", "job", job.id, source=job.source_kind)
     db().commit()  # the worker must find the job when the message arrives
+    bind_job(job.id)
+    log.info("job submitted (%s, model %s)", job.source_kind, job.model_name)
     enqueue_enumeration(celery(), job.id)
     location = url_for("jobs.get_job", job_id=job.id, _external=True)
-    return job_json(job, {}), 202, {"Location": location}
+    body = job_json(job, {})
+    if job.callback_secret:
+        body["callback_secret"] = job.callback_secret  # shown this once
+    return body, 202, {"Location": location}
 
 
 @bp.get("/jobs")
@@ -191,9 +203,10 @@ def cancel_job(job_id: str):
     """Stop a queued or running job: files not yet analysed are skipped, results are kept.
     A job that already ended is answered unchanged."""
     found = jobs.find_job(db(), job_id, tenant_id=tenant())
-    job = jobs.cancel_job(db(), found.id, tenant_id=tenant())
+    job, deliveries = jobs.cancel(db(), found.id, tenant_id=tenant())
     audit.record(db(), principal(), "job.cancel", "job", job.id)
     db().commit()
+    enqueue_deliveries(celery(), deliveries)
     return job_json(job, jobs.file_counts(db(), job.id))
 
 
@@ -202,6 +215,8 @@ def cancel_job(job_id: str):
 def delete_job(job_id: str):
     """Cancel the job's queued work, delete its results and its uploaded audio."""
     found = jobs.find_job(db(), job_id, tenant_id=tenant())
-    jobs.delete_job(db(), settings(), found.id, tenant_id=tenant())
+    deliveries = jobs.delete_job(db(), settings(), found.id, tenant_id=tenant())
     audit.record(db(), principal(), "job.delete", "job", found.id)
+    db().commit()  # the worker must find the attempts when their messages arrive
+    enqueue_deliveries(celery(), deliveries)
     return Response(status=204)

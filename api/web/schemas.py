@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 
 from api.store.audit import ACTIONS
 from api.store.jobs import CHANNEL_MODES, SEGMENTATIONS
-from api.store.tables import FileState, JobState, TrainingState
+from api.store.receivers import MAX_URL
+from api.store.tables import DeliveryState, FileState, JobState, TrainingState
+from api.store.webhooks import END_EVENTS, EVENTS, PROGRESS_OPTION
 
 ChannelMode = Literal[CHANNEL_MODES]  # type: ignore[valid-type]
 Segmentation = Literal[SEGMENTATIONS]  # type: ignore[valid-type]
@@ -51,6 +53,36 @@ class JobOptions(_Request):
     segmentation: Segmentation = Field(
         SEGMENTATIONS[0], description="speech segments (vad), fixed 8 s windows, or whole files"
     )
+    callback_url: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_URL,
+        description="http(s) URL the job's end is POSTed to, signed with the "
+        "`callback_secret` of the 202 answer (see docs/webhooks.md)",
+    )
+
+    progress_every: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="with `callback_url`: also POST `job.progress` every this many finished files",
+    )
+
+    @model_validator(mode="after")
+    def _progress_needs_callback(self) -> JobOptions:
+        if self.progress_every is not None and not self.callback_url:
+            raise ValueError("progress_every needs a callback_url")
+        return self
+
+    @field_validator("callback_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     name: str | None = Field(
         None, max_length=200, description="a name to find the job by (the dashboard's search)"
@@ -69,9 +101,14 @@ class JobOptions(_Request):
         return (value or "").strip() or None
 
     def as_options(self) -> dict:
-        """The job's ``options`` column (``name`` only when given)."""
+        """The job's ``options`` column (``name`` only when given; the callback URL has its
+        own column)."""
         options = {"channels": self.channels, "segmentation": self.segmentation}
-        return options | ({"name": self.name} if self.name else {})
+        if self.name:
+            options["name"] = self.name
+        if self.progress_every:
+            options[PROGRESS_OPTION] = self.progress_every
+        return options
 
 
 #: Fields of a job submission besides its files or folder.
@@ -112,7 +149,12 @@ class FolderJobRequest(JobOptions):
     def options(self) -> JobOptions:
         """The job options of this request."""
         return JobOptions(
-            model=self.model, channels=self.channels, segmentation=self.segmentation, name=self.name
+            model=self.model,
+            channels=self.channels,
+            segmentation=self.segmentation,
+            name=self.name,
+            callback_url=self.callback_url,
+            progress_every=self.progress_every,
         )
 
 
@@ -172,6 +214,33 @@ class ExportQuery(UncertainQuery):
         description="rounded: probabilities and confidences to 4 decimals, seconds to 3; "
         "full: every digit stored",
     )
+
+
+Event = Literal[EVENTS]  # type: ignore[valid-type]
+
+
+class WebhookRequest(_Request):
+    """``POST /webhooks``: a subscription to job events."""
+
+    url: str = Field(..., min_length=1, max_length=MAX_URL, description="http(s) receiver")
+    events: list[Event] = Field(
+        default_factory=lambda: list(END_EVENTS),
+        min_length=1,
+        description="default: every job's end (`job.progress` only when named)",
+    )
+    progress_every: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="finished files between two `job.progress` events (default 100)",
+    )
+
+
+class DeliveryQuery(_Query):
+    """Cursor pagination of delivery attempts (attempt id)."""
+
+    cursor: int | None = Field(None, ge=0, le=MAX_CURSOR)
+    limit: int = Field(100, ge=1, le=500)
 
 
 class LabelRequest(_Request):
@@ -271,6 +340,10 @@ class Job(_Response):
     finished_at: str | None
     domain: DomainSummary | None = None
     links: JobLinks
+    callback_url: str | None = None
+    callback_secret: str | None = Field(
+        None, description="the key that signs the job's webhooks: in the 202 answer only"
+    )
 
 
 class PageLinks(_Response):
@@ -435,9 +508,10 @@ class HealthCheck(_Response):
 
 
 class Health(_Response):
-    """``ok`` when the database and the broker answer; ``unavailable`` names the part."""
+    """``ok`` when the database and the broker answer and a worker is alive; ``degraded`` when
+    no worker answers (jobs are accepted and wait); ``unavailable`` (503) names the part."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, HealthCheck]
     error: ErrorDetail | None = None
 
@@ -550,3 +624,42 @@ class AuditPage(_Response):
     items: list[AuditEvent]
     next_cursor: str | None
     links: NextLink
+
+
+class Webhook(_Response):
+    """A subscription; ``secret`` only in the answer that created it."""
+
+    id: str
+    url: str
+    events: list[Event]
+    progress_every: int | None
+    created_at: str
+    secret: str | None = Field(None, description="the signing key: shown once, at creation")
+
+
+class WebhookList(_Response):
+    items: list[Webhook]
+
+
+class Delivery(_Response):
+    """One attempt to POST one event to one receiver."""
+
+    id: int
+    delivery: str = Field(..., description="the id shared by the attempts of one event")
+    webhook_id: str | None = Field(None, description="the subscription; null: the job's callback")
+    job_id: str | None
+    event: Event
+    url: str
+    attempt: int
+    state: DeliveryState
+    status_code: int | None
+    error: str | None
+    created_at: str
+    due_at: str
+    attempted_at: str | None
+    next_retry_at: str | None
+
+
+class DeliveryPage(_Response):
+    items: list[Delivery]
+    next: str | None

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import url_for
 
-from api.store.tables import ApiKey, FileState, Job, JobState
+from api.store.tables import ApiKey, FileState, Job, JobState, Webhook, WebhookDelivery
 
 #: Columns of the CSV export that come before the per-class probabilities.
 CSV_HEAD = ("file", "state", "duration_s", "sample_rate", "channels", "label", "confidence")
@@ -99,6 +99,39 @@ def job_json(job: Job, counts: Mapping[str, int], recovering: int = 0) -> dict:
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "links": job_links(job.id),
+        "callback_url": job.callback_url,
+    }
+
+
+def webhook_json(hook: Webhook, *, with_secret: bool = False) -> dict:
+    """A subscription (:class:`api.web.schemas.Webhook`); its secret only when just created."""
+    body = {
+        "id": hook.id,
+        "url": hook.url,
+        "events": list(hook.events),
+        "progress_every": hook.progress_every,
+        "created_at": iso(hook.created_at),
+    }
+    return body | ({"secret": hook.secret} if with_secret else {})
+
+
+def delivery_json(row: WebhookDelivery) -> dict:
+    """One delivery attempt (:class:`api.web.schemas.Delivery`), without body or secret."""
+    return {
+        "id": row.id,
+        "delivery": row.delivery,
+        "webhook_id": row.webhook_id,
+        "job_id": row.job_id,
+        "event": row.event,
+        "url": row.url,
+        "attempt": row.attempt,
+        "state": row.state,
+        "status_code": row.status_code,
+        "error": row.error,
+        "created_at": iso(row.created_at),
+        "due_at": iso(row.due_at),
+        "attempted_at": iso(row.attempted_at),
+        "next_retry_at": iso(row.next_retry_at),
     }
 
 

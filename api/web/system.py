@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, jsonify
 
 from api.store import health
+from api.store.alive import live_workers
 from api.web.auth import PUBLIC, requires
 from api.web.context import settings
 from api.web.schemas import Health
@@ -34,7 +35,8 @@ def healthz():
     """200 when the database answers ``SELECT 1`` and the broker answers PING, else 503.
 
     Each part is ``ok`` or ``degraded``; why a part is degraded is logged, and shown only to
-    callers :func:`health_details_allowed` lets see it.
+    callers :func:`health_details_allowed` lets see it. ``workers`` is ``degraded`` when no
+    worker answers a ping: jobs are accepted and wait (the status says ``degraded``, still 200).
     """
     checks = {
         "database": health.check_database(settings().database_url),
@@ -48,9 +50,11 @@ def healthz():
             log.warning("health: %s degraded: %s", name, err)
             if details:
                 body[name]["error"] = err
+    alive = checks["broker"] is None and live_workers(settings(), enough=1) > 0
+    body["workers"] = {"ok": alive, "status": "ok" if alive else "degraded"}
     down = [name for name, err in checks.items() if err is not None]
     if not down:
-        return {"status": "ok", "checks": body}
+        return {"status": "ok" if alive else "degraded", "checks": body}
     error = {"code": "unavailable", "message": f"{' and '.join(down)} unavailable"}
     return {"status": "unavailable", "checks": body, "error": error}, 503
 

@@ -676,14 +676,18 @@ def test_models_lists_the_registry_without_paths(client, labels):
 def test_health_checks_database_and_broker(client, make_app, tmp_path):
     response = client.get("/api/v1/healthz")
     assert response.status_code == 200, response.data
+    body = response.get_json()
     ok = {"ok": True, "status": "ok"}
-    assert response.get_json()["checks"] == {"database": ok, "broker": ok}
+    assert body["status"] == "degraded"  # no worker runs in these tests: jobs would wait
+    workers = {"ok": False, "status": "degraded"}
+    assert body["checks"] == {"database": ok, "broker": ok, "workers": workers}
     broken = make_app(broker_url=f"redis+socket://{tmp_path / 'nothing.sock'}").test_client()
     response = broken.get("/api/v1/healthz")
     assert response.status_code == 503
     body = response.get_json()
     assert body["checks"]["database"]["ok"] and not body["checks"]["broker"]["ok"]
     assert "broker" in body["error"]["message"]
+    assert "nothing.sock" not in response.get_data(as_text=True)  # no socket paths in public
     no_db = make_app(database_url=f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'x.db'}")
     (tmp_path / "no").mkdir()
     (tmp_path / "no" / "such").write_text("a file where a folder should be")

@@ -70,6 +70,15 @@ def test_every_variable_is_read(tmp_path):
         "AER_TENANT_MAX_ACTIVE_JOBS": "3",
         "AER_TENANT_MAX_FILES_PER_JOB": "20",
         "AER_TENANT_MAX_STORED_MB": "1000",
+        "AER_WEBHOOK_ALLOW_PRIVATE": "true",
+        "AER_WEBHOOK_TIMEOUT_S": "3",
+        "AER_WEBHOOK_MAX_ATTEMPTS": "4",
+        "AER_WEBHOOK_RETRY_BASE_S": "0.5",
+        "AER_WEBHOOK_RETRY_MAX_S": "60",
+        "AER_LOG_FORMAT": "json",
+        "AER_LOG_LEVEL": "DEBUG",
+        "AER_WORKER_PING_TIMEOUT_S": "0.25",
+        "AER_METRICS_TOKEN": "t" * 32,
     }
     s = load_settings(env)
     assert s == Settings(
@@ -110,6 +119,15 @@ def test_every_variable_is_read(tmp_path):
         tenant_max_active_jobs=3,
         tenant_max_files_per_job=20,
         tenant_max_stored_mb=1000,
+        webhook_allow_private=True,
+        webhook_timeout_s=3.0,
+        webhook_max_attempts=4,
+        webhook_retry_base_s=0.5,
+        webhook_retry_max_s=60.0,
+        log_format="json",
+        log_level="DEBUG",
+        worker_ping_timeout_s=0.25,
+        metrics_token="t" * 32,
     )
     assert s.celery_broker_url == "redis://broker:6379/0"
     # every AER_ variable the README documents is one load_settings reads

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from api.store import keys, processing, trainings
+from api.store import keys, processing, trainings, webhooks
 from api.store.db import session_scope, upgrade
 from api.store.jobs import create_job
 from api.store.tables import ApiKey, Job, Segment, utcnow
@@ -162,6 +162,23 @@ def _training(client, headers, ctx):
     return client.get(f"/api/v1/trainings/{training.id}", headers=headers)
 
 
+def _hook(ctx) -> str:
+    """A subscription of the ``default`` tenant (a new one per request)."""
+    with session_scope(ctx["settings"]) as session:
+        hook = webhooks.create_webhook(
+            session, tenant_id="default", url="http://127.0.0.1:9/hook", events=["job.failed"]
+        )
+        return hook.id
+
+
+def _hook_request(method: str, suffix: str = ""):
+    def send(client, headers, ctx):
+        path = f"/api/v1/webhooks/{_hook(ctx)}{suffix}"
+        return client.open(path, method=method, headers=headers)
+
+    return send
+
+
 NO_KEY = (401, 401, 401)
 JOB = "/api/v1/jobs/{job_id}"
 JOB_PAGE = "/jobs/{job_id}"
@@ -226,6 +243,37 @@ ROWS = (
     Row("/api/v1/keys", "GET", (*NO_KEY, 403, 403, 200, 200), _get("/api/v1/keys")),
     Row("/api/v1/audit", "GET", (*NO_KEY, 403, 403, 200, 200), _get("/api/v1/audit")),
     Row("/api/v1/keys/<int:key_id>", "DELETE", (*NO_KEY, 403, 403, 204, 204), _revoke_key),
+    # A loopback receiver is refused (422) once the key may subscribe: the matrix checks the key.
+    Row(
+        "/api/v1/webhooks",
+        "POST",
+        (*NO_KEY, 403, 403, 422, 422),
+        _send("POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/hook"}),
+    ),
+    Row("/api/v1/webhooks", "GET", (*NO_KEY, 200, 200, 200, 200), _get("/api/v1/webhooks")),
+    Row(
+        "/api/v1/webhooks/<webhook_id>", "GET", (*NO_KEY, 200, 404, 404, 200), _hook_request("GET")
+    ),
+    Row(
+        "/api/v1/webhooks/<webhook_id>",
+        "DELETE",
+        (*NO_KEY, 403, 403, 404, 204),
+        _hook_request("DELETE"),
+    ),
+    Row(
+        "/api/v1/webhooks/<webhook_id>/deliveries",
+        "GET",
+        (*NO_KEY, 200, 404, 404, 200),
+        _hook_request("GET", "/deliveries"),
+    ),
+    Row(
+        "/api/v1/jobs/<job_id>/webhooks",
+        "GET",
+        (*NO_KEY, 200, 404, 404, 200),
+        _get(JOB + "/webhooks"),
+    ),
+    # Every tenant's numbers: an admin key (admins manage every tenant's keys already).
+    Row("/metrics", "GET", (*NO_KEY, 403, 403, 200, 200), _get("/metrics")),
     Row("/api/v1/healthz", "GET", (200,) * 7, _get("/api/v1/healthz")),
     Row("/api/v1/openapi.json", "GET", (200,) * 7, _get("/api/v1/openapi.json")),
     # Web pages: the login form is public; posts without a CSRF token are refused.
