@@ -5,15 +5,14 @@ Finished (benchmarks/research/). Measured 2026-12-04 on the branch that added
 regression on clean rows only, StandardScaler, GroupKFold(6) by actor, UAR mean over folds.
 Encoder alone (``whisper-tiny@1``) 0.695 / 0.694 / 0.695 at C = 0.02 / 0.05 / 0.1; with
 ``emo@2`` (``whisper-emo@1``) 0.717 / 0.717 / 0.715: the concatenation and C = 0.05 went into
-preset ``whisper-lr-temp`` (``models/whisper8.md``). Padding (``--padding``, C = 0.05): encoder alone 0.694 unpadded against
-**0.721** padded to 30 s, with ``emo@2`` 0.717 against **0.741** (+2.4 to +2.7 points), but the
-padded encoder cost 752 s of wall time on 2 processes for 5300 s of audio on a loaded machine
-(about 1 s of CPU a clip, 1.5 s for one 30 s encode under load): some 4x realtime per core
-against the target of 100x. Not shipped; a shorter pad (to 8-10 s) is the untried middle.
+preset ``whisper-lr-temp`` (``models/whisper8.md``). Padding (``--padding``,
+C = 0.05): encoder alone 0.694 unpadded against **0.721** padded to 30 s, with ``emo@2`` 0.717
+against **0.741** (+2.4 to +2.7 points), but the padded encoder cost 752 s of wall time on 2
+processes for 5300 s of audio on a loaded machine (about 1 s of CPU a clip): some 4x realtime
+per core against the target of 100x. Not shipped; a shorter pad (8-10 s) is the untried middle.
 
 ``--padding`` also encodes every clip padded to Whisper's 30 s (the log-mel of the zero-padded
-signal, as Whisper's own transcription does) and pools only the encoder frames of the signal;
-7.5x the encoder's cost for a 4 s clip.
+signal, as Whisper's own transcription does) and pools only the encoder frames of the signal.
 
     python benchmarks/research/explore_whisper.py --data ../shared/data/ravdess
     python benchmarks/research/explore_whisper.py --data ../shared/data/ravdess --padding
