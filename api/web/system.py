@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
-from api.store import health
+from api.store import health, keys
 from api.store.alive import live_workers
 from api.web.auth import PUBLIC, requires
-from api.web.context import settings
+from api.web.context import db, settings
 from api.web.schemas import Health
 from api.web.spec import Response as Responses
 from api.web.spec import document, endpoint
@@ -20,13 +20,16 @@ log = logging.getLogger(__name__)
 
 def health_details_allowed() -> bool:
     """Whether this request may read why a part is down: driver errors name hosts, ports,
-    users and socket paths, so the public answer says only ok or degraded per part.
-
-    TODO(lead): once API keys land, return True for a caller holding the admin scope
-    (``admin``), e.g. ``return has_scope("admin")``; until then nobody gets the details over
-    HTTP, and they are in the API's log.
-    """
-    return False
+    users and socket paths, so the public answer says only ok or degraded per part, and an
+    admin key (sent to this public route as to any other) also gets the reasons."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return False
+    try:
+        found = keys.authenticate(db(), key.strip())
+    except Exception:  # the database itself is down: no way to check the key
+        return False
+    return found is not None and found.can("admin")
 
 
 @bp.get("/healthz")

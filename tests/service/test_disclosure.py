@@ -167,10 +167,12 @@ def test_without_paths(app_settings):
 # --- /healthz ------------------------------------------------------------------------------------
 
 
-def test_health_shows_ok_or_degraded_only(make_app, tmp_path, monkeypatch):
+def test_health_shows_ok_or_degraded_only(make_app, tmp_path, api_settings):
+    from tests.auth import bearer, create_key
+
     socket = tmp_path / "nothing.sock"
     broken = make_app(broker_url=f"redis+socket://{socket}").test_client()
-    response = broken.get("/api/v1/healthz")
+    response = broken.get("/api/v1/healthz", headers={"Authorization": ""})  # anyone
     assert response.status_code == 503
     body = response.get_json()
     assert body["checks"]["broker"] == {"ok": False, "status": "degraded"}
@@ -178,8 +180,8 @@ def test_health_shows_ok_or_degraded_only(make_app, tmp_path, monkeypatch):
     assert str(socket) not in response.get_data(as_text=True)
     assert "Error" not in response.get_data(as_text=True)
 
-    from api.web import system
-
-    monkeypatch.setattr(system, "health_details_allowed", lambda: True)  # an admin, later
-    body = broken.get("/api/v1/healthz").get_json()
+    reader = bearer(create_key(api_settings, scopes=("read", "submit"), name="reader"))
+    body = broken.get("/api/v1/healthz", headers=reader).get_json()
+    assert "error" not in body["checks"]["broker"]  # a key, but not an admin's
+    body = broken.get("/api/v1/healthz").get_json()  # the client's admin key
     assert str(socket) in body["checks"]["broker"]["error"]
