@@ -115,10 +115,14 @@ def is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
+#: Paths whose errors stay JSON, for programs (the API, Prometheus); others get HTML pages.
+MACHINE_PATHS = ("/api/", "/metrics")
+
+
 def _page(status: int, code: str, message: str):
     """The HTML error page for requests outside the JSON API, when the app has pages."""
     render = current_app.extensions.get("aer.error_page")
-    if render is None or request.path.startswith("/api/"):
+    if render is None or request.path.startswith(MACHINE_PATHS):
         return None
     return render(status, code, message)
 

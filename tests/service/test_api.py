@@ -682,7 +682,7 @@ def test_health_checks_database_and_broker(client, make_app, tmp_path):
     workers = {"ok": False, "status": "degraded"}
     assert body["checks"] == {"database": ok, "broker": ok, "workers": workers}
     broken = make_app(broker_url=f"redis+socket://{tmp_path / 'nothing.sock'}").test_client()
-    response = broken.get("/api/v1/healthz")
+    response = broken.get("/api/v1/healthz", headers={"Authorization": ""})  # the public
     assert response.status_code == 503
     body = response.get_json()
     assert body["checks"]["database"]["ok"] and not body["checks"]["broker"]["ok"]

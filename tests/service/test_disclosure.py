@@ -140,7 +140,8 @@ def test_job_and_file_errors_name_no_server_path(client, app_settings, model, wh
         client.get(f"/api/v1/jobs/{job_id}/results.csv"),
         client.get("/api/v1/jobs"),
     ]
-    assert not (folder / "good.zip").exists()  # a failed job keeps no extraction either
+    # a failed job keeps its extraction only for the player (the default), like any ended job
+    assert (folder / "good.zip").exists() == app_settings.keep_extracted
     assert (folder / ".archives" / "good.zip").is_file()
     results = answers[1].get_json()["items"]
     assert {r["file"]: r["error_code"] for r in results}["bad.zip"] == "bad_archive"
