@@ -88,24 +88,22 @@ def enqueue_enumeration(celery: Celery, job_id: str) -> bool:
     The job stands either way: the sweep enqueues a job that stayed queued (after
     ``AER_LEASE_S``).
     """
-    from kombu.exceptions import OperationalError
-
-    try:
-        celery.send_task(ENUMERATE_TASK, args=(job_id,))
-    except OperationalError as exc:
-        log.warning("job %s: broker unavailable (%s); the sweep will enqueue it", job_id, exc)
-        return False
-    return True
+    return _send(celery, ENUMERATE_TASK, job_id, f"job {job_id}")
 
 
 def enqueue_training(celery: Celery, training_id: str) -> bool:
-    """Send :data:`TRAIN_TASK` for a committed training; False when the broker is down."""
+    """Send :data:`TRAIN_TASK` for a committed training; False when the broker is down (the
+    training then stays queued: nothing sends it again yet)."""
+    return _send(celery, TRAIN_TASK, training_id, f"training {training_id}")
+
+
+def _send(celery: Celery, task: str, target_id: str, what: str) -> bool:
     from kombu.exceptions import OperationalError
 
     try:
-        celery.send_task(TRAIN_TASK, args=(training_id,))
+        celery.send_task(task, args=(target_id,))
     except OperationalError as exc:
-        log.warning("training %s: broker unavailable (%s)", training_id, exc)
+        log.warning("%s: broker unavailable (%s)", what, exc)
         return False
     return True
 
