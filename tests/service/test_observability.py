@@ -12,6 +12,7 @@ import logging
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -134,7 +135,7 @@ def metrics(client) -> dict[tuple[str, tuple], float]:
 
 
 def submit(client, allowed_root, name: str, **extra) -> dict:
-    folder = allowed_root / name
+    folder = allowed_root / f"{name}-{uuid.uuid4().hex[:8]}"  # one per database kind
     folder.mkdir()
     for clip in CLIPS:
         shutil.copy(clip, folder / clip.name)
@@ -259,7 +260,7 @@ def test_health_reports_live_workers(client):
 def test_json_logs_carry_request_and_job_ids(
     client, allowed_root, json_logs, celery_worker, wait_for_job
 ):
-    folder = allowed_root / "logged"
+    folder = allowed_root / f"logged-{uuid.uuid4().hex[:8]}"  # one per database kind
     folder.mkdir()
     shutil.copy(CLIPS[0], folder / CLIPS[0].name)
     response = client.post(
