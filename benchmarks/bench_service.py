@@ -292,6 +292,18 @@ def pinned(groups: dict[str, list[psutil.Process]]) -> bool:
         return False
 
 
+def admin_key(settings) -> str:
+    """A fresh admin key of the stack's database (folder jobs need the admin scope)."""
+    from api.store.db import session_scope
+    from api.store.keys import create_key
+
+    with session_scope(settings) as session:
+        _, key = create_key(
+            session, tenant_id="default", name="bench", scopes=("read", "submit", "admin")
+        )
+    return key
+
+
 def run_stack(workers: int, ctx: dict) -> dict:
     """One embedded stack with ``workers`` processes: warm-up, main, copies (+ POST latency)."""
     data_dir = ctx["tmp"] / f"stack-{workers}"
@@ -299,7 +311,7 @@ def run_stack(workers: int, ctx: dict) -> dict:
     settings = load_settings(env)
     out: dict = {"workers": workers}
     with embedded_stack(settings, workers=workers, worker_log=data_dir / "worker.log") as url:
-        client = AERClient(url, timeout=120)
+        client = AERClient(url, api_key=admin_key(settings), timeout=120)
         t0 = time.perf_counter()
         warm = client.wait(client.submit_folder(str(ctx["warm"]))["id"], interval=ctx["poll"])
         out["warmup"] = {"state": warm["state"], "wall_s": time.perf_counter() - t0}
