@@ -10,6 +10,8 @@ import logging
 
 from amqp.exceptions import ChannelError
 
+from api.store import trainings
+from api.store.db import session_scope
 from api.store.logs import log_context
 from api.store.queue import (
     CHUNK_QUEUE,
@@ -65,9 +67,23 @@ def sweep() -> dict[str, int]:
         control_idle=queue_idle(CONTROL_QUEUE),
         messages_lost=lost,
     )
+    counts["requeued_trainings"] = resend_trainings(lost)
     if lost:  # only once the work is sent again: a sweep that dies midway retries it all
         mark_broker()
     return counts
+
+
+def resend_trainings(messages_lost: bool) -> int:
+    """Send again the trainings whose message may be gone: all queued ones when the broker
+    lost its messages, else those queued for longer than a lease, and any whose worker died."""
+    settings = load_settings()
+    with session_scope(settings) as session:
+        ids = trainings.stalled_trainings(
+            session, queued_for_s=0.0 if messages_lost else settings.lease_s
+        )
+    for training_id in ids:
+        train_model.apply_async(args=(training_id,))
+    return len(ids)
 
 
 @app.task(name=DELIVER_TASK)

@@ -7,9 +7,9 @@ message is delivered twice. Each function takes an open session and never commit
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from api.store.errors import StoreError
@@ -68,6 +68,18 @@ def claim_training(session: Session, training_id: str, *, lease_until: datetime)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+def stalled_trainings(session: Session, *, queued_for_s: float) -> list[str]:
+    """Trainings whose message may be lost: queued for more than ``queued_for_s``, or running
+    under an expired lease (their worker died). Sending one twice is harmless: only one claim
+    succeeds."""
+    now = utcnow()
+    queued_before = now - timedelta(seconds=queued_for_s)
+    stalled = ((Training.state == TrainingState.QUEUED) & (Training.created_at < queued_before)) | (
+        (Training.state == TrainingState.RUNNING) & (Training.lease_expires_at < now)
+    )
+    return list(session.scalars(select(Training.id).where(stalled).order_by(Training.id)))
 
 
 def report_progress(session: Session, training_id: str, stage: str, done: int, total: int) -> None:

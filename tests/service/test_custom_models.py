@@ -179,3 +179,26 @@ def test_a_custom_model_is_its_tenants_alone(client, settings):
     refused = client.post("/api/v1/jobs", data={"files": files, "model": "calls-v1"},
                           headers=other)  # fmt: skip
     assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "model_not_found"
+
+
+def test_trainings_whose_message_may_be_lost_are_found_again(settings):
+    """The sweep sends again a training queued for longer than a lease, or running under an
+    expired lease; a fresh one is left to its message."""
+    from datetime import timedelta
+
+    from api.store import trainings
+    from api.store.db import session_scope
+    from api.store.tables import utcnow
+
+    with session_scope(settings) as s:
+        make = lambda name: trainings.create_training(  # noqa: E731
+            s, name=name, source={"jobs": []}, options={}, tenant_id="default"
+        )
+        fresh, old, dead, alive = make("fresh"), make("old"), make("dead"), make("alive")
+        old.created_at = utcnow() - timedelta(hours=2)
+        for row, lease in ((dead, -60), (alive, 3600)):
+            trainings.claim_training(s, row.id, lease_until=utcnow() + timedelta(seconds=lease))
+    with session_scope(settings) as s:
+        found = set(trainings.stalled_trainings(s, queued_for_s=settings.lease_s))
+        assert {old.id, dead.id} <= found and not {fresh.id, alive.id} & found
+        assert fresh.id in trainings.stalled_trainings(s, queued_for_s=0.0)  # the broker lost all
