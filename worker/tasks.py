@@ -24,7 +24,7 @@ from api.store.queue import (
     TRAIN_TASK,
     delivery_countdown,
 )
-from api.store.settings import load_settings
+from api.store.settings import Settings, load_settings
 from worker import pipeline, retention, training, webhooks
 from worker.celery_app import app
 
@@ -59,24 +59,24 @@ def train_model(training_id: str) -> None:
 def sweep() -> dict[str, int]:
     """Re-enqueue lost work and give up on files that keep killing workers."""
     lost = broker_lost_messages()
+    settings = load_settings()
     counts = pipeline.run_sweep(
-        load_settings(),
+        settings,
         enqueue_chunk,
         enqueue_enumeration,
         queue_idle=queue_idle(CHUNK_QUEUE),
         control_idle=queue_idle(CONTROL_QUEUE),
         messages_lost=lost,
     )
-    counts["requeued_trainings"] = resend_trainings(lost)
+    counts["requeued_trainings"] = resend_trainings(settings, lost)
     if lost:  # only once the work is sent again: a sweep that dies midway retries it all
         mark_broker()
     return counts
 
 
-def resend_trainings(messages_lost: bool) -> int:
+def resend_trainings(settings: Settings, messages_lost: bool) -> int:
     """Send again the trainings whose message may be gone: all queued ones when the broker
     lost its messages, else those queued for longer than a lease, and any whose worker died."""
-    settings = load_settings()
     with session_scope(settings) as session:
         ids = trainings.stalled_trainings(
             session, queued_for_s=0.0 if messages_lost else settings.lease_s

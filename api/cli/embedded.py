@@ -43,11 +43,6 @@ STOP_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``AER_*`` variables that rebuild ``settings`` in a child process."""
-    return settings.as_env()
-
-
 def dies_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` that makes the child get SIGKILL when the calling thread exits (Linux;
     None elsewhere), so a stack killed outright leaves no orphan behind.
@@ -205,7 +200,7 @@ def celery_worker(
         "--without-gossip", "--without-mingle",
         "--hostname", f"aer-{os.getpid()}@%h",
     ]  # fmt: skip
-    child_env = {**os.environ, **(env or {}), **settings_env(settings)}
+    child_env = {**os.environ, **(env or {}), **settings.as_env()}
     out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed below
     try:
         proc = subprocess.Popen(

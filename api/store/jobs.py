@@ -131,15 +131,7 @@ def check_folder(settings: Settings, folder: str | Path) -> Path:
         SourceNotAllowedError: outside every ``AER_ALLOWED_ROOTS`` entry (or none configured).
         SourceNotFoundError: inside a root but not an existing directory.
     """
-    real = Path(folder).expanduser().resolve()
-    if not is_within(real, settings.allowed_roots):
-        which = "an allowed root" if settings.allowed_roots else "an allowed root (none is set)"
-        raise SourceNotAllowedError(
-            f"folder {str(folder)!r} is not inside {which}: the server reads only folders under"
-            f" AER_ALLOWED_ROOTS. To allow it, start the server with AER_ALLOWED_ROOTS set to"
-            f" this folder or a parent ('{os.pathsep}'-separated), or `aer serve --allow-root"
-            f" DIR`; or upload the files instead (`aer submit DIR`)"
-        )
+    real = _allowed(settings, folder, "folder")
     if not real.is_dir():
         raise SourceNotFoundError(f"folder {str(folder)!r} does not exist or is not a folder")
     return real
@@ -147,11 +139,24 @@ def check_folder(settings: Settings, folder: str | Path) -> Path:
 
 def check_file(settings: Settings, path: str | Path) -> Path:
     """The resolved ``path`` if it is a file inside an allowed root (as :func:`check_folder`)."""
+    real = _allowed(settings, path, "file")
+    if not real.is_file():
+        raise SourceNotFoundError(f"file {str(path)!r} does not exist or is not a file")
+    return real
+
+
+def _allowed(settings: Settings, path: str | Path, kind: str) -> Path:
+    """``path`` resolved (links and ``..`` followed), or :class:`SourceNotAllowedError` when it
+    lies outside every allowed root."""
     real = Path(path).expanduser().resolve()
     if not is_within(real, settings.allowed_roots):
-        raise SourceNotAllowedError(f"{str(path)!r} is not inside an allowed root")
-    if not real.is_file():
-        raise SourceNotFoundError(f"{str(path)!r} does not exist or is not a file")
+        which = "an allowed root" if settings.allowed_roots else "an allowed root (none is set)"
+        raise SourceNotAllowedError(
+            f"{kind} {str(path)!r} is not inside {which}: the server reads only {kind}s under"
+            f" AER_ALLOWED_ROOTS. To allow it, start the server with AER_ALLOWED_ROOTS set to"
+            f" this {kind}'s folder or a parent ('{os.pathsep}'-separated), or `aer serve"
+            f" --allow-root DIR`; or upload the files instead (`aer submit DIR`)"
+        )
     return real
 
 

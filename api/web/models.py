@@ -50,15 +50,12 @@ def _public_metrics(metrics: dict) -> dict:
 
 def model_detail(name: str) -> dict:
     """The :class:`~api.web.schemas.ModelDetail` of model ``name``; 404 when unknown."""
-    entry = next((e for e in registry().list() if e["name"] == name), None)
+    models = registry()
+    entry = next((e for e in models.list() if e["name"] == name), None)
     if entry is None:
         raise APIError(f"no model {name!r}", status=404, code="model_not_found")
-    card = None
-    for folder in registry().folders:
-        if (folder / f"{name}.md").is_file():
-            card = (folder / f"{name}.md").read_text(encoding="utf-8")
-            break
-    return {**_public(entry), "card": card}
+    card = models.resolve(name).with_suffix(".md")  # beside the artifact the name resolves to
+    return {**_public(entry), "card": card.read_text(encoding="utf-8") if card.is_file() else None}
 
 
 @bp.get("/models")

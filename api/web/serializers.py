@@ -15,6 +15,7 @@ from typing import Any
 from flask import url_for
 
 from api.store.tables import ApiKey, FileState, Job, JobState, Webhook, WebhookDelivery
+from core.ood import is_uncertain
 
 #: Columns of the CSV export that come before the per-class probabilities.
 CSV_HEAD = ("file", "state", "duration_s", "sample_rate", "channels", "label", "confidence")
@@ -164,8 +165,9 @@ class ResultView:
         the threshold, or its audio's ``ood`` score is above ``ood_above`` (off-domain)."""
         if confidence is None:
             return None
-        off_domain = ood is not None and self.ood_above is not None and ood > self.ood_above
-        return confidence < self.uncertain_below or off_domain
+        return is_uncertain(
+            confidence, ood, uncertain_below=self.uncertain_below, ood_above=self.ood_above
+        )
 
     def ordered(self, values: Mapping[str, float] | None) -> dict[str, float]:
         """``values`` keyed by label, in the model's label order (unknown labels last)."""

@@ -25,7 +25,6 @@ CLIPS = sorted(FIXTURES.glob("*.flac"))
 
 
 def test_settings_env_rebuilds_the_settings(tmp_path):
-    from api.cli.embedded import settings_env
     from api.store.settings import load_settings
 
     settings = load_settings(
@@ -37,8 +36,8 @@ def test_settings_env_rebuilds_the_settings(tmp_path):
             "AER_CHANNEL_NAMES": "0=left,3=right",
         }
     )
-    assert load_settings(settings_env(settings)) == settings
-    assert settings_env(settings)["AER_BROKER_URL"] == ""  # unset: the embedded Redis
+    assert load_settings(settings.as_env()) == settings
+    assert settings.as_env()["AER_BROKER_URL"] == ""  # unset: the embedded Redis
 
 
 def test_db_upgrade_migrates_the_configured_database(tmp_path):
