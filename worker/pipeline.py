@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from api.store import deliveries, jobs, processing, webhooks, workers
 from api.store.db import session_scope
+from api.store.fetch import FetchError, local_copy
 from api.store.quotas import job_file_limit
 from api.store.redact import without_paths
 from api.store.settings import Settings
@@ -28,7 +30,7 @@ from api.store.uploads import remove_stale_parts, upload_dir
 from core.analyze import analyze_file
 from core.errors import ModelError
 from core.model import EmotionModel
-from core.predict import FilePrediction
+from core.predict import FilePrediction, failed_prediction
 from worker.liveness import task_claim
 from worker.models import get_model
 from worker.notify import send_deliveries
@@ -298,9 +300,15 @@ def _analyze_one(
     path: str,
 ) -> FilePrediction | str:
     """The file's prediction, or the message of an unexpected error (a bug or a resource
-    problem, not bad audio: it fails this file only)."""
+    problem, not bad audio: it fails this file only). A file in a bucket or behind a URL is
+    fetched to a bounded temporary file first; one that cannot be fetched fails alone."""
     try:
-        return analyze(settings, model, path, options)
+        with local_copy(settings, path) as local:
+            prediction = analyze(settings, model, str(local), options)
+        return replace(prediction, path=path)
+    except FetchError as exc:
+        log.warning("job %s file %s: %s", job_id, file_id, exc)
+        return failed_prediction(path, None, exc)
     except SoftTimeLimitExceeded:
         raise
     except Exception as exc:

@@ -93,6 +93,31 @@ class Settings(BaseSettings):
     allowed_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
         (), description="`:`-separated folders that folder jobs may read (none: refused)"
     )
+    storage_url: str = Field(
+        "",
+        description="where uploads, extracted archives and custom models are kept: unset, "
+        "folders of the data dir; `s3://bucket/prefix`, an S3-compatible bucket (endpoint, "
+        "region and credentials from the usual `AWS_*` variables, e.g. `AWS_ENDPOINT_URL_S3`)",
+    )
+    allowed_buckets: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="`,`-separated `bucket` or `bucket/prefix` that jobs may read "
+        "(`s3://` sources) and export to (none: refused)",
+    )
+    allowed_url_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="`,`-separated host names URL jobs may fetch from over https "
+        "(`*.example.com` for subdomains; none: refused)",
+    )
+    max_fetch_mb: int = Field(
+        0,
+        ge=0,
+        description="largest file a worker fetches from a bucket or URL (fails `too_large` "
+        "above); default AER_MAX_UPLOAD_MB",
+    )
+    fetch_timeout_s: float = Field(
+        60.0, gt=0, allow_inf_nan=False, description="timeout of one read from a URL or bucket"
+    )
     models_dir: Path = Field(
         default_factory=_default_models_dir, description="folder of model artifacts"
     )
@@ -295,6 +320,20 @@ class Settings(BaseSettings):
             value = [p for p in value.split(os.pathsep) if p.strip()]
         return tuple(Path(p).expanduser().resolve() for p in value)
 
+    @field_validator("allowed_buckets", "allowed_url_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip().strip("/") for v in value.split(",") if v.strip().strip("/")]
+        return tuple(value)
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", value):
+            raise ValueError("must be unset (local folders) or s3://bucket[/prefix]")
+        return value.rstrip("/")
+
     @field_validator("bootstrap_key")
     @classmethod
     def _api_key(cls, value: str | None) -> str | None:
@@ -316,6 +355,7 @@ class Settings(BaseSettings):
             "custom_models_dir": self.custom_models_dir or self.data_dir / "models",
             "max_extract_mb": self.max_extract_mb or 4 * self.max_upload_mb,
             "max_archive_extract_mb": self.max_archive_extract_mb or 2 * self.max_upload_mb,
+            "max_fetch_mb": self.max_fetch_mb or self.max_upload_mb,
             "tenant_max_files_per_job": self.tenant_max_files_per_job or self.max_files_per_job,
             "visibility_timeout_s": self.visibility_timeout_s or 2 * limit,
             "lease_s": self.lease_s or limit + max(60, limit // 6),
@@ -341,6 +381,11 @@ class Settings(BaseSettings):
     def uploads_dir(self) -> Path:
         """Folder holding one sub-folder of uploaded audio per job."""
         return self.data_dir / "uploads"
+
+    @property
+    def temp_dir(self) -> Path:
+        """Private scratch folder of this process's host: fetched objects, staged extractions."""
+        return self.data_dir / "tmp"
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -391,8 +436,10 @@ def _env_value(value: object) -> str:
         return ""  # an empty variable reads as unset
     if isinstance(value, tuple) and value and isinstance(value[0], tuple):
         return ",".join(f"{index}={label}" for index, label in value)
+    if isinstance(value, tuple) and value and isinstance(value[0], str):
+        return ",".join(value)  # buckets, hosts
     if isinstance(value, tuple):
-        return os.pathsep.join(str(v) for v in value)
+        return os.pathsep.join(str(v) for v in value)  # folders
     return str(value)
 
 

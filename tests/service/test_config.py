@@ -79,6 +79,11 @@ def test_every_variable_is_read(tmp_path):
         "AER_LOG_LEVEL": "DEBUG",
         "AER_WORKER_PING_TIMEOUT_S": "0.25",
         "AER_METRICS_TOKEN": "t" * 32,
+        "AER_STORAGE_URL": "s3://aer-data/prod/",
+        "AER_ALLOWED_BUCKETS": "calls, archive/2026",
+        "AER_ALLOWED_URL_HOSTS": "media.example.com",
+        "AER_MAX_FETCH_MB": "250",
+        "AER_FETCH_TIMEOUT_S": "5",
     }
     s = load_settings(env)
     assert s == Settings(
@@ -128,6 +133,11 @@ def test_every_variable_is_read(tmp_path):
         log_level="DEBUG",
         worker_ping_timeout_s=0.25,
         metrics_token="t" * 32,
+        storage_url="s3://aer-data/prod",
+        allowed_buckets=("calls", "archive/2026"),
+        allowed_url_hosts=("media.example.com",),
+        max_fetch_mb=250,
+        fetch_timeout_s=5.0,
     )
     assert s.celery_broker_url == "redis://broker:6379/0"
     # every AER_ variable the README documents is one load_settings reads
