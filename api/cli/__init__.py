@@ -401,7 +401,10 @@ def submit(
 
 def _url_lines(stream) -> list[str]:
     """The URLs of a ``--urls-file``: one a line, blank lines and ``#`` comments skipped."""
-    lines = (line.strip() for line in stream)
+    try:
+        lines = [line.strip() for line in stream]
+    except UnicodeDecodeError:
+        raise click.BadParameter("not a text file of URLs", param_hint="--urls-file") from None
     return [line for line in lines if line and not line.startswith("#")]
 
 
