@@ -28,6 +28,7 @@ from api.store.errors import StoreError
 from api.store.settings import Settings
 from api.store.tables import (
     ACTIVE_JOB_STATES,
+    SOURCE_KINDS,
     File,
     FileState,
     Job,
@@ -38,7 +39,6 @@ from api.store.tables import (
 from api.store.workers import file_lost
 from core.options import CHANNEL_MODES, SEGMENTATIONS
 
-SOURCE_KINDS = ("upload", "folder")
 #: Fewest hex digits of a job id that :func:`find_job` looks up as a prefix.
 MIN_ID_PREFIX = 6
 _HEX = "0123456789abcdef"
