@@ -4,17 +4,20 @@ route that streams the file's stored audio (HTTP range requests, for seeking).""
 from __future__ import annotations
 
 import mimetypes
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from flask import render_template, send_file
 
 from api.store import jobs, results
 from api.store.jobs import is_within
+from api.store.storage import ObjectInfo, Storage, open_storage
+from api.store.uploads import upload_key
 from api.web.context import db, settings
 from api.web.errors import APIError
 from api.web.pages import access, bp
 from api.web.pages.charts import Lane, timeline_svg
 from api.web.pages.display import job_row
+from api.web.pages.stored import stream_object
 from api.web.serializers import result_row, segment_row
 from api.web.views import job_view
 
@@ -25,6 +28,7 @@ AUDIO_TYPES = {
     ".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
     ".opus": "audio/ogg", ".m4a": "audio/mp4",
 }  # fmt: skip
+_GONE = "the audio of this call is no longer stored"
 
 
 def _segments(file_id: int) -> list:
@@ -74,13 +78,38 @@ def stored_audio(job_id: str, file_id: int) -> Path:
     path = Path(file.path).resolve()
     roots = (settings().uploads_dir.resolve(), *settings().allowed_roots)
     if not is_within(path, roots) or not path.is_file():
-        raise APIError("the audio of this call is no longer stored", status=404)
+        raise APIError(_GONE, status=404)
     return path
+
+
+def stored_object(storage: Storage, job_id: str, file_id: int) -> ObjectInfo:
+    """The uploaded audio of a file of a job, in the bucket of ``AER_STORAGE_URL``.
+
+    Raises:
+        APIError: 404 when the file was not uploaded to it, or is no longer stored.
+    """
+    job = access.find_job(job_id)
+    file = results.get_file(db(), job.id, file_id)
+    key = storage.key_of(file.path)
+    info = None
+    if key is not None and key.startswith(upload_key(job.id) + "/"):
+        info = storage.stat(key)
+    if info is None:
+        raise APIError(_GONE, status=404)
+    return info
+
+
+def _mimetype(name: str) -> str:
+    suffix = PurePosixPath(name).suffix.lower()
+    return AUDIO_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 @bp.get("/jobs/<job_id>/files/<int:file_id>/audio")
 def call_audio(job_id: str, file_id: int):
     """The file's audio as stored, with range requests (206) so the player can seek."""
+    storage = open_storage(settings())
+    if not storage.local:
+        info = stored_object(storage, job_id, file_id)
+        return stream_object(storage, info, _mimetype(info.key))
     path = stored_audio(job_id, file_id)
-    mimetype = AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
-    return send_file(path, mimetype=mimetype or "application/octet-stream", conditional=True)
+    return send_file(path, mimetype=_mimetype(path.name), conditional=True)
