@@ -10,6 +10,7 @@ folders, opening zips and decoding audio all happen in the worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 
@@ -97,7 +98,8 @@ def _from_uploads(job_id: str, form: UploadForm) -> Job:
     try:
         save_uploads(files, storage, folder)
     except BaseException:
-        storage.delete_folder(folder)
+        with contextlib.suppress(OSError):  # the bucket may be what failed
+            storage.delete_folder(folder)
         raise
     return job
 
