@@ -215,3 +215,20 @@ def test_a_bucket_upload_over_the_file_limit_or_gone_fails(bucket_upload, bucket
         list_stored_upload(
             S3Storage(bucket, "other"), "uploads/job", scratch=scratch, max_files=5, max_bytes=MB
         )
+
+
+def test_members_of_the_services_own_zips_may_be_fetched_past_the_fetch_limit(bucket, tmp_path):
+    from api.store.fetch import FetchTooLargeError, local_copy
+    from api.store.settings import load_settings
+
+    env = {"AER_DATA_DIR": str(tmp_path), "AER_MAX_UPLOAD_MB": "1", "AER_MAX_FETCH_MB": "1"}
+    settings = load_settings({**env, "AER_STORAGE_URL": f"s3://{bucket}/aer"})
+    storage = open_storage(settings)
+    data = b"w" * (3 * MB // 2)  # a member may expand to AER_MAX_ARCHIVE_EXTRACT_MB (2 MB)
+    storage.put_bytes("uploads/j/a.zip/x.wav", data)
+    with local_copy(settings, storage.location("uploads/j/a.zip/x.wav")) as path:
+        assert path.read_bytes() == data and path.is_relative_to(settings.temp_dir)
+    assert not path.exists()
+    S3Storage(bucket, "elsewhere").put_bytes("x.wav", data)
+    with pytest.raises(FetchTooLargeError), local_copy(settings, f"s3://{bucket}/elsewhere/x.wav"):
+        pass
