@@ -143,7 +143,9 @@ class LocalStorage(Storage):
 
     def key_of(self, location: str) -> str | None:
         path = Path(location)
-        if is_s3(location) or not path.is_absolute() or not path.is_relative_to(self.root):
+        if is_s3(location) or not path.is_absolute() or ".." in path.parts:
+            return None
+        if not path.is_relative_to(self.root):
             return None
         return path.relative_to(self.root).as_posix()
 

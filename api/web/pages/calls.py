@@ -10,6 +10,7 @@ from flask import render_template, send_file
 
 from api.store import jobs, results
 from api.store.jobs import is_within
+from api.store.objects import is_s3
 from api.store.storage import ObjectInfo, Storage, open_storage
 from api.store.uploads import upload_key
 from api.web.context import db, settings
@@ -67,32 +68,29 @@ def call_page(job_id: str, file_id: int):
     )
 
 
-def stored_audio(job_id: str, file_id: int) -> Path:
-    """The stored audio of a file of a job: under the uploads folder or an allowed root.
+def stored_audio(location: str) -> Path:
+    """The audio file at ``location`` if it lies under the uploads folder or an allowed root.
 
     Raises:
         APIError: 404 when the file has no stored audio any more (deleted, moved).
     """
-    job = access.find_job(job_id)
-    file = results.get_file(db(), job.id, file_id)
-    path = Path(file.path).resolve()
+    path = Path(location).resolve()
     roots = (settings().uploads_dir.resolve(), *settings().allowed_roots)
     if not is_within(path, roots) or not path.is_file():
         raise APIError(_GONE, status=404)
     return path
 
 
-def stored_object(storage: Storage, job_id: str, file_id: int) -> ObjectInfo:
-    """The uploaded audio of a file of a job, in the bucket of ``AER_STORAGE_URL``.
+def stored_object(storage: Storage, job_id: str, location: str) -> ObjectInfo:
+    """The object at ``location`` if it is an upload of job ``job_id`` in the bucket of
+    ``AER_STORAGE_URL``.
 
     Raises:
-        APIError: 404 when the file was not uploaded to it, or is no longer stored.
+        APIError: 404 when it lies elsewhere, or is no longer stored.
     """
-    job = access.find_job(job_id)
-    file = results.get_file(db(), job.id, file_id)
-    key = storage.key_of(file.path)
+    key = storage.key_of(location)
     info = None
-    if key is not None and key.startswith(upload_key(job.id) + "/"):
+    if key is not None and key.startswith(upload_key(job_id) + "/"):
         info = storage.stat(key)
     if info is None:
         raise APIError(_GONE, status=404)
@@ -106,10 +104,13 @@ def _mimetype(name: str) -> str:
 
 @bp.get("/jobs/<job_id>/files/<int:file_id>/audio")
 def call_audio(job_id: str, file_id: int):
-    """The file's audio as stored, with range requests (206) so the player can seek."""
+    """The file's audio as stored, with range requests (206) so the player can seek: from the
+    bucket of ``AER_STORAGE_URL`` for uploads kept there, else from this host's disk."""
+    job = access.find_job(job_id)
+    file = results.get_file(db(), job.id, file_id)
     storage = open_storage(settings())
-    if not storage.local:
-        info = stored_object(storage, job_id, file_id)
+    if not storage.local and is_s3(file.path):
+        info = stored_object(storage, job.id, file.path)
         return stream_object(storage, info, _mimetype(info.key))
-    path = stored_audio(job_id, file_id)
+    path = stored_audio(file.path)
     return send_file(path, mimetype=_mimetype(path.name), conditional=True)
