@@ -26,7 +26,7 @@ from api.store.quotas import job_file_limit
 from api.store.redact import without_paths
 from api.store.settings import Settings
 from api.store.tables import utcnow
-from api.store.uploads import remove_stale_parts, upload_dir
+from api.store.uploads import remove_stale_parts
 from core.analyze import analyze_file
 from core.errors import ModelError
 from core.model import EmotionModel
@@ -35,7 +35,8 @@ from worker.liveness import task_claim
 from worker.models import get_model
 from worker.notify import send_deliveries
 from worker.remote import list_prefix, list_urls
-from worker.sources import Listing, SourceError, list_folder, list_upload, remove_extractions
+from worker.sources import Listing, SourceError, list_folder
+from worker.uploads import list_job_upload, remove_job_extractions
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +171,7 @@ def _list_sources(settings: Settings, job, max_files: int) -> Listing:
     options = job.options or {}
     pattern = options.get("pattern") or None
     if job.source_kind == "upload":
-        return list_upload(
-            Path(job.source),
-            max_files=max_files,
-            max_bytes=settings.max_extract_mb * 1024 * 1024,
-            max_archive_bytes=settings.max_archive_extract_mb * 1024 * 1024,
-            max_depth=settings.max_archive_depth,
-            pattern=pattern,
-        )
+        return list_job_upload(settings, job.source, max_files=max_files, pattern=pattern)
     folder = Path(job.source).resolve()
     if not jobs.is_within(folder, settings.allowed_roots):
         raise SourceError(f"folder {job.source!r} is not inside an allowed root")
@@ -410,7 +404,7 @@ def drop_extractions(settings: Settings, job_id: str) -> None:
     """Delete the extracted zip contents of an ended job (unless ``AER_KEEP_EXTRACTED``): its
     results are stored, and the zips themselves stay until the audio retention."""
     if not settings.keep_extracted:
-        remove_extractions(upload_dir(settings, job_id))
+        remove_job_extractions(settings, job_id)
 
 
 def run_sweep(

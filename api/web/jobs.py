@@ -12,9 +12,9 @@ folders and buckets, fetching, opening zips and decoding audio all happen in the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-import shutil
 
 from flask import Blueprint, Response, request, url_for
 
@@ -22,8 +22,9 @@ from api.store import audit, jobs, quotas
 from api.store.objects import S3Address, check_bucket, check_url, parse_s3
 from api.store.queue import enqueue_deliveries, enqueue_enumeration
 from api.store.receivers import check_receiver
+from api.store.storage import open_storage
 from api.store.tables import Job
-from api.store.uploads import upload_dir
+from api.store.uploads import upload_key
 from api.web.auth import principal, require, tenant
 from api.web.context import celery, db, registry, settings
 from api.web.errors import APIError, invalid
@@ -93,14 +94,15 @@ def _from_uploads(job_id: str, form: UploadForm) -> Job:
     if not files:
         raise invalid("files", "attach at least one audio file or zip archive")
     check_uploads(files)
-    folder = upload_dir(settings(), job_id)
+    storage, folder = open_storage(settings()), upload_key(job_id)
     size = sum(upload_size(f) for f in files)
     # Validates the model and the quotas first.
-    job = _submit(job_id, "upload", str(folder), form, files=len(files), size=size)
+    job = _submit(job_id, "upload", storage.location(folder), form, files=len(files), size=size)
     try:
-        save_uploads(files, folder)
+        save_uploads(files, storage, folder)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the bucket may be what failed
+            storage.delete_folder(folder)
         raise
     return job
 
