@@ -19,13 +19,14 @@ from api.store.queue import (
     CONTROL_QUEUE,
     DELIVER_TASK,
     ENUMERATE_TASK,
+    EXPORT_TASK,
     PURGE_TASK,
     SWEEP_TASK,
     TRAIN_TASK,
     delivery_countdown,
 )
 from api.store.settings import Settings, load_settings
-from worker import pipeline, retention, training, webhooks
+from worker import exports, pipeline, retention, training, webhooks
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,12 @@ def enqueue_attempt(delivery_id: int, delay_s: float) -> None:
     countdown = delivery_countdown(load_settings(), delay_s)
     if countdown is not None:
         deliver_webhook.apply_async(args=(delivery_id,), countdown=countdown)
+
+
+@app.task(name=EXPORT_TASK)
+def export_results(export_id: str) -> str | None:
+    """Write a finished job's results to a bucket (CSV, JSON Lines or Parquet)."""
+    return exports.run_export(load_settings(), export_id)
 
 
 @app.task(name=PURGE_TASK)
