@@ -10,6 +10,7 @@ import logging
 
 from amqp.exceptions import ChannelError
 
+from api.store import exports as export_rows
 from api.store import trainings
 from api.store.db import session_scope
 from api.store.logs import log_context
@@ -70,6 +71,7 @@ def sweep() -> dict[str, int]:
         messages_lost=lost,
     )
     counts["requeued_trainings"] = resend_trainings(settings, lost)
+    counts["requeued_exports"] = resend_exports(settings, lost)
     if lost:  # only once the work is sent again: a sweep that dies midway retries it all
         mark_broker()
     return counts
@@ -84,6 +86,18 @@ def resend_trainings(settings: Settings, messages_lost: bool) -> int:
         )
     for training_id in ids:
         train_model.apply_async(args=(training_id,))
+    return len(ids)
+
+
+def resend_exports(settings: Settings, messages_lost: bool) -> int:
+    """Send again the exports whose message may be gone: all queued ones when the broker lost
+    its messages, else those queued for longer than a lease."""
+    with session_scope(settings) as session:
+        ids = export_rows.stalled_exports(
+            session, queued_for_s=0.0 if messages_lost else settings.lease_s
+        )
+    for export_id in ids:
+        export_results.apply_async(args=(export_id,))
     return len(ids)
 
 

@@ -1,15 +1,17 @@
 """Exports of a finished job's results to a bucket: the ``exports`` rows that record them.
 
 The API creates a queued export (the destination checked against ``AER_ALLOWED_BUCKETS``) and
-enqueues it after the commit; a worker claims it, writes the table to a temporary file and
-uploads it (``worker.exports``), then marks it ``done`` or ``failed``. Every function takes an
-open session and never commits (the caller's scope does).
+enqueues it after the commit (the sweep sends again one that stays queued); a worker claims it,
+writes the table to a temporary file and uploads it (``worker.exports``), then marks it
+``done`` or ``failed``. Every function takes an open session and never commits (the caller's
+scope does).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -135,6 +137,19 @@ def claim_export(session: Session, export_id: str) -> bool:
         .values(state=ExportState.RUNNING, started_at=utcnow(), error=None)
     )
     return result.rowcount == 1
+
+
+def stalled_exports(session: Session, *, queued_for_s: float) -> list[str]:
+    """Exports whose message may be lost: queued for more than ``queued_for_s`` (sending one
+    twice is harmless: the object is written whole either time)."""
+    queued_before = utcnow() - timedelta(seconds=queued_for_s)
+    return list(
+        session.scalars(
+            select(Export.id)
+            .where(Export.state == ExportState.QUEUED, Export.created_at < queued_before)
+            .order_by(Export.id)
+        )
+    )
 
 
 def finish_export(session: Session, export_id: str, *, size: int) -> None:

@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from api.store import jobs, processing
+from api.store import exports, jobs, processing
 from api.store.db import session_scope
 from api.store.objects import s3_client
-from api.store.tables import Export, utcnow
+from api.store.tables import Export, Job, utcnow
 from core.predict import FilePrediction, SegmentPrediction
 from tests.auth import authenticated, create_key
 from tests.openapi_check import check_responses
@@ -277,6 +277,24 @@ def test_deleting_a_job_deletes_its_exports(client, settings, labels, export_buc
     with session_scope(settings) as s:
         assert s.scalar(select(func.count()).where(Export.job_id == job_id)) == 0
     assert client.get(f"/api/v1/jobs/{job_id}/exports").status_code == 404
+
+
+def test_the_sweep_sends_an_export_whose_message_was_lost(client, settings, labels, export_bucket):
+    job_id = seed_job(settings, labels)
+    with session_scope(settings) as s:
+        export = exports.create_export(
+            s,
+            settings,
+            s.get(Job, job_id),
+            destination=f"s3://{export_bucket}/lost/",
+            fmt="csv",
+            options={},
+        )
+        export.created_at = utcnow() - timedelta(seconds=settings.lease_s + 1)
+        export_id = export.id  # never enqueued: as if the broker had lost the message
+    done = wait_export(client, client.get(f"/api/v1/jobs/{job_id}/exports/{export_id}").get_json())
+    assert done["state"] == "done"
+    assert s3_client().head_object(Bucket=export_bucket, Key=f"lost/aer-{job_id}.csv")
 
 
 # --- the CLI ------------------------------------------------------------------------------
