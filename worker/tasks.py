@@ -10,6 +10,7 @@ import logging
 
 from amqp.exceptions import ChannelError
 
+from api.store import exports as export_rows
 from api.store import trainings
 from api.store.db import session_scope
 from api.store.logs import log_context
@@ -19,13 +20,14 @@ from api.store.queue import (
     CONTROL_QUEUE,
     DELIVER_TASK,
     ENUMERATE_TASK,
+    EXPORT_TASK,
     PURGE_TASK,
     SWEEP_TASK,
     TRAIN_TASK,
     delivery_countdown,
 )
 from api.store.settings import Settings, load_settings
-from worker import pipeline, retention, training, webhooks
+from worker import exports, pipeline, retention, training, webhooks
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ def sweep() -> dict[str, int]:
         messages_lost=lost,
     )
     counts["requeued_trainings"] = resend_trainings(settings, lost)
+    counts["requeued_exports"] = resend_exports(settings, lost)
     if lost:  # only once the work is sent again: a sweep that dies midway retries it all
         mark_broker()
     return counts
@@ -86,6 +89,18 @@ def resend_trainings(settings: Settings, messages_lost: bool) -> int:
     return len(ids)
 
 
+def resend_exports(settings: Settings, messages_lost: bool) -> int:
+    """Send again the exports whose message may be gone: all queued ones when the broker lost
+    its messages, else those queued for longer than a lease."""
+    with session_scope(settings) as session:
+        ids = export_rows.stalled_exports(
+            session, queued_for_s=0.0 if messages_lost else settings.lease_s
+        )
+    for export_id in ids:
+        export_results.apply_async(args=(export_id,))
+    return len(ids)
+
+
 @app.task(name=DELIVER_TASK)
 def deliver_webhook(delivery_id: int) -> str | None:
     """Make one attempt to POST a webhook event; schedules the next one when it fails."""
@@ -98,6 +113,12 @@ def enqueue_attempt(delivery_id: int, delay_s: float) -> None:
     countdown = delivery_countdown(load_settings(), delay_s)
     if countdown is not None:
         deliver_webhook.apply_async(args=(delivery_id,), countdown=countdown)
+
+
+@app.task(name=EXPORT_TASK)
+def export_results(export_id: str) -> str | None:
+    """Write a finished job's results to a bucket (CSV, JSON Lines or Parquet)."""
+    return exports.run_export(load_settings(), export_id)
 
 
 @app.task(name=PURGE_TASK)

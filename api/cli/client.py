@@ -288,30 +288,68 @@ class AERClient:
                 return
             query = {**query, "cursor": page["next_cursor"]}
 
-    def export_csv(
+    def export(
         self,
         job_id: str,
         dest: str | os.PathLike | BinaryIO,
         *,
+        fmt: str = "csv",
         granularity: str = "file",
         uncertain_below: float | None = None,
         full_precision: bool = False,
     ) -> int:
-        """Stream the job's CSV export (one row per ``file`` or per ``segment``) into ``dest``
-        (a path or a binary file); returns the bytes written. Numbers are rounded (4 decimals,
-        seconds 3) unless ``full_precision``."""
+        """Stream the job's results table (one row per ``file`` or per ``segment``) as ``fmt``
+        (``csv``, ``jsonl`` or ``parquet``) into ``dest`` (a path or a binary file); returns
+        the bytes written. Numbers are rounded (4 decimals, seconds 3) unless
+        ``full_precision``."""
         query = {"granularity": granularity, "uncertain_below": uncertain_below}
         query["precision"] = "full" if full_precision else None
-        path = f"/jobs/{job_id}/results.csv"
+        path = f"/jobs/{job_id}/results.{fmt}"
         written = 0
-        with (
-            self.send("GET", path, query=query, accept="text/csv") as resp,
-            _binary_out(dest) as out,
-        ):
+        with self.send("GET", path, query=query, accept="*/*") as resp, _binary_out(dest) as out:
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
                 written += len(chunk)
         return written
+
+    def export_csv(self, job_id: str, dest: str | os.PathLike | BinaryIO, **options: Any) -> int:
+        """:meth:`export` as CSV."""
+        return self.export(job_id, dest, fmt="csv", **options)
+
+    def start_export(
+        self,
+        job_id: str,
+        destination: str,
+        *,
+        fmt: str = "csv",
+        granularity: str = "file",
+        uncertain_below: float | None = None,
+        full_precision: bool = False,
+    ) -> dict:
+        """Ask the server to write the job's results to ``destination`` (``s3://bucket/prefix/``)
+        as ``fmt``; returns the queued export (poll it with :meth:`wait_export`)."""
+        body = {"destination": destination, "format": fmt, "granularity": granularity}
+        body["precision"] = "full" if full_precision else "rounded"
+        if uncertain_below is not None:
+            body["uncertain_below"] = uncertain_below
+        return self.request("POST", f"/jobs/{job_id}/exports", body=body)
+
+    def exports(self, job_id: str) -> list[dict]:
+        """The job's bucket exports, oldest first."""
+        return self.request("GET", f"/jobs/{job_id}/exports")["items"]
+
+    def wait_export(
+        self, export: dict, *, interval: float = 0.5, timeout: float | None = None
+    ) -> dict:
+        """Poll ``export`` (as :meth:`start_export` returned it) until it is ``done`` or
+        ``failed``; returns it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while export["state"] not in ("done", "failed"):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"export {export['id']} still {export['state']}")
+            time.sleep(interval)
+            export = self.request("GET", f"/jobs/{export['job_id']}/exports/{export['id']}")
+        return export
 
     def delete(self, job_id: str) -> None:
         """Cancel the job and remove its results and uploads."""
