@@ -70,34 +70,21 @@ def sweep() -> dict[str, int]:
         control_idle=queue_idle(CONTROL_QUEUE),
         messages_lost=lost,
     )
-    counts["requeued_trainings"] = resend_trainings(settings, lost)
-    counts["requeued_exports"] = resend_exports(settings, lost)
+    counts["requeued_trainings"] = resend(settings, lost, trainings.stalled_trainings, train_model)
+    counts["requeued_exports"] = resend(settings, lost, export_rows.stalled_exports, export_results)
     if lost:  # only once the work is sent again: a sweep that dies midway retries it all
         mark_broker()
     return counts
 
 
-def resend_trainings(settings: Settings, messages_lost: bool) -> int:
-    """Send again the trainings whose message may be gone: all queued ones when the broker
-    lost its messages, else those queued for longer than a lease, and any whose worker died."""
+def resend(settings: Settings, messages_lost: bool, stalled, task) -> int:
+    """Send ``task`` again for the rows ``stalled(session, queued_for_s=...)`` returns (their
+    message may be gone): all queued ones when the broker lost its messages, else those queued
+    for longer than a lease (and, for trainings, any whose worker died)."""
     with session_scope(settings) as session:
-        ids = trainings.stalled_trainings(
-            session, queued_for_s=0.0 if messages_lost else settings.lease_s
-        )
-    for training_id in ids:
-        train_model.apply_async(args=(training_id,))
-    return len(ids)
-
-
-def resend_exports(settings: Settings, messages_lost: bool) -> int:
-    """Send again the exports whose message may be gone: all queued ones when the broker lost
-    its messages, else those queued for longer than a lease."""
-    with session_scope(settings) as session:
-        ids = export_rows.stalled_exports(
-            session, queued_for_s=0.0 if messages_lost else settings.lease_s
-        )
-    for export_id in ids:
-        export_results.apply_async(args=(export_id,))
+        ids = stalled(session, queued_for_s=0.0 if messages_lost else settings.lease_s)
+    for row_id in ids:
+        task.apply_async(args=(row_id,))
     return len(ids)
 
 

@@ -213,50 +213,27 @@ class AERClient:
         body = Multipart(fields, files, on_chunk=on_chunk)
         return self.request("POST", "/jobs", body=body)
 
-    def submit_folder(
-        self,
-        folder: str,
-        *,
-        recursive: bool = True,
-        pattern: str | None = None,
-        model: str | None = None,
-        channels: str | None = None,
-        segmentation: str | None = None,
-    ) -> dict:
-        """Start a job over a folder that lies on the server, under one of its allowed roots."""
-        body = {"folder": folder, "recursive": recursive, "pattern": pattern}
-        body |= {"model": model, "channels": channels, "segmentation": segmentation}
-        return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
+    def submit_folder(self, folder: str, **options: object) -> dict:
+        """Start a job over a folder that lies on the server, under one of its allowed roots
+        (``options``: ``recursive``, ``pattern``, ``model``, ``channels``, ``segmentation``)."""
+        return self.submit_json({"folder": folder}, **options)
 
-    def submit_source(
-        self,
-        source: str,
-        *,
-        recursive: bool = True,
-        pattern: str | None = None,
-        model: str | None = None,
-        channels: str | None = None,
-        segmentation: str | None = None,
-    ) -> dict:
+    def submit_source(self, source: str, **options: object) -> dict:
         """Start a job over the audio objects under an ``s3://bucket/prefix/`` the server may
-        read (its ``AER_ALLOWED_BUCKETS``)."""
-        body = {"source": source, "recursive": recursive, "pattern": pattern}
-        body |= {"model": model, "channels": channels, "segmentation": segmentation}
-        return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
+        read (its ``AER_ALLOWED_BUCKETS``); ``options`` as for :meth:`submit_folder`."""
+        return self.submit_json({"source": source}, **options)
 
-    def submit_urls(
-        self,
-        urls: Sequence[str],
-        *,
-        model: str | None = None,
-        channels: str | None = None,
-        segmentation: str | None = None,
-    ) -> dict:
+    def submit_urls(self, urls: Sequence[str], **options: object) -> dict:
         """Start a job over https URLs on hosts the server may fetch from (its
-        ``AER_ALLOWED_URL_HOSTS``), one file each."""
-        body = {"urls": list(urls), "model": model, "channels": channels}
-        body |= {"segmentation": segmentation}
-        return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
+        ``AER_ALLOWED_URL_HOSTS``), one file each; ``options``: ``model``, ``channels``,
+        ``segmentation``."""
+        return self.submit_json({"urls": list(urls)}, **options)
+
+    def submit_json(self, source: dict, **options: object) -> dict:
+        """``POST /jobs`` with a JSON body: ``source`` (one of ``folder``, ``source``,
+        ``urls``) and the options that are not None."""
+        body = source | {k: v for k, v in options.items() if v is not None}
+        return self.request("POST", "/jobs", body=body)
 
     def job(self, job_id: str) -> dict:
         """The job's state, counts and timings (``job_id``: the id or a unique prefix)."""
