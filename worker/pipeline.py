@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from api.store import deliveries, jobs, processing, webhooks, workers
 from api.store.db import session_scope
-from api.store.fetch import FetchError, local_copy
+from api.store.fetch import FetchError, Prefetch, local_copy
 from api.store.quotas import job_file_limit
 from api.store.redact import without_paths
 from api.store.settings import Settings
@@ -247,11 +249,14 @@ def _run_chunk(
     retries = [file_id for file_id in file_ids if file_id not in taken]
     results = _Results(settings, job_id, model.version)
     done = 0
+    fetches = Prefetch(settings, [path for _, path in claimed])
     try:
         while claimed:
             file_id, path = claimed.pop(0)
             start = time.perf_counter()
-            outcome = _analyze_one(settings, model, options, job_id, file_id, path)
+            outcome = _analyze_one(
+                settings, model, options, job_id, file_id, path, copy=fetches.next
+            )
             results.add(file_id, outcome, time.perf_counter() - start)
             done += 1
             results.flush_if_due()
@@ -273,6 +278,8 @@ def _run_chunk(
         if rest:
             enqueue(job_id, rest)
         return done
+    finally:
+        fetches.close()
     _try_finish(settings, job_id)
     return done
 
@@ -323,12 +330,14 @@ def _analyze_one(
     job_id: str,
     file_id: int,
     path: str,
+    copy: Callable[[str], AbstractContextManager[Path]] | None = None,
 ) -> FilePrediction | str:
     """The file's prediction, or the message of an unexpected error (a bug or a resource
     problem, not bad audio: it fails this file only). A file in a bucket or behind a URL is
-    fetched to a bounded temporary file first; one that cannot be fetched fails alone."""
+    fetched to a bounded temporary file first (by ``copy``, e.g. :meth:`Prefetch.next`); one
+    that cannot be fetched fails alone."""
     try:
-        with local_copy(settings, path) as local:
+        with (copy or partial(local_copy, settings))(path) as local:
             prediction = analyze(settings, model, str(local), options)
         return replace(prediction, path=path)
     except FetchError as exc:

@@ -4,6 +4,7 @@ A file row's ``path`` is a local path, an ``s3://bucket/key`` or an ``https://``
 :func:`local_copy` gives a local path for any of them: the path itself, or a temporary file
 under ``<data dir>/tmp`` that the object is streamed into block by block (never held in memory)
 and that is deleted afterwards. A fetch stops at ``AER_MAX_FETCH_MB``.
+:class:`Prefetch` fetches the next files of a chunk while the current one is analysed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import urlsplit
@@ -36,6 +39,11 @@ class FetchTooLargeError(FetchError):
     code = "too_large"
 
 
+def is_remote(location: str) -> bool:
+    """Whether ``location`` must be fetched (a bucket object or a URL, not a local path)."""
+    return is_s3(location) or is_url(location)
+
+
 @contextlib.contextmanager
 def local_copy(settings: Settings, location: str) -> Iterator[Path]:
     """A local path holding the file at ``location`` while the block runs.
@@ -43,9 +51,23 @@ def local_copy(settings: Settings, location: str) -> Iterator[Path]:
     Raises:
         FetchError: the object or URL cannot be read (missing, refused, too large, network).
     """
-    if not (is_s3(location) or is_url(location)):
+    if not is_remote(location):
         yield Path(location)
         return
+    path = fetch_to_temp(settings, location)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def fetch_to_temp(settings: Settings, location: str) -> Path:
+    """Stream the bucket object or URL ``location`` into a new file under ``<data dir>/tmp``;
+    the caller deletes it.
+
+    Raises:
+        FetchError: it cannot be read (missing, refused, too large, network); nothing is left.
+    """
     settings.temp_dir.mkdir(parents=True, exist_ok=True)
     suffix = PurePosixPath(urlsplit(location).path).suffix[:16]
     fd, name = tempfile.mkstemp(dir=settings.temp_dir, prefix="fetch-", suffix=suffix)
@@ -55,9 +77,79 @@ def local_copy(settings: Settings, location: str) -> Iterator[Path]:
                 _fetch_s3(settings, location, out)
             else:
                 _fetch_url(settings, location, out)
-        yield Path(name)
-    finally:
+    except BaseException:
         Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+class Prefetch:
+    """Local copies of a chunk's files, fetched in order by one background thread up to
+    ``ahead`` files before the one in use, so that downloading the next file overlaps with
+    analysing this one. Local paths are used where they are. At most ``ahead + 1`` temporary
+    files exist at once; :meth:`close` deletes what is left.
+    """
+
+    def __init__(self, settings: Settings, locations: Iterable[str], *, ahead: int = 1) -> None:
+        self.settings = settings
+        self.ahead = ahead
+        self._todo = iter(locations)
+        self._queued: deque[tuple[str, Future[Path] | None]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> Prefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _fill(self) -> None:
+        while len(self._queued) <= self.ahead:
+            location = next(self._todo, None)
+            if location is None:
+                return
+            future = None
+            if is_remote(location):
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="aer-fetch")
+                future = self._pool.submit(fetch_to_temp, self.settings, location)
+            self._queued.append((location, future))
+
+    @contextlib.contextmanager
+    def next(self, location: str) -> Iterator[Path]:
+        """The local copy of ``location``, the next of the locations given, while the block runs.
+
+        Raises:
+            FetchError: it could not be fetched.
+        """
+        self._fill()
+        queued, future = self._queued[0] if self._queued else (None, None)
+        if queued != location:
+            raise ValueError(f"expected {queued!r} next, got {location!r}")
+        self._queued.popleft()
+        self._fill()  # the following file downloads while this one is used
+        if future is None:
+            yield Path(location)
+            return
+        path = future.result()
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Stop fetching; delete the copies fetched but not used (now or when they finish)."""
+        for _, future in self._queued:
+            if future is not None and not future.cancel():
+                future.add_done_callback(_discard)
+        self._queued.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _discard(future: Future[Path]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().unlink(missing_ok=True)
 
 
 def _limit(settings: Settings, location: str = "") -> int:

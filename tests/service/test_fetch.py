@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from api.store.fetch import FetchError, FetchTooLargeError, local_copy
@@ -73,3 +75,48 @@ def test_local_copy_refuses_missing_and_too_large_objects(tmp_path, bucket):
         with local_copy(settings, f"s3://{bucket}/missing.wav"):
             pass
     assert list(settings.temp_dir.iterdir()) == []  # nothing left behind
+
+
+def test_prefetch_fetches_ahead_in_order_and_fails_alone(tmp_path, bucket):
+    from api.store.fetch import Prefetch
+
+    client = s3_client()
+    for name in ("a", "b", "c"):
+        client.put_object(Bucket=bucket, Key=f"{name}.wav", Body=name.encode() * 100)
+    local = tmp_path / "local.wav"
+    local.write_bytes(b"local")
+    settings = make_settings(tmp_path / "data")
+    order = [f"s3://{bucket}/a.wav", str(local), f"s3://{bucket}/gone.wav", f"s3://{bucket}/b.wav"]
+    seen = []
+    with Prefetch(settings, order, ahead=1) as fetches:
+        for location in order:
+            try:
+                with fetches.next(location) as path:
+                    seen.append(path.read_bytes()[:5])
+                    # at most the file in use and the next one are on disk
+                    assert len(list(settings.temp_dir.iterdir())) <= 2
+            except FetchError as exc:
+                seen.append(exc.code)
+        with pytest.raises(ValueError, match="expected"):
+            with fetches.next("s3://elsewhere/x.wav"):
+                pass
+    assert seen == [b"aaaaa", b"local", "fetch_failed", b"bbbbb"]
+    assert list(settings.temp_dir.iterdir()) == []
+
+
+def test_prefetch_closed_early_leaves_no_copies(tmp_path, bucket):
+    from api.store.fetch import Prefetch
+
+    client = s3_client()
+    keys = [f"k{i}.wav" for i in range(4)]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x" * 1000)
+    settings = make_settings(tmp_path)
+    fetches = Prefetch(settings, [f"s3://{bucket}/{k}" for k in keys], ahead=2)
+    with fetches.next(f"s3://{bucket}/k0.wav") as path:
+        assert path.exists()
+    fetches.close()  # as when a chunk hits its time limit: k1 and k2 were being fetched
+    deadline = time.monotonic() + 10
+    while list(settings.temp_dir.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(settings.temp_dir.iterdir()) == []
