@@ -5,6 +5,10 @@ bucket on an S3-compatible server (moto in server mode, a process speaking S3's 
 ``AER_STORAGE_URL=s3://<bucket>/aer``. The model folder is read-only code of the image, as in
 the containers.
 
+On one machine a process could still open another's folder by its absolute path, so the test
+checks that none did: every file row names an object of the bucket, and no data folder holds
+audio afterwards.
+
 PostgreSQL only: a SQLite database is a file, so every process would have to open one shared
 folder, which is what a multi-host deployment has not got. Without ``AER_TEST_POSTGRES_URL`` the
 module skips like the other PostgreSQL tests (CI sets it and fails instead of skipping).
@@ -28,7 +32,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from api.cli.client import AERClient, Multipart
+from api.cli.client import AERClient, ClientError, Multipart
 from api.store.states import TERMINAL_JOB_STATES
 from tests.auth import create_key
 from tests.conftest import (
@@ -228,7 +232,8 @@ def finish(client: AERClient, job_id: str) -> dict:
 
 
 def assert_each_file_done_once(stack: Stack, job: dict, names: set[str]) -> None:
-    """Every file done, claimed once (attempts == 1), one result each, under its name."""
+    """Every file done, claimed once (attempts == 1), one result each, under its name, and
+    read by the workers from an object of the bucket (never from a path on the API's disk)."""
     from api.store.db import session_scope
     from api.store.tables import File
 
@@ -237,12 +242,14 @@ def assert_each_file_done_once(stack: Stack, job: dict, names: set[str]) -> None
     assert job["counts"] == {"total": n, "pending": 0, "running": 0, "done": n, "failed": 0}
     with session_scope(stack.settings) as session:
         rows = session.execute(
-            select(File.rel_path, File.state, File.attempts, File.error).where(
+            select(File.rel_path, File.path, File.state, File.attempts, File.error).where(
                 File.job_id == job["id"]
             )
         ).all()
-    assert sorted(rel for rel, *_ in rows) == sorted(names)
-    assert {(state, attempts, error) for _, state, attempts, error in rows} == {("done", 1, None)}
+    assert sorted(row.rel_path for row in rows) == sorted(names)
+    assert {(row.state, row.attempts, row.error) for row in rows} == {("done", 1, None)}
+    local = [row.path for row in rows if not row.path.startswith(f"s3://{stack.bucket}/")]
+    assert local == [], "files the workers would read from another host's disk"
     results = list(stack.client.results(job["id"]))
     assert sorted(r["file"] for r in results) == sorted(names)
     assert all(r["state"] == "done" and r["label"] for r in results)
@@ -284,6 +291,11 @@ def test_uploads_and_a_bucket_prefix_across_hosts_without_shared_disk(stack, tmp
         upload = stack.client.request("POST", "/jobs", body=body)
         source = f"s3://{stack.bucket}/inbox/calls/"
         prefix = stack.client.request("POST", "/jobs", body={"source": source, "pattern": "*.flac"})
+        with pytest.raises(ClientError) as refused:  # outside AER_ALLOWED_BUCKETS
+            stack.client.request(
+                "POST", "/jobs", body={"source": f"s3://{stack.bucket}/elsewhere/"}
+            )
+        assert refused.value.status == 403, refused.value
 
         upload_job = finish(stack.client, upload["id"])
         prefix_job = finish(stack.client, prefix["id"])
