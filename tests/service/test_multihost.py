@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import gunicorn
 import pytest
 from sqlalchemy import select
 
@@ -135,6 +136,8 @@ def api_process(env: dict[str, str], log_path: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
     cmd += ["--threads", "4", "--timeout", "120", "api.web.app:create_app()"]
+    if gunicorn.version_info >= (27,):
+        cmd.append("--no-control-socket")  # else a socket in $HOME, shared by every gunicorn
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             cmd,
