@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from itertools import islice
@@ -26,7 +26,7 @@ from api.store.quotas import job_file_limit
 from api.store.redact import without_paths
 from api.store.settings import Settings
 from api.store.tables import utcnow
-from api.store.uploads import remove_stale_parts, upload_dir
+from api.store.uploads import remove_stale_parts
 from core.analyze import analyze_file
 from core.errors import ModelError
 from core.model import EmotionModel
@@ -34,7 +34,9 @@ from core.predict import FilePrediction, failed_prediction
 from worker.liveness import task_claim
 from worker.models import get_model
 from worker.notify import send_deliveries
-from worker.sources import Listing, SourceError, list_folder, list_upload, remove_extractions
+from worker.remote import list_prefix, list_urls
+from worker.sources import Listing, SourceError, list_folder
+from worker.uploads import list_job_upload, remove_job_extractions
 
 log = logging.getLogger(__name__)
 
@@ -96,32 +98,27 @@ def _enumerate(settings: Settings, job_id: str, enqueue: Enqueue, worker_id: str
     if job is None:
         log.info("job %s: nothing to enumerate (done, stopped, or held by a live task)", job_id)
         return
+    # A second attempt (the first one's task died) also sends the files the first one
+    # committed but perhaps never enqueued: a message too many is harmless, none is not.
+    rerun = job.attempts > 1
+    listed = chunks = 0
     try:
-        listing = _list_sources(settings, job, max_files)
+        for batch in _batches(settings, job, max_files):
+            with session_scope(settings) as session:
+                if processing.active_job(session, job_id) is None:
+                    log.info("job %s stopped while listing its files", job_id)
+                    return
+                lease_until = utcnow() + timedelta(seconds=settings.lease_s)
+                ids = processing.insert_files(session, job_id, batch, lease_until=lease_until)
+                if rerun:
+                    ids = processing.unstarted_files(session, job_id, [rel for rel, _ in batch])
+            chunks += enqueue_in_chunks(enqueue, job_id, ids, settings.chunk_size)
+            listed += len(batch)
     except SourceError as exc:
         log.warning("job %s failed: %s", job_id, exc)
         _fail(settings, job_id, without_paths(str(exc), settings))
         drop_extractions(settings, job_id)
         return
-    if listing.failed:
-        failed = [
-            (rel, path, without_paths(str(exc), settings), exc.code)
-            for rel, path, exc in listing.failed
-        ]
-        with session_scope(settings) as session:
-            processing.insert_failed_files(session, job_id, failed)
-        for rel, _, error, _ in failed:
-            log.warning("job %s: %s failed: %s", job_id, rel, error)
-    entries = listing.files
-    lease_until = utcnow() + timedelta(seconds=settings.lease_s)
-    chunks = 0
-    for batch in batched(entries, INSERT_BATCH):
-        with session_scope(settings) as session:
-            if processing.active_job(session, job_id) is None:
-                log.info("job %s stopped while listing its files", job_id)
-                return
-            ids = processing.insert_files(session, job_id, batch, lease_until=lease_until)
-        chunks += enqueue_in_chunks(enqueue, job_id, ids, settings.chunk_size)
     with session_scope(settings) as session:
         empty = processing.count_files(session, job_id) == 0
         if not empty:
@@ -131,22 +128,50 @@ def _enumerate(settings: Settings, job_id: str, enqueue: Enqueue, worker_id: str
         log.warning("job %s failed: no audio files found", job_id)
         drop_extractions(settings, job_id)
         return
-    log.info("job %s: %s files listed, %s chunks enqueued", job_id, len(entries), chunks)
+    log.info("job %s: %s files listed, %s chunks enqueued", job_id, listed, chunks)
     _try_finish(settings, job_id)
+
+
+def _batches(settings: Settings, job, max_files: int) -> Iterator[list[tuple[str, str]]]:
+    """The job's files, ``(rel_path, path)``, in batches to insert: a bucket prefix page by
+    page as it is listed; the other sources listed first (their failed archives inserted as
+    failed files), then cut into batches of :data:`INSERT_BATCH`.
+
+    Raises:
+        SourceError: the source cannot be listed (possibly after some batches).
+    """
+    options = job.options or {}
+    if job.source_kind == "s3":
+        yield from list_prefix(
+            settings,
+            job.source,
+            recursive=bool(options.get("recursive", True)),
+            pattern=options.get("pattern") or None,
+            max_files=max_files,
+            page_size=INSERT_BATCH,
+        )
+        return
+    if job.source_kind == "urls":
+        yield from batched(list_urls(job.source.splitlines()), INSERT_BATCH)
+        return
+    listing = _list_sources(settings, job, max_files)
+    if listing.failed:
+        failed = [
+            (rel, path, without_paths(str(exc), settings), exc.code)
+            for rel, path, exc in listing.failed
+        ]
+        with session_scope(settings) as session:
+            processing.insert_failed_files(session, job.id, failed)
+        for rel, _, error, _ in failed:
+            log.warning("job %s: %s failed: %s", job.id, rel, error)
+    yield from batched(listing.files, INSERT_BATCH)
 
 
 def _list_sources(settings: Settings, job, max_files: int) -> Listing:
     options = job.options or {}
     pattern = options.get("pattern") or None
     if job.source_kind == "upload":
-        return list_upload(
-            Path(job.source),
-            max_files=max_files,
-            max_bytes=settings.max_extract_mb * 1024 * 1024,
-            max_archive_bytes=settings.max_archive_extract_mb * 1024 * 1024,
-            max_depth=settings.max_archive_depth,
-            pattern=pattern,
-        )
+        return list_job_upload(settings, job.source, max_files=max_files, pattern=pattern)
     folder = Path(job.source).resolve()
     if not jobs.is_within(folder, settings.allowed_roots):
         raise SourceError(f"folder {job.source!r} is not inside an allowed root")
@@ -379,7 +404,7 @@ def drop_extractions(settings: Settings, job_id: str) -> None:
     """Delete the extracted zip contents of an ended job (unless ``AER_KEEP_EXTRACTED``): its
     results are stored, and the zips themselves stay until the audio retention."""
     if not settings.keep_extracted:
-        remove_extractions(upload_dir(settings, job_id))
+        remove_job_extractions(settings, job_id)
 
 
 def run_sweep(

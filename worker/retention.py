@@ -2,24 +2,23 @@
 the jobs and results that ended ``AER_RESULTS_RETENTION_DAYS`` ago, and the extracted zips of
 ended jobs; each deletion is recorded in ``purges``.
 
-Upload folders are found on disk, not in the database, so a folder whose job is gone (deleted
-while a worker was still extracting, or left by a failed request) is purged too once it is as
-old as the audio retention.
+Upload folders are found in the storage (:mod:`api.store.storage`), not in the database, so a
+folder whose job is gone (deleted while a worker was still extracting, or left by a failed
+request) is purged too once it is as old as the audio retention.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from api.store import retention
 from api.store.db import session_scope
 from api.store.settings import Settings
+from api.store.storage import Storage, open_storage
 from api.store.tables import utcnow
-from api.store.uploads import upload_dir
-from worker.sources import remove_extractions
+from api.store.uploads import UPLOADS, upload_key
+from worker.uploads import remove_job_extractions
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +26,18 @@ log = logging.getLogger(__name__)
 def run_purge(settings: Settings, *, now: datetime | None = None) -> dict[str, int]:
     """Apply the retention settings once; returns how many jobs each kind of purge touched."""
     now = now or utcnow()
+    storage = open_storage(settings)
     counts = {"results": 0, "audio": 0, "extracted": 0}
     if settings.results_retention_days:
-        counts["results"] = _purge_results(settings, now - _days(settings.results_retention_days))
-    folders = _upload_folders(settings)
+        cutoff = now - _days(settings.results_retention_days)
+        counts["results"] = _purge_results(settings, storage, cutoff)
+    folders = storage.folders(UPLOADS)
     if folders:
         with session_scope(settings) as session:
-            ends = retention.job_ends(session, [f.name for f in folders])
+            ends = retention.job_ends(session, folders)
         if settings.retention_days:
             cutoff = now - _days(settings.retention_days)
-            counts["audio"] = _purge_audio(settings, folders, ends, cutoff)
+            counts["audio"] = _purge_audio(settings, storage, folders, ends, cutoff)
         if not settings.keep_extracted:
             counts["extracted"] = _purge_extractions(settings, folders, ends)
     if any(counts.values()):
@@ -48,14 +49,7 @@ def _days(days: float) -> timedelta:
     return timedelta(days=days)
 
 
-def _upload_folders(settings: Settings) -> list[Path]:
-    root = settings.uploads_dir
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _purge_results(settings: Settings, cutoff: datetime) -> int:
+def _purge_results(settings: Settings, storage: Storage, cutoff: datetime) -> int:
     jobs = files = size = 0
     while True:
         with session_scope(settings) as session:
@@ -64,7 +58,7 @@ def _purge_results(settings: Settings, cutoff: datetime) -> int:
                 break
             files += retention.delete_jobs(session, ids)
         for job_id in ids:  # after the commit: a job is never left without its audio
-            size += _remove(upload_dir(settings, job_id))
+            size += storage.delete_folder(upload_key(job_id))
         jobs += len(ids)
     if jobs:
         with session_scope(settings) as session:
@@ -75,19 +69,24 @@ def _purge_results(settings: Settings, cutoff: datetime) -> int:
 
 
 def _purge_audio(
-    settings: Settings, folders: list[Path], ends: dict[str, datetime | None], cutoff: datetime
+    settings: Settings,
+    storage: Storage,
+    folders: list[str],
+    ends: dict[str, datetime | None],
+    cutoff: datetime,
 ) -> int:
     jobs = files = size = 0
-    for folder in folders:
-        if folder.name in ends:
-            ended = ends[folder.name]
+    for job_id in folders:
+        if job_id in ends:
+            ended = ends[job_id]
             due = ended is not None and ended < cutoff
         else:  # no job: an orphan, purged by its age
-            due = datetime.fromtimestamp(folder.stat().st_mtime, cutoff.tzinfo) < cutoff
+            modified = storage.modified(upload_key(job_id))
+            due = modified is not None and modified < cutoff
         if not due:
             continue
-        files += sum(1 for p in folder.rglob("*") if p.is_file())
-        size += _remove(folder)
+        files += sum(1 for _ in storage.list(upload_key(job_id)))
+        size += storage.delete_folder(upload_key(job_id))
         jobs += 1
     if jobs:
         with session_scope(settings) as session:
@@ -98,15 +97,15 @@ def _purge_audio(
 
 
 def _purge_extractions(
-    settings: Settings, folders: list[Path], ends: dict[str, datetime | None]
+    settings: Settings, folders: list[str], ends: dict[str, datetime | None]
 ) -> int:
     """Extracted zips of ended jobs that their worker did not delete (it died first, or the
     sweep ended the job)."""
     jobs = size = 0
-    for folder in folders:
-        if ends.get(folder.name) is None or not folder.is_dir():
+    for job_id in folders:
+        if ends.get(job_id) is None:
             continue
-        freed = remove_extractions(folder)
+        freed = remove_job_extractions(settings, job_id)
         if freed:
             size += freed
             jobs += 1
@@ -114,16 +113,3 @@ def _purge_extractions(
         with session_scope(settings) as session:
             retention.record_purge(session, "extracted", jobs=jobs, files=0, size=size)
     return jobs
-
-
-def _tree_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def _remove(folder: Path) -> int:
-    """Delete ``folder`` if it is there; returns the bytes it held."""
-    if not folder.is_dir():
-        return 0
-    size = _tree_bytes(folder)
-    shutil.rmtree(folder, ignore_errors=True)
-    return size

@@ -18,7 +18,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -74,13 +74,15 @@ class Listing:
     failed: list[tuple[str, str, SourceError]] = field(default_factory=list)  # (rel, path, why)
 
 
-def _is_audio(name: str, pattern: str | None) -> bool:
+def is_listed(name: str, pattern: str | None) -> bool:
+    """Whether an archive member named ``name`` is listed: audio, or matching ``pattern``."""
     if pattern:
         return fnmatch.fnmatch(name.lower(), pattern.lower())
     return is_audio_name(name)
 
 
-def _skipped(name: str) -> bool:
+def skipped(name: str) -> bool:
+    """Whether a file or folder name is left out of listings (hidden, macOS metadata)."""
     return name.startswith(".") or name == "__MACOSX"
 
 
@@ -108,9 +110,9 @@ def list_folder(
             raise SourceError(f"cannot read folder {str(folder)!r}: {exc.strerror}")
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=on_error):
-        dirnames[:] = sorted(d for d in dirnames if recursive and not _skipped(d))
+        dirnames[:] = sorted(d for d in dirnames if recursive and not skipped(d))
         for name in filenames:
-            if _skipped(name) or not _is_audio(name, pattern):
+            if skipped(name) or not is_listed(name, pattern):
                 continue
             path = Path(dirpath, name)
             real = path.resolve()
@@ -171,7 +173,7 @@ def list_upload(
                 failed.append((rel.as_posix(), str(archive), exc))
                 continue
         else:  # extracted before a restart: it counts against the job's budget all the same
-            budget.job_left -= _tree_size(target)
+            budget.job_left -= tree_size(target)
         failed.extend(_nested_failures(rel.as_posix(), target))
     found: list[tuple[str, str]] = []
     for rel in _uploaded_files(folder, archives, members=pattern or True):
@@ -188,18 +190,18 @@ def _uploaded_files(folder: Path, archives: Path, *, members: str | bool = False
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath).relative_to(folder)
         extracted = [d for d in dirnames if (archives / here / d).is_file()]
-        dirnames[:] = sorted(d for d in dirnames if not _skipped(d) and d not in extracted)
+        dirnames[:] = sorted(d for d in dirnames if not skipped(d) and d not in extracted)
         for name in sorted(filenames):
-            if not _skipped(name):
+            if not skipped(name):
                 yield here / name
         if not members:
             continue
         pattern = members if isinstance(members, str) else None
         for d in sorted(extracted):
             for sub, subdirs, names in os.walk(Path(dirpath, d)):
-                subdirs[:] = sorted(x for x in subdirs if not _skipped(x))
+                subdirs[:] = sorted(x for x in subdirs if not skipped(x))
                 for name in sorted(names):
-                    if not _skipped(name) and _is_audio(name, pattern):
+                    if not skipped(name) and is_listed(name, pattern):
                         yield Path(sub, name).relative_to(folder)
 
 
@@ -211,11 +213,11 @@ def remove_extractions(folder: Path) -> int:
     for archive in sorted(archives.rglob("*")) if archives.is_dir() else ():
         target = folder / archive.relative_to(archives)
         if archive.is_file() and target.is_dir() and not target.is_symlink():
-            freed += _tree_size(target)
+            freed += tree_size(target)
             shutil.rmtree(target, ignore_errors=True)
     staging = folder / STAGING_DIR
     if staging.is_dir():
-        freed += _tree_size(staging)
+        freed += tree_size(staging)
         shutil.rmtree(staging, ignore_errors=True)
     return freed
 
@@ -271,15 +273,28 @@ def _extract_once(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        budget.start_archive()
-        extract_zip(archive, work, max_files=budget.files_left, budget=budget)
-        failures = _extract_nested(work, work, budget, depth=1, max_depth=max_depth)
+        failures = extract_archive(archive, work, budget, max_depth)
         if failures:
             (work / NESTED_FAILURES).write_text(json.dumps(failures))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     os.replace(work, target)  # atomic: the extraction is either all there or absent
+
+
+def extract_archive(
+    archive: Path, work: Path, budget: ExtractBudget, max_depth: int
+) -> list[list[str]]:
+    """Extract a top-level ``archive`` into the empty folder ``work``, then the zips inside it
+    down to ``max_depth``; returns ``[rel_path, message, code]`` of each inner zip left
+    unextracted (see :func:`nested_errors`).
+
+    Raises:
+        SourceError: the archive is unreadable, unsafe, or passes a limit of ``budget``.
+    """
+    budget.start_archive()
+    extract_zip(archive, work, max_files=budget.files_left, budget=budget)
+    return _extract_nested(work, work, budget, depth=1, max_depth=max_depth)
 
 
 def _extract_nested(
@@ -297,7 +312,7 @@ def _extract_nested(
         for p in folder.rglob("*")
         if p.suffix.lower() in ARCHIVE_EXTENSIONS
         and p.is_file()
-        and not any(_skipped(part) for part in p.relative_to(root).parts)
+        and not any(skipped(part) for part in p.relative_to(root).parts)
     )
     for path in inner:
         rel = path.relative_to(root).as_posix()
@@ -330,11 +345,20 @@ def _nested_failures(archive: str, target: Path) -> list[tuple[str, str, SourceE
         rows = json.loads((target / NESTED_FAILURES).read_text())
     except FileNotFoundError:
         return []
+    return nested_errors(archive, rows, lambda rel: str(target / rel))
+
+
+def nested_errors(
+    archive: str, rows: list[list[str]], location: Callable[[str], str]
+) -> list[tuple[str, str, SourceError]]:
+    """``Listing.failed`` entries of the inner zips of ``archive`` that were not extracted
+    (rows of :func:`extract_archive`); ``location`` maps a path inside the archive to where
+    it lies."""
     out = []
     for rel, message, code in rows:
         exc = NestedArchiveError(message)
         exc.code = code
-        out.append((f"{archive}/{rel}", str(target / rel), exc))
+        out.append((f"{archive}/{rel}", location(rel), exc))
     return out
 
 
@@ -444,5 +468,6 @@ def _check_member(archive: str, member: zipfile.ZipInfo, name: str) -> None:
         )
 
 
-def _tree_size(folder: Path) -> int:
+def tree_size(folder: Path) -> int:
+    """Bytes of the files under ``folder``."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

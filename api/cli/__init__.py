@@ -324,12 +324,17 @@ def _demo_key(settings) -> str:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1)
 @click.option(
     "--folder", help="A folder ON THE SERVER (under one of its allowed roots) instead of uploads."
 )
-@click.option("--pattern", help="File name pattern for --folder jobs, e.g. '*.wav'.")
-@click.option("--no-recursive", is_flag=True, help="Only the top level of --folder.")
+@click.option(
+    "--urls-file",
+    type=click.File("r"),
+    help="A file of https URLs, one a line ('-': standard input), instead of PATHS.",
+)
+@click.option("--pattern", help="File name pattern for --folder and s3:// jobs, e.g. '*.wav'.")
+@click.option("--no-recursive", is_flag=True, help="Only the top level of --folder or s3://.")
 @click.option("--model", help="Model name (default: the server's default model).")
 @click.option(
     "--channels", type=click.Choice(["mix", "split"]), help="Mix stereo down, or split channels."
@@ -344,34 +349,63 @@ def _demo_key(settings) -> str:
 @_url_option
 @_key_option
 def submit(
-    paths, folder, pattern, no_recursive, model, channels, segmentation, wait, quiet, url, api_key
+    paths,
+    folder,
+    urls_file,
+    pattern,
+    no_recursive,
+    model,
+    channels,
+    segmentation,
+    wait,
+    quiet,
+    url,
+    api_key,
 ) -> None:
-    """Submit audio files, zip archives and folders of them (PATHS, uploaded), or a
-    server-side --folder.
+    """Submit audio files, zip archives and folders of them (PATHS, uploaded); or a
+    server-side --folder; or one s3://bucket/prefix/ (its audio objects); or https URLs
+    (PATHS or --urls-file): the server reads those itself, if its allow-lists let it.
 
     A folder's audio files and zips are uploaded recursively, named by their path from the
     folder (its name included: calls/d1/a.flac). Prints the job id; with --wait, exits 1
     unless the job succeeded (possibly with errors).
     """
-    if bool(paths) == bool(folder):
-        raise click.UsageError("give either PATHS to upload or --folder, not both or neither")
-    client = _client(url, api_key)
-    if folder:
-        job = _call(
-            client.submit_folder,
-            folder,
-            recursive=not no_recursive,
-            pattern=pattern,
-            model=model,
-            channels=channels,
-            segmentation=segmentation,
+    if bool(folder) == bool(paths or urls_file):
+        raise click.UsageError(
+            "give either PATHS (files, one s3://bucket/prefix/ or URLs), --urls-file or --folder"
         )
+    entries = [*paths, *(_url_lines(urls_file) if urls_file else ())]
+    s3 = [e for e in entries if e.startswith("s3://")]
+    web = [e for e in entries if e.startswith(("https://", "http://"))]
+    if urls_file and len(web) != len(entries) or not entries and not folder:
+        raise click.UsageError("--urls-file takes URLs only (at least one)")
+    if s3 and len(entries) > 1 or web and len(web) != len(entries):
+        raise click.UsageError("give local PATHS, or one s3:// prefix, or URLs: not a mix")
+    if (pattern or no_recursive) and not (folder or s3):
+        raise click.UsageError("--pattern and --no-recursive apply to --folder and s3:// jobs")
+    options = {"model": model, "channels": channels, "segmentation": segmentation}
+    client = _client(url, api_key)
+    if folder or s3:
+        submit_one = client.submit_folder if folder else client.submit_source
+        where = folder or s3[0]
+        job = _call(submit_one, where, recursive=not no_recursive, pattern=pattern, **options)
+    elif web:
+        job = _call(client.submit_urls, web, **options)
     else:
-        options = {"model": model, "channels": channels, "segmentation": segmentation}
-        job = _upload(client, paths, quiet=quiet, **options)
+        local = [click.Path(exists=True, path_type=Path).convert(p, None, None) for p in paths]
+        job = _upload(client, local, quiet=quiet, **options)
     click.echo(job["id"])
     if wait:
         _follow(client, job, quiet=quiet)
+
+
+def _url_lines(stream) -> list[str]:
+    """The URLs of a ``--urls-file``: one a line, blank lines and ``#`` comments skipped."""
+    try:
+        lines = [line.strip() for line in stream]
+    except UnicodeDecodeError:
+        raise click.BadParameter("not a text file of URLs", param_hint="--urls-file") from None
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def _follow(client, job: dict, *, quiet: bool) -> None:

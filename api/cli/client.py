@@ -228,6 +228,36 @@ class AERClient:
         body |= {"model": model, "channels": channels, "segmentation": segmentation}
         return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
 
+    def submit_source(
+        self,
+        source: str,
+        *,
+        recursive: bool = True,
+        pattern: str | None = None,
+        model: str | None = None,
+        channels: str | None = None,
+        segmentation: str | None = None,
+    ) -> dict:
+        """Start a job over the audio objects under an ``s3://bucket/prefix/`` the server may
+        read (its ``AER_ALLOWED_BUCKETS``)."""
+        body = {"source": source, "recursive": recursive, "pattern": pattern}
+        body |= {"model": model, "channels": channels, "segmentation": segmentation}
+        return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
+
+    def submit_urls(
+        self,
+        urls: Sequence[str],
+        *,
+        model: str | None = None,
+        channels: str | None = None,
+        segmentation: str | None = None,
+    ) -> dict:
+        """Start a job over https URLs on hosts the server may fetch from (its
+        ``AER_ALLOWED_URL_HOSTS``), one file each."""
+        body = {"urls": list(urls), "model": model, "channels": channels}
+        body |= {"segmentation": segmentation}
+        return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
+
     def job(self, job_id: str) -> dict:
         """The job's state, counts and timings (``job_id``: the id or a unique prefix)."""
         return self.request("GET", f"/jobs/{job_id}")

@@ -60,7 +60,12 @@ def local_copy(settings: Settings, location: str) -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
-def _limit(settings: Settings) -> int:
+def _limit(settings: Settings, location: str = "") -> int:
+    if settings.storage_url and location.startswith(settings.storage_url + "/"):
+        # The service's own storage: uploads and the members of its zips, which may be as
+        # large as an archive may expand to.
+        largest = max(settings.max_upload_mb, settings.max_archive_extract_mb)
+        return max(settings.max_fetch_mb, largest) * 2**20
     return settings.max_fetch_mb * 2**20
 
 
@@ -79,13 +84,12 @@ def _fetch_s3(settings: Settings, location: str, out: IO[bytes]) -> None:
     try:
         address = parse_s3(location)
         answer = s3_client().get_object(Bucket=address.bucket, Key=address.key)
-        if answer.get("ContentLength", 0) > _limit(settings):
-            raise FetchTooLargeError(
-                f"{location} is larger than the limit of {settings.max_fetch_mb} MB"
-            )
+        limit = _limit(settings, location)
+        if answer.get("ContentLength", 0) > limit:
+            raise FetchTooLargeError(f"{location} is larger than the limit of {limit >> 20} MB")
         body = answer["Body"]
         with contextlib.closing(body):
-            _copy(body.iter_chunks(BLOCK), out, _limit(settings), location)
+            _copy(body.iter_chunks(BLOCK), out, limit, location)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise FetchError(

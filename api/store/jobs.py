@@ -13,7 +13,6 @@ Each function takes an open session and never commits (``api.store.db.session_sc
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,8 +25,10 @@ from sqlalchemy.orm import Session
 from api.store import uploads, webhooks
 from api.store.errors import StoreError
 from api.store.settings import Settings
+from api.store.storage import open_storage
 from api.store.tables import (
     ACTIVE_JOB_STATES,
+    SOURCE_KINDS,
     File,
     FileState,
     Job,
@@ -38,7 +39,6 @@ from api.store.tables import (
 from api.store.workers import file_lost
 from core.options import CHANNEL_MODES, SEGMENTATIONS
 
-SOURCE_KINDS = ("upload", "folder")
 #: Fewest hex digits of a job id that :func:`find_job` looks up as a prefix.
 MIN_ID_PREFIX = 6
 _HEX = "0123456789abcdef"
@@ -361,9 +361,8 @@ def delete_job(session: Session, settings: Settings, job_id: str, *, tenant_id: 
     job, deliveries = cancel(session, job_id, tenant_id=tenant_id)
     session.delete(job)
     session.flush()
-    folder = uploads.upload_dir(settings, job_id)
-    if job.source_kind == "upload" and folder.is_relative_to(settings.uploads_dir):
-        shutil.rmtree(folder, ignore_errors=True)
+    if job.source_kind == "upload":
+        open_storage(settings).delete_folder(uploads.upload_key(job_id))
     return deliveries
 
 

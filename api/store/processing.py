@@ -121,6 +121,23 @@ def insert_files(
     return _insert_new(session, rows)
 
 
+def unstarted_files(session: Session, job_id: str, rel_paths: Sequence[str]) -> list[int]:
+    """Ids of the job's files among ``rel_paths`` that are pending, unclaimed and never
+    attempted (an interrupted listing may have committed them without enqueueing them)."""
+    if not rel_paths:
+        return []
+    ids = session.scalars(
+        select(File.id).where(
+            File.job_id == job_id,
+            File.rel_path.in_(rel_paths),
+            File.state == FileState.PENDING,
+            File.claimed_by.is_(None),
+            File.attempts == 0,
+        )
+    ).all()
+    return sorted(ids)
+
+
 def insert_failed_files(
     session: Session, job_id: str, entries: Sequence[tuple[str, str, str, str]]
 ) -> list[int]:

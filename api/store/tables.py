@@ -111,6 +111,9 @@ def _in(column: str, values) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
+#: Where a job's files come from: uploads, a server folder, a bucket prefix, a list of URLs.
+SOURCE_KINDS = ("upload", "folder", "s3", "urls")
+
 #: The tenant the migration creates: jobs older than tenancy, and the first admin key, belong to it.
 DEFAULT_TENANT = "default"
 
@@ -156,12 +159,12 @@ class ApiKey(Base):
 
 
 class Job(Base):
-    """One submission: a folder on the shared volume or a set of uploaded files."""
+    """One submission: uploaded files, a folder on the shared volume, a bucket prefix or URLs."""
 
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint(_in("state", JobState), name="state"),
-        CheckConstraint(_in("source_kind", ("upload", "folder")), name="source_kind"),
+        CheckConstraint(_in("source_kind", SOURCE_KINDS), name="source_kind"),
         Index(None, "state", "created_at"),
         Index(None, "created_at"),
         Index(None, "tenant_id", "created_at"),

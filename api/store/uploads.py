@@ -1,7 +1,7 @@
 """The upload folder layout, shared by the API (which writes it) and the workers (which read it).
 
-``<data_dir>/uploads/<job id>/`` holds a job's uploaded files under sanitized unique relative
-paths (an upload named ``d1/call.flac`` keeps its folder);
+``<data_dir>/uploads/<job id>/`` (storage folder ``uploads/<job id>``) holds a job's uploaded
+files under sanitized unique relative paths (an upload named ``d1/call.flac`` keeps its folder);
 ``.archives/`` and ``.staging/`` inside it hold extracted zips; ``<data_dir>/uploads/.incoming/``
 holds file parts while a request is being read. Nothing here decodes audio: files are only
 screened by extension and first bytes, so that plainly wrong uploads are refused at once.
@@ -17,9 +17,13 @@ from pathlib import Path
 from api.store.settings import Settings
 from core.audio import AUDIO_EXTENSIONS, sniff_container
 
-__all__ = ["AUDIO_EXTENSIONS", "sniff", "upload_problem", "safe_name", "upload_dir"]
+__all__ = [
+    "AUDIO_EXTENSIONS", "sniff", "upload_problem", "safe_name", "upload_dir", "upload_key",
+]  # fmt: skip
 
 ARCHIVE_EXTENSIONS = frozenset({".zip"})
+#: Storage folder of every job's uploads (the data dir's ``uploads``).
+UPLOADS = "uploads"
 #: Hidden folders of an upload folder: archives already extracted, extractions in progress.
 ARCHIVES_DIR = ".archives"
 STAGING_DIR = ".staging"
@@ -34,8 +38,15 @@ MAX_DEPTH = 32
 
 
 def upload_dir(settings: Settings, job_id: str) -> Path:
-    """Where the uploaded files of job ``job_id`` are stored (and deleted with the job)."""
+    """Where the uploaded files of job ``job_id`` are stored (and deleted with the job) when
+    storage is local."""
     return settings.uploads_dir / job_id
+
+
+def upload_key(job_id: str) -> str:
+    """The storage folder of job ``job_id``'s uploads (see :mod:`api.store.storage`); locally
+    the folder :func:`upload_dir`."""
+    return f"{UPLOADS}/{job_id}"
 
 
 def incoming_dir(uploads_dir: Path) -> Path:

@@ -1,31 +1,35 @@
-"""``/jobs``: submit (uploads or a server-side folder), list, inspect, cancel and delete jobs.
+"""``/jobs``: submit (uploads, a server-side folder, a bucket prefix or URLs), list, inspect,
+cancel and delete jobs.
 
 Every job belongs to the tenant of the key that submitted it; other tenants get a 404 for it.
-Folder jobs read the server's disk and need the ``admin`` scope.
+Folder jobs read the server's disk and need the ``admin`` scope; bucket and URL jobs need only
+``submit``: ``AER_ALLOWED_BUCKETS`` and ``AER_ALLOWED_URL_HOSTS`` say what they may read.
 
 Submitting only validates, checks the tenant's quotas, saves the uploaded bytes and inserts
 the job: the job is committed, then its enumeration is enqueued, and the answer is 202. Listing
-folders, opening zips and decoding audio all happen in the worker.
+folders and buckets, fetching, opening zips and decoding audio all happen in the worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-import shutil
 
 from flask import Blueprint, Response, request, url_for
 
 from api.store import audit, jobs, quotas
+from api.store.objects import S3Address, check_bucket, check_url, parse_s3
 from api.store.queue import enqueue_deliveries, enqueue_enumeration
 from api.store.receivers import check_receiver
+from api.store.storage import open_storage
 from api.store.tables import Job
-from api.store.uploads import upload_dir
+from api.store.uploads import upload_key
 from api.web.auth import principal, require, tenant
 from api.web.context import celery, db, registry, settings
 from api.web.errors import APIError, invalid
-from api.web.schemas import FolderJobRequest, JobListQuery, JobOptions, JobPage, UploadForm
 from api.web.schemas import Job as JobModel
+from api.web.schemas import JobListQuery, JobOptions, JobPage, JobRequest, UploadForm
 from api.web.serializers import job_json
 from api.web.spec import Response as Responses
 from api.web.spec import endpoint, errors
@@ -90,19 +94,43 @@ def _from_uploads(job_id: str, form: UploadForm) -> Job:
     if not files:
         raise invalid("files", "attach at least one audio file or zip archive")
     check_uploads(files)
-    folder = upload_dir(settings(), job_id)
+    storage, folder = open_storage(settings()), upload_key(job_id)
     size = sum(upload_size(f) for f in files)
     # Validates the model and the quotas first.
-    job = _submit(job_id, "upload", str(folder), form, files=len(files), size=size)
+    job = _submit(job_id, "upload", storage.location(folder), form, files=len(files), size=size)
     try:
-        save_uploads(files, folder)
+        save_uploads(files, storage, folder)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the bucket may be what failed
+            storage.delete_folder(folder)
         raise
     return job
 
 
-def _from_folder(job_id: str, body: FolderJobRequest) -> Job:
+def _from_json(job_id: str, body: JobRequest) -> Job:
+    if body.source is not None:
+        return _from_bucket(job_id, body)
+    if body.urls is not None:
+        return _from_urls(job_id, body)
+    return _from_folder(job_id, body)
+
+
+def _from_bucket(job_id: str, body: JobRequest) -> Job:
+    address = parse_s3(body.source or "")
+    if address.key and not address.key.endswith("/"):
+        address = S3Address(address.bucket, address.key + "/")  # a prefix names a folder
+    check_bucket(settings(), address)
+    options = {"recursive": body.recursive, "pattern": body.pattern}
+    return _submit(job_id, "s3", str(address), body.options(), **options)
+
+
+def _from_urls(job_id: str, body: JobRequest) -> Job:
+    urls = [check_url(settings(), url) for url in body.urls or ()]
+    # One URL a line: the job's source is never shown, and its options stay small.
+    return _submit(job_id, "urls", "\n".join(urls), body.options(), files=len(urls))
+
+
+def _from_folder(job_id: str, body: JobRequest) -> Job:
     require("admin")
     folder = jobs.check_folder(settings(), body.folder)
     return _submit(
@@ -118,7 +146,7 @@ def _from_folder(job_id: str, body: FolderJobRequest) -> Job:
 @bp.post("/jobs")
 @endpoint(
     form=UploadForm,
-    json=FolderJobRequest,
+    json=JobRequest,
     resp=Responses(HTTP_202=JobModel, **errors(400, 403, 413, 415, 422, 429, 507)),
     tags=("jobs",),
     scope="submit",
@@ -126,15 +154,18 @@ def _from_folder(job_id: str, body: FolderJobRequest) -> Job:
 def create_job():
     """Submit a job: 202 with the queued job and its Location, before any audio is read.
 
-    Uploads (``multipart/form-data``, field ``files``, repeatable: audio files and zips) or a
-    server-side folder (JSON, ``admin`` scope). Listing, extraction and decoding happen in the
-    workers.
+    Uploads (``multipart/form-data``, field ``files``, repeatable: audio files and zips), or
+    JSON: a server-side ``folder`` (``admin`` scope), a bucket prefix (``source``,
+    ``s3://bucket/prefix/``, inside ``AER_ALLOWED_BUCKETS``) or ``urls`` (https, on hosts of
+    ``AER_ALLOWED_URL_HOSTS``); a source not allowed is a 403 ``source_not_allowed``, a
+    malformed one a 400 ``bad_source``. Listing, fetching, extraction and decoding happen in
+    the workers.
     """
     job_id = jobs.new_job_id()
     if request.mimetype == "multipart/form-data":
         job = _from_uploads(job_id, request.context.form)
     else:
-        job = _from_folder(job_id, request.context.json)
+        job = _from_json(job_id, request.context.json)
     audit.record(db(), principal(), "job.create", "job", job.id, source=job.source_kind)
     db().commit()  # the worker must find the job when the message arrives
     bind_job(job.id)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 from api.store.audit import ACTIONS
 from api.store.jobs import CHANNEL_MODES, SEGMENTATIONS
 from api.store.receivers import MAX_URL
-from api.store.tables import DeliveryState, FileState, JobState, TrainingState
+from api.store.tables import SOURCE_KINDS, DeliveryState, FileState, JobState, TrainingState
 from api.store.webhooks import END_EVENTS, EVENTS, PROGRESS_OPTION
 
 ChannelMode = Literal[CHANNEL_MODES]  # type: ignore[valid-type]
@@ -125,19 +125,74 @@ class UploadForm(JobOptions):
     )
 
 
-class FolderJobRequest(JobOptions):
-    """A job over a folder that already lies on the server (inside ``AER_ALLOWED_ROOTS``)."""
+#: Most URLs one job may list (a tenant's files-per-job quota may allow fewer).
+MAX_URLS = 100_000
 
-    folder: str = Field(..., min_length=1, description="absolute path on the server")
-    recursive: StrictBool = True
-    pattern: str | None = Field(None, description="file name pattern such as *.wav (no folders)")
 
-    @field_validator("folder")
+class JobRequest(JobOptions):
+    """A job over files that need no upload: exactly one of ``folder`` (a folder on the server,
+    inside ``AER_ALLOWED_ROOTS``; ``admin`` scope), ``source`` (a bucket prefix allowed by
+    ``AER_ALLOWED_BUCKETS``) or ``urls`` (https URLs on hosts of ``AER_ALLOWED_URL_HOSTS``).
+    The API only checks the addresses; the workers list the folder or prefix and fetch the
+    files, each of which fails alone when it cannot be read."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"source": "s3://calls/2026-12/", "pattern": "*.wav"},
+                {"urls": ["https://media.example.com/calls/a.wav"], "channels": "split"},
+                {"folder": "/data/calls/2026-12", "recursive": False},
+            ]
+        }
+    )
+
+    folder: str | None = Field(
+        None, min_length=1, description="absolute path on the server (admin scope)"
+    )
+    source: str | None = Field(
+        None,
+        min_length=6,
+        max_length=1100,
+        description="`s3://bucket/prefix/`: every audio object under the prefix",
+    )
+    urls: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_URLS,
+        description="https URLs of audio files, one file each (duplicates count once)",
+    )
+    recursive: StrictBool = Field(
+        True, description="folder or source: also the files in sub-folders (deeper keys)"
+    )
+    pattern: str | None = Field(
+        None,
+        description="folder or source: file name pattern such as *.wav (no folders); "
+        "default: audio file extensions",
+    )
+
+    @field_validator("folder", "source")
     @classmethod
-    def _folder(cls, value: str) -> str:
-        if not value.strip():
+    def _location(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("must be a non-empty string")
-        return value.strip()
+        return value.strip() if value is not None else None
+
+    @field_validator("source")
+    @classmethod
+    def _s3(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("s3://"):
+            raise ValueError("must be an s3://bucket/prefix/ address")
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        urls = [url.strip() for url in value]
+        if not all(urls) or any(len(url) > MAX_URL for url in urls):
+            raise ValueError(f"URLs must be non-empty and at most {MAX_URL} characters")
+        return list(dict.fromkeys(urls))  # duplicates once, in their first place
 
     @field_validator("pattern")
     @classmethod
@@ -145,6 +200,15 @@ class FolderJobRequest(JobOptions):
         if value is not None and (not value or "/" in value or "\\" in value):
             raise ValueError("must be a file name pattern such as *.wav (no folders)")
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobRequest:
+        given = [name for name in ("folder", "source", "urls") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of folder, source or urls")
+        if self.urls is not None and {"pattern", "recursive"} & self.model_fields_set:
+            raise ValueError("pattern and recursive apply to a folder or source, not to urls")
+        return self
 
     def options(self) -> JobOptions:
         """The job options of this request."""
@@ -287,7 +351,7 @@ class ErrorResponse(_Response):
 
 
 class JobSource(_Response):
-    kind: Literal["upload", "folder"]
+    kind: Literal[SOURCE_KINDS]  # type: ignore[valid-type]
 
 
 class JobModel(_Response):

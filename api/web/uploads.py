@@ -1,4 +1,5 @@
-"""Uploaded files: spooled straight to disk while the request is read, screened, moved into place.
+"""Uploaded files: spooled straight to disk while the request is read, screened, moved into place
+(or streamed to the bucket of ``AER_STORAGE_URL``).
 
 The request class below makes werkzeug write every multipart file part into a temporary file
 inside ``<data_dir>/uploads/.incoming`` while the body is parsed, so saving an upload is a rename
@@ -18,6 +19,7 @@ from typing import IO
 from flask import Request, current_app
 from werkzeug.datastructures import FileStorage
 
+from api.store.storage import Storage
 from api.store.uploads import PART_PREFIX, incoming_dir, safe_name, upload_problem
 from api.web.errors import APIError
 
@@ -159,20 +161,28 @@ def check_uploads(files: list[FileStorage]) -> None:
             raise APIError(problem, status=415, code="not_audio")
 
 
-def save_uploads(files: list[FileStorage], folder: Path) -> list[str]:
-    """Move every upload into ``folder`` under a sanitized unique relative path (folders in
-    the upload's name are kept, see :func:`api.store.uploads.safe_name`); returns the paths."""
-    folder.mkdir(parents=True, exist_ok=True)
+def save_uploads(files: list[FileStorage], storage: Storage, folder: str) -> list[str]:
+    """Store every upload under the storage folder ``folder`` with a sanitized unique relative
+    path (folders in the upload's name are kept, see :func:`api.store.uploads.safe_name`);
+    returns the paths. Locally a spooled part is renamed into place; to a bucket it is
+    streamed, then deleted."""
     taken: set[str] = set()
     names = []
-    for index, storage in enumerate(files):
-        name = safe_name(storage.filename, taken, index)
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        stream = storage.stream
+    for index, storage_part in enumerate(files):
+        name = safe_name(storage_part.filename, taken, index)
+        stream = storage_part.stream
         if isinstance(stream, DiskPart):
             stream.close()
-            os.replace(stream.name, folder / name)  # same filesystem: a rename, not a copy
-        else:  # parsed without our request class: copy in chunks
-            storage.save(folder / name)
+            storage.put_file(f"{folder}/{name}", Path(stream.name))
+        else:  # parsed without our request class: spooled here first, in chunks
+            spool = incoming_dir(Path(current_app.config["AER_UPLOAD_DIR"]))
+            spool.mkdir(parents=True, exist_ok=True)
+            fd, part = tempfile.mkstemp(dir=spool, prefix=PART_PREFIX)
+            os.close(fd)
+            try:
+                storage_part.save(part)
+                storage.put_file(f"{folder}/{name}", Path(part))
+            finally:
+                Path(part).unlink(missing_ok=True)
         names.append(name)
     return names

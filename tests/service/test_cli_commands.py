@@ -198,3 +198,61 @@ def test_status_follow_shows_progress_until_the_job_ends(url, api_settings):
     with session_scope(api_settings) as s:
         s.get(Job, job_id).state = "failed"
     assert aer("status", job_id, "--follow", url=url).exit_code == 1
+
+
+@pytest.fixture
+def object_url(make_app):
+    """A server that lets jobs read the bucket ``calls`` and URLs of ``media.example.com``."""
+    from api.cli.embedded import http_server
+
+    app = make_app(allowed_buckets=("calls",), allowed_url_hosts=("media.example.com",))
+    with http_server(app, "127.0.0.1", 0) as base:
+        yield base
+
+
+def _job(api_settings, output: str) -> Job:
+    with session_scope(api_settings) as s:
+        return s.get(Job, output.strip().splitlines()[-1])
+
+
+def test_submit_a_bucket_prefix_or_urls(object_url, api_settings, tmp_path):
+    result = aer("submit", "s3://calls/2026-12", "--pattern", "*.wav", url=object_url)
+    assert result.exit_code == 0, result.output
+    job = _job(api_settings, result.output)
+    assert (job.source_kind, job.source) == ("s3", "s3://calls/2026-12/")
+    assert job.options["pattern"] == "*.wav" and job.options["recursive"] is True
+
+    urls = [f"https://media.example.com/{n}.wav" for n in ("a", "b", "c")]
+    result = aer("submit", *urls[:2], url=object_url)
+    assert result.exit_code == 0, result.output
+    assert _job(api_settings, result.output).source.splitlines() == urls[:2]
+    listed = tmp_path / "urls.txt"
+    listed.write_text(f"# calls of the day\n{urls[1]}\n\n{urls[2]}\n")
+    result = aer("submit", urls[0], "--urls-file", str(listed), url=object_url)
+    assert result.exit_code == 0, result.output
+    assert _job(api_settings, result.output).source.splitlines() == urls
+
+
+def test_submit_refuses_sources_it_cannot_send(object_url, tmp_path):
+    result = aer("submit", "s3://archive/2026/", url=object_url)
+    assert result.exit_code == 1
+    assert "403" in result.output and "AER_ALLOWED_BUCKETS" in result.output
+    result = aer("submit", "https://elsewhere.example.com/a.wav", url=object_url)
+    assert result.exit_code == 1 and "AER_ALLOWED_URL_HOSTS" in result.output
+    clip = str(CLIPS[0])
+    paths = tmp_path / "paths.txt"
+    paths.write_text(f"https://media.example.com/a.wav\n{clip}\n")
+    for args in (
+        ("s3://calls/a/", clip),
+        ("s3://calls/a/", "s3://calls/b/"),
+        ("s3://calls/a/", "https://media.example.com/a.wav"),
+        ("https://media.example.com/a.wav", clip),
+        (clip, "--pattern", "*.wav"),
+        ("https://media.example.com/a.wav", "--no-recursive"),
+        ("--urls-file", clip),
+        ("--urls-file", str(paths)),
+        ("--folder", str(tmp_path), "s3://calls/a/"),
+        (str(tmp_path / "missing.wav"),),
+    ):
+        result = aer("submit", *args, url=object_url)
+        assert result.exit_code == 2, (args, result.output)

@@ -57,6 +57,38 @@ def test_migrations_upgrade_from_empty(empty_database_url):
     assert current_revision(url) == head_revision()
 
 
+def test_migration_0009_widens_the_source_kinds_and_keeps_the_files(empty_database_url):
+    url = empty_database_url
+    upgrade(url, "0007")
+    job = "insert into jobs (id, state, source_kind, source, options, model_name, enumerated,"
+    job += " created_at, attempts) values (:id, 'queued', :kind, 's', '{}', 'm', false,"
+    job += " current_timestamp, 0)"
+    row = "insert into files (job_id, rel_path, path, state, attempts)"
+    row += " values (:id, 'a.wav', '/a.wav', 'pending', 0)"
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(job), {"id": "old", "kind": "folder"})
+            conn.execute(text(row), {"id": "old"})
+        upgrade(url)
+        with engine.begin() as conn:
+            for kind in ("s3", "urls"):
+                conn.execute(text(job), {"id": kind, "kind": kind})
+                conn.execute(text(row), {"id": kind})
+            assert conn.scalar(text("select count(*) from files")) == 3  # no copy lost them
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(job), {"id": "ftp", "kind": "ftp"})
+        engine.dispose()
+        downgrade(url, "0007")  # jobs of the new kinds go, with their files
+        with engine.begin() as conn:
+            assert conn.execute(text("select id from jobs")).scalars().all() == ["old"]
+            assert conn.execute(text("select job_id from files")).scalars().all() == ["old"]
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(job), {"id": "s3", "kind": "s3"})
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_connections_are_configured(tmp_path):
     url = f"sqlite:///{tmp_path / 'sub' / 'x.db'}"  # the folder is created
     engine = make_engine(url)

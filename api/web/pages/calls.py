@@ -4,17 +4,21 @@ route that streams the file's stored audio (HTTP range requests, for seeking).""
 from __future__ import annotations
 
 import mimetypes
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from flask import render_template, send_file
 
 from api.store import jobs, results
 from api.store.jobs import is_within
+from api.store.objects import is_s3
+from api.store.storage import ObjectInfo, Storage, open_storage
+from api.store.uploads import upload_key
 from api.web.context import db, settings
 from api.web.errors import APIError
 from api.web.pages import access, bp
 from api.web.pages.charts import Lane, timeline_svg
 from api.web.pages.display import job_row
+from api.web.pages.stored import stream_object
 from api.web.serializers import result_row, segment_row
 from api.web.views import job_view
 
@@ -25,6 +29,7 @@ AUDIO_TYPES = {
     ".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
     ".opus": "audio/ogg", ".m4a": "audio/mp4",
 }  # fmt: skip
+_GONE = "the audio of this call is no longer stored"
 
 
 def _segments(file_id: int) -> list:
@@ -63,24 +68,49 @@ def call_page(job_id: str, file_id: int):
     )
 
 
-def stored_audio(job_id: str, file_id: int) -> Path:
-    """The stored audio of a file of a job: under the uploads folder or an allowed root.
+def stored_audio(location: str) -> Path:
+    """The audio file at ``location`` if it lies under the uploads folder or an allowed root.
 
     Raises:
         APIError: 404 when the file has no stored audio any more (deleted, moved).
     """
-    job = access.find_job(job_id)
-    file = results.get_file(db(), job.id, file_id)
-    path = Path(file.path).resolve()
+    path = Path(location).resolve()
     roots = (settings().uploads_dir.resolve(), *settings().allowed_roots)
     if not is_within(path, roots) or not path.is_file():
-        raise APIError("the audio of this call is no longer stored", status=404)
+        raise APIError(_GONE, status=404)
     return path
+
+
+def stored_object(storage: Storage, job_id: str, location: str) -> ObjectInfo:
+    """The object at ``location`` if it is an upload of job ``job_id`` in the bucket of
+    ``AER_STORAGE_URL``.
+
+    Raises:
+        APIError: 404 when it lies elsewhere, or is no longer stored.
+    """
+    key = storage.key_of(location)
+    info = None
+    if key is not None and key.startswith(upload_key(job_id) + "/"):
+        info = storage.stat(key)
+    if info is None:
+        raise APIError(_GONE, status=404)
+    return info
+
+
+def _mimetype(name: str) -> str:
+    suffix = PurePosixPath(name).suffix.lower()
+    return AUDIO_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 @bp.get("/jobs/<job_id>/files/<int:file_id>/audio")
 def call_audio(job_id: str, file_id: int):
-    """The file's audio as stored, with range requests (206) so the player can seek."""
-    path = stored_audio(job_id, file_id)
-    mimetype = AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
-    return send_file(path, mimetype=mimetype or "application/octet-stream", conditional=True)
+    """The file's audio as stored, with range requests (206) so the player can seek: from the
+    bucket of ``AER_STORAGE_URL`` for uploads kept there, else from this host's disk."""
+    job = access.find_job(job_id)
+    file = results.get_file(db(), job.id, file_id)
+    storage = open_storage(settings())
+    if not storage.local and is_s3(file.path):
+        info = stored_object(storage, job.id, file.path)
+        return stream_object(storage, info, _mimetype(info.key))
+    path = stored_audio(file.path)
+    return send_file(path, mimetype=_mimetype(path.name), conditional=True)

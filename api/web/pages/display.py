@@ -10,13 +10,15 @@ from api.web.serializers import job_json
 
 
 def job_name(job: Job, first_file: str | None) -> str:
-    """The job's ``name`` option; else its folder's name (folder jobs) or its first file's
-    top folder or name (uploads); else its id."""
+    """The job's ``name`` option; else its folder's name (folder jobs), its bucket prefix
+    (``s3`` jobs) or its first file's top folder or name (uploads, URLs); else its id."""
     name = (job.options or {}).get("name")
     if isinstance(name, str) and name.strip():
         return name.strip()
     if job.source_kind == "folder":
         return PurePath(job.source).name or job.source
+    if job.source_kind == "s3":
+        return job.source
     if first_file:
         return PurePath(first_file).parts[0]
     return job.id
