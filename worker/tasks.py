@@ -10,6 +10,7 @@ import logging
 
 from amqp.exceptions import ChannelError
 
+from api.store import exports as export_rows
 from api.store import trainings
 from api.store.db import session_scope
 from api.store.logs import log_context
@@ -19,13 +20,14 @@ from api.store.queue import (
     CONTROL_QUEUE,
     DELIVER_TASK,
     ENUMERATE_TASK,
+    EXPORT_TASK,
     PURGE_TASK,
     SWEEP_TASK,
     TRAIN_TASK,
     delivery_countdown,
 )
 from api.store.settings import Settings, load_settings
-from worker import pipeline, retention, training, webhooks
+from worker import exports, pipeline, retention, training, webhooks
 from worker.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -68,21 +70,21 @@ def sweep() -> dict[str, int]:
         control_idle=queue_idle(CONTROL_QUEUE),
         messages_lost=lost,
     )
-    counts["requeued_trainings"] = resend_trainings(settings, lost)
+    counts["requeued_trainings"] = resend(settings, lost, trainings.stalled_trainings, train_model)
+    counts["requeued_exports"] = resend(settings, lost, export_rows.stalled_exports, export_results)
     if lost:  # only once the work is sent again: a sweep that dies midway retries it all
         mark_broker()
     return counts
 
 
-def resend_trainings(settings: Settings, messages_lost: bool) -> int:
-    """Send again the trainings whose message may be gone: all queued ones when the broker
-    lost its messages, else those queued for longer than a lease, and any whose worker died."""
+def resend(settings: Settings, messages_lost: bool, stalled, task) -> int:
+    """Send ``task`` again for the rows ``stalled(session, queued_for_s=...)`` returns (their
+    message may be gone): all queued ones when the broker lost its messages, else those queued
+    for longer than a lease (and, for trainings, any whose worker died)."""
     with session_scope(settings) as session:
-        ids = trainings.stalled_trainings(
-            session, queued_for_s=0.0 if messages_lost else settings.lease_s
-        )
-    for training_id in ids:
-        train_model.apply_async(args=(training_id,))
+        ids = stalled(session, queued_for_s=0.0 if messages_lost else settings.lease_s)
+    for row_id in ids:
+        task.apply_async(args=(row_id,))
     return len(ids)
 
 
@@ -98,6 +100,12 @@ def enqueue_attempt(delivery_id: int, delay_s: float) -> None:
     countdown = delivery_countdown(load_settings(), delay_s)
     if countdown is not None:
         deliver_webhook.apply_async(args=(delivery_id,), countdown=countdown)
+
+
+@app.task(name=EXPORT_TASK)
+def export_results(export_id: str) -> str | None:
+    """Write a finished job's results to a bucket (CSV, JSON Lines or Parquet)."""
+    return exports.run_export(load_settings(), export_id)
 
 
 @app.task(name=PURGE_TASK)

@@ -525,7 +525,22 @@ def results_cmd(job_id: str, jsonl: bool, state: str | None, url: str, api_key: 
 
 @cli.command("export", epilog=_JOB_ID_HELP)
 @click.argument("job_id")
-@click.option("-o", "--output", default="-", show_default=True, help="CSV file ('-': stdout).")
+@click.option("-o", "--output", default="-", show_default=True, help="File to write ('-': stdout).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    default="csv",
+    show_default=True,
+    help="CSV, JSON Lines (one object per row) or Parquet: the same columns in each.",
+)
+@click.option(
+    "--to",
+    "destination",
+    metavar="s3://BUCKET/PREFIX/",
+    help="Have the server write the export to this bucket (allowed by AER_ALLOWED_BUCKETS) "
+    "instead of downloading it, and wait until it is written.",
+)
 @click.option(
     "--granularity",
     type=click.Choice(["file", "segment"]),
@@ -548,23 +563,32 @@ def results_cmd(job_id: str, jsonl: bool, state: str | None, url: str, api_key: 
 def export_cmd(
     job_id: str,
     output: str,
+    fmt: str,
+    destination: str | None,
     granularity: str,
     uncertain_below: float | None,
     full_precision: bool,
     url: str,
     api_key: str | None,
 ) -> None:
-    """Download a job's results as CSV (one row per file or per segment, one column per
-    class)."""
+    """Download a job's results (one row per file or per segment, one column per class) as
+    CSV, JSON Lines or Parquet; or, with --to, export them to a bucket."""
+    client = _client(url, api_key)
+    options = {
+        "fmt": fmt,
+        "granularity": granularity,
+        "uncertain_below": uncertain_below,
+        "full_precision": full_precision,
+    }
+    if destination is not None:
+        export = _call(client.start_export, job_id, destination, **options)
+        export = _call(client.wait_export, export)
+        if export["state"] != "done":
+            raise click.ClickException(f"export {export['id']} failed: {export['error']}")
+        click.echo(f"wrote {export['object']} ({export['bytes']} bytes)", err=True)
+        return
     dest = sys.stdout.buffer if output == "-" else output
-    size = _call(
-        _client(url, api_key).export_csv,
-        job_id,
-        dest,
-        granularity=granularity,
-        uncertain_below=uncertain_below,
-        full_precision=full_precision,
-    )
+    size = _call(client.export, job_id, dest, **options)
     if output != "-":
         click.echo(f"wrote {output} ({size} bytes)", err=True)
 

@@ -213,50 +213,27 @@ class AERClient:
         body = Multipart(fields, files, on_chunk=on_chunk)
         return self.request("POST", "/jobs", body=body)
 
-    def submit_folder(
-        self,
-        folder: str,
-        *,
-        recursive: bool = True,
-        pattern: str | None = None,
-        model: str | None = None,
-        channels: str | None = None,
-        segmentation: str | None = None,
-    ) -> dict:
-        """Start a job over a folder that lies on the server, under one of its allowed roots."""
-        body = {"folder": folder, "recursive": recursive, "pattern": pattern}
-        body |= {"model": model, "channels": channels, "segmentation": segmentation}
-        return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
+    def submit_folder(self, folder: str, **options: object) -> dict:
+        """Start a job over a folder that lies on the server, under one of its allowed roots
+        (``options``: ``recursive``, ``pattern``, ``model``, ``channels``, ``segmentation``)."""
+        return self.submit_json({"folder": folder}, **options)
 
-    def submit_source(
-        self,
-        source: str,
-        *,
-        recursive: bool = True,
-        pattern: str | None = None,
-        model: str | None = None,
-        channels: str | None = None,
-        segmentation: str | None = None,
-    ) -> dict:
+    def submit_source(self, source: str, **options: object) -> dict:
         """Start a job over the audio objects under an ``s3://bucket/prefix/`` the server may
-        read (its ``AER_ALLOWED_BUCKETS``)."""
-        body = {"source": source, "recursive": recursive, "pattern": pattern}
-        body |= {"model": model, "channels": channels, "segmentation": segmentation}
-        return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
+        read (its ``AER_ALLOWED_BUCKETS``); ``options`` as for :meth:`submit_folder`."""
+        return self.submit_json({"source": source}, **options)
 
-    def submit_urls(
-        self,
-        urls: Sequence[str],
-        *,
-        model: str | None = None,
-        channels: str | None = None,
-        segmentation: str | None = None,
-    ) -> dict:
+    def submit_urls(self, urls: Sequence[str], **options: object) -> dict:
         """Start a job over https URLs on hosts the server may fetch from (its
-        ``AER_ALLOWED_URL_HOSTS``), one file each."""
-        body = {"urls": list(urls), "model": model, "channels": channels}
-        body |= {"segmentation": segmentation}
-        return self.request("POST", "/jobs", body={k: v for k, v in body.items() if v is not None})
+        ``AER_ALLOWED_URL_HOSTS``), one file each; ``options``: ``model``, ``channels``,
+        ``segmentation``."""
+        return self.submit_json({"urls": list(urls)}, **options)
+
+    def submit_json(self, source: dict, **options: object) -> dict:
+        """``POST /jobs`` with a JSON body: ``source`` (one of ``folder``, ``source``,
+        ``urls``) and the options that are not None."""
+        body = source | {k: v for k, v in options.items() if v is not None}
+        return self.request("POST", "/jobs", body=body)
 
     def job(self, job_id: str) -> dict:
         """The job's state, counts and timings (``job_id``: the id or a unique prefix)."""
@@ -288,30 +265,68 @@ class AERClient:
                 return
             query = {**query, "cursor": page["next_cursor"]}
 
-    def export_csv(
+    def export(
         self,
         job_id: str,
         dest: str | os.PathLike | BinaryIO,
         *,
+        fmt: str = "csv",
         granularity: str = "file",
         uncertain_below: float | None = None,
         full_precision: bool = False,
     ) -> int:
-        """Stream the job's CSV export (one row per ``file`` or per ``segment``) into ``dest``
-        (a path or a binary file); returns the bytes written. Numbers are rounded (4 decimals,
-        seconds 3) unless ``full_precision``."""
+        """Stream the job's results table (one row per ``file`` or per ``segment``) as ``fmt``
+        (``csv``, ``jsonl`` or ``parquet``) into ``dest`` (a path or a binary file); returns
+        the bytes written. Numbers are rounded (4 decimals, seconds 3) unless
+        ``full_precision``."""
         query = {"granularity": granularity, "uncertain_below": uncertain_below}
         query["precision"] = "full" if full_precision else None
-        path = f"/jobs/{job_id}/results.csv"
+        path = f"/jobs/{job_id}/results.{fmt}"
         written = 0
-        with (
-            self.send("GET", path, query=query, accept="text/csv") as resp,
-            _binary_out(dest) as out,
-        ):
+        with self.send("GET", path, query=query, accept="*/*") as resp, _binary_out(dest) as out:
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
                 written += len(chunk)
         return written
+
+    def export_csv(self, job_id: str, dest: str | os.PathLike | BinaryIO, **options: Any) -> int:
+        """:meth:`export` as CSV."""
+        return self.export(job_id, dest, fmt="csv", **options)
+
+    def start_export(
+        self,
+        job_id: str,
+        destination: str,
+        *,
+        fmt: str = "csv",
+        granularity: str = "file",
+        uncertain_below: float | None = None,
+        full_precision: bool = False,
+    ) -> dict:
+        """Ask the server to write the job's results to ``destination`` (``s3://bucket/prefix/``)
+        as ``fmt``; returns the queued export (poll it with :meth:`wait_export`)."""
+        body = {"destination": destination, "format": fmt, "granularity": granularity}
+        body["precision"] = "full" if full_precision else "rounded"
+        if uncertain_below is not None:
+            body["uncertain_below"] = uncertain_below
+        return self.request("POST", f"/jobs/{job_id}/exports", body=body)
+
+    def exports(self, job_id: str) -> list[dict]:
+        """The job's bucket exports, oldest first."""
+        return self.request("GET", f"/jobs/{job_id}/exports")["items"]
+
+    def wait_export(
+        self, export: dict, *, interval: float = 0.5, timeout: float | None = None
+    ) -> dict:
+        """Poll ``export`` (as :meth:`start_export` returned it) until it is ``done`` or
+        ``failed``; returns it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while export["state"] not in ("done", "failed"):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"export {export['id']} still {export['state']}")
+            time.sleep(interval)
+            export = self.request("GET", f"/jobs/{export['job_id']}/exports/{export['id']}")
+        return export
 
     def delete(self, job_id: str) -> None:
         """Cancel the job and remove its results and uploads."""

@@ -18,6 +18,7 @@ ACTIONS = (
     "job.cancel",
     "job.delete",
     "results.download",
+    "results.export",
     "label.set",
     "label.clear",
     "model.train",

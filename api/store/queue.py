@@ -28,6 +28,8 @@ SWEEP_TASK = "aer.sweep"
 DELIVER_TASK = "aer.deliver_webhook"
 #: Periodic task (beat) that deletes audio and results past their retention.
 PURGE_TASK = "aer.purge"
+#: Task that writes a finished job's results to a bucket (``api.store.exports``).
+EXPORT_TASK = "aer.export_results"
 
 #: Queue of chunk tasks (the bulk of the work).
 CHUNK_QUEUE = "aer.chunks"
@@ -62,6 +64,7 @@ def celery_config(settings: Settings) -> dict:
             SWEEP_TASK: {"queue": CONTROL_QUEUE},
             DELIVER_TASK: {"queue": CONTROL_QUEUE},
             PURGE_TASK: {"queue": CONTROL_QUEUE},
+            EXPORT_TASK: {"queue": CONTROL_QUEUE},
         },
         "beat_schedule": {
             "aer-sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s},
@@ -95,6 +98,12 @@ def enqueue_training(celery: Celery, training_id: str) -> bool:
     """Send :data:`TRAIN_TASK` for a committed training; False when the broker is down (the
     training then stays queued: nothing sends it again yet)."""
     return _send(celery, TRAIN_TASK, training_id, f"training {training_id}")
+
+
+def enqueue_export(celery: Celery, export_id: str) -> bool:
+    """Send :data:`EXPORT_TASK` for a committed export; False when the broker is down (the
+    export then stays queued: nothing sends it again yet)."""
+    return _send(celery, EXPORT_TASK, export_id, f"export {export_id}")
 
 
 def _send(celery: Celery, task: str, target_id: str, what: str) -> bool:

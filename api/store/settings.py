@@ -124,7 +124,8 @@ class Settings(BaseSettings):
     custom_models_dir: Path | None = Field(
         None,
         description="where custom models trained through the service are written (every "
-        "worker must read it); default `<data dir>/models`",
+        "worker must read it); default `<data dir>/models`; unused with a bucket "
+        "`AER_STORAGE_URL` (models kept in it, copied to `<data dir>/cache/models`)",
     )
     ravdess_dir: Path | None = Field(
         None,

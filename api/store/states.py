@@ -30,6 +30,13 @@ class TrainingState(StrEnum):
     FAILED = "failed"
 
 
+class ExportState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class DeliveryState(StrEnum):
     PENDING = "pending"
     SENDING = "sending"
@@ -39,6 +46,7 @@ class DeliveryState(StrEnum):
 
 
 DELIVERY_STATES = tuple(DeliveryState)
+EXPORT_STATES = tuple(ExportState)
 #: Job states in which work may still happen.
 ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
 #: Job states a job ends in.

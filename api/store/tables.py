@@ -1,6 +1,7 @@
 """Database tables (SQLAlchemy 2 typed ORM): ``tenants`` and their ``api_keys``, ``jobs``, their
 ``files`` and the files' ``segments``; ``trainings`` of custom models; ``purges``, the record of
-what the retention task deleted; ``webhooks`` (subscriptions) and ``webhook_deliveries``.
+what the retention task deleted; ``webhooks`` (subscriptions) and ``webhook_deliveries``;
+``exports`` of jobs' results to buckets.
 
 The schema is created and changed only by the Alembic migrations in ``migrations/``; keep this
 module and the newest migration in step (``tests/service/test_db.py`` compares them).
@@ -33,9 +34,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from api.store.states import (
     ACTIVE_JOB_STATES,
     DELIVERY_STATES,
+    EXPORT_STATES,
     TERMINAL_JOB_STATES,
     UNFINISHED_FILE_STATES,
     DeliveryState,
+    ExportState,
     FileState,
     JobState,
     TrainingState,
@@ -50,6 +53,8 @@ __all__ = [
     "AuditEvent",
     "Base",
     "DeliveryState",
+    "Export",
+    "ExportState",
     "File",
     "FileState",
     "Job",
@@ -381,6 +386,40 @@ class WebhookDelivery(Base):
 
     def __repr__(self) -> str:
         return f"<WebhookDelivery {self.id} {self.event} #{self.attempt} {self.state}>"
+
+
+class Export(Base):
+    """One export of a job's results to a bucket (``api.store.exports``): ``queued`` until a
+    worker takes it, ``running``, then ``done`` (``bytes`` written to ``object_key`` of the
+    destination's bucket) or ``failed`` (``error``). Deleted with its job."""
+
+    __tablename__ = "exports"
+    __table_args__ = (
+        CheckConstraint(_in("state", EXPORT_STATES), name="state"),
+        Index(None, "job_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    #: The ``s3://`` address asked for (a folder ending in ``/``, or an object).
+    destination: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16))
+    #: ``granularity``, ``precision`` and ``uncertain_below`` of the table written.
+    options: Mapped[dict] = mapped_column(JSONType, default=dict)
+    state: Mapped[str] = mapped_column(
+        String(16), default=ExportState.QUEUED, server_default="queued"
+    )
+    #: The key of the object written, in the destination's bucket.
+    object_key: Mapped[str] = mapped_column(Text)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<Export {self.id} {self.format} {self.state}>"
 
 
 #: What a purge deletes: a job's audio, its extracted zips, or the job and its results.

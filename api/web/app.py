@@ -10,6 +10,7 @@ from api.web import (
     audit,
     auth,
     context,
+    exports,
     jobs,
     keys,
     labels,
@@ -31,6 +32,7 @@ API_PREFIX = "/api/v1"
 BLUEPRINTS = (
     jobs.bp,
     results.bp,
+    exports.bp,
     segments.bp,
     labels.bp,
     models.bp,

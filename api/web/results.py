@@ -1,25 +1,25 @@
-"""Per-file results of a job: JSON pages (cursor on file id) and the streamed CSV export, one
-row per file or (``?granularity=segment``) one row per segment."""
+"""Per-file results of a job: JSON pages (cursor on file id), and the whole table as a CSV,
+JSON Lines or Parquet download, one row per file or (``?granularity=segment``) per segment."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import replace
+import tempfile
+from pathlib import Path
 
 from flask import Blueprint, Response, request, stream_with_context, url_for
+from werkzeug.wsgi import wrap_file
 
-from api.store import audit, jobs, results
+from api.store import audit, formats, jobs, results, tabular
 from api.web.auth import principal, tenant
-from api.web.context import db
+from api.web.context import db, settings
+from api.web.errors import APIError
 from api.web.schemas import ExportQuery, ResultPage, ResultQuery
-from api.web.serializers import ResultView, csv_header, csv_row, csv_text, result_row
+from api.web.serializers import result_row
 from api.web.spec import Response as Responses
 from api.web.spec import endpoint, errors
-from api.web.views import job_view, segment_csv_lines
+from api.web.views import job_view
 
 bp = Blueprint("results", __name__)
-#: Rows read per query while streaming the CSV export (memory is bounded by this).
-CSV_BATCH = 1000
 
 
 @bp.get("/jobs/<job_id>/results")
@@ -62,41 +62,64 @@ def _file_links(job_id: str, file_id: int) -> dict:
     return {"segments": url_for("segments.get_segments", job_id=job_id, file_id=file_id)}
 
 
-def _file_csv_lines(job_id: str, view: ResultView) -> Iterator[str]:
-    yield csv_text([], csv_header(view.labels))
-    session, last = db(), 0
-    while True:
-        rows = results.file_batch(session, job_id, after_id=last, limit=CSV_BATCH)
-        session.commit()  # end the read transaction between batches: writers need not wait
-        if not rows:
-            return
-        last = rows[-1].id
-        yield csv_text(csv_row(row, view) for row in rows)
-
-
-@bp.get("/jobs/<job_id>/results.csv")
+@bp.get("/jobs/<job_id>/results.<fmt>")
 @endpoint(
     query=ExportQuery,
-    resp=Responses("HTTP_200", **errors(404, 409, 422)),
+    resp=Responses("HTTP_200", **errors(400, 404, 409, 422)),
     tags=("results",),
     scope="read",
 )
-def export_results(job_id: str):
-    """Every file's (or every segment's) result as CSV (``text/csv``), streamed batch by batch:
-    memory stays flat whatever the size."""
+def export_results(job_id: str, fmt: str):
+    """Every file's (or every segment's) result as ``csv`` (``text/csv``), ``jsonl`` (JSON
+    Lines, ``application/x-ndjson``: one object per row, keyed by the CSV's columns) or
+    ``parquet`` (``application/vnd.apache.parquet``), with the same columns and values in each.
+    CSV and JSON Lines are streamed batch by batch, Parquet is written to a temporary file
+    first: memory stays flat whatever the size. Another extension is a 400."""
+    if fmt not in formats.FORMATS:
+        raise APIError(
+            f"unknown format {fmt!r}: use one of {', '.join(formats.FORMATS)}",
+            status=400,
+            code="unknown_format",
+        )
     job = jobs.find_job(db(), job_id, tenant_id=tenant())
     query: ExportQuery = request.context.query
-    view = replace(job_view(job, query.uncertain_below), full_precision=query.precision == "full")
+    view = job_view(job, query.uncertain_below, full_precision=query.precision == "full")
     audit.record(
-        db(), principal(), "results.download", "job", job.id, granularity=query.granularity
+        db(),
+        principal(),
+        "results.download",
+        "job",
+        job.id,
+        granularity=query.granularity,
+        format=fmt,
     )
     db().commit()
-    if query.granularity == "segment":
-        lines, name = segment_csv_lines(job.id, view), f"aer-{job.id}-segments.csv"
-    else:
-        lines, name = _file_csv_lines(job.id, view), f"aer-{job.id}.csv"
-    return Response(
-        stream_with_context(lines),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    table = tabular.result_table(db(), job.id, view, query.granularity)
+    suffix = "-segments" if query.granularity == "segment" else ""
+    headers = {"Content-Disposition": f'attachment; filename="aer-{job.id}{suffix}.{fmt}"'}
+    if fmt == "parquet":
+        return _parquet_response(table, headers)
+    chunks = formats.csv_chunks(table) if fmt == "csv" else formats.jsonl_chunks(table)
+    return Response(stream_with_context(chunks), mimetype=formats.MEDIA_TYPES[fmt], headers=headers)
+
+
+def _parquet_response(table: tabular.Table, headers: dict) -> Response:
+    """Write the table to a temporary file and send it; the file is unlinked at once (its
+    open handle keeps it readable until the answer is sent)."""
+    folder = settings().temp_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".parquet", delete=False) as tmp:
+        path = Path(tmp.name)
+    try:
+        size = formats.write_parquet(table, path)
+        handle = path.open("rb")
+    finally:
+        path.unlink(missing_ok=True)
+    response = Response(
+        wrap_file(request.environ, handle),
+        mimetype=formats.MEDIA_TYPES["parquet"],
+        headers=headers,
+        direct_passthrough=True,
     )
+    response.content_length = size
+    return response

@@ -13,9 +13,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from api.store.audit import ACTIONS
+from api.store.formats import FORMATS
 from api.store.jobs import CHANNEL_MODES, SEGMENTATIONS
 from api.store.receivers import MAX_URL
-from api.store.tables import SOURCE_KINDS, DeliveryState, FileState, JobState, TrainingState
+from api.store.tables import (
+    SOURCE_KINDS,
+    DeliveryState,
+    ExportState,
+    FileState,
+    JobState,
+    TrainingState,
+)
 from api.store.webhooks import END_EVENTS, EVENTS, PROGRESS_OPTION
 
 ChannelMode = Literal[CHANNEL_MODES]  # type: ignore[valid-type]
@@ -270,13 +278,37 @@ class SegmentQuery(UncertainQuery):
 
 
 class ExportQuery(UncertainQuery):
-    """``GET /jobs/{id}/results.csv``: one row per file (default) or per segment."""
+    """``GET /jobs/{id}/results.{csv,jsonl,parquet}``: one row per file (default) or per
+    segment."""
 
     granularity: Literal["file", "segment"] = "file"
     precision: Literal["rounded", "full"] = Field(
         "rounded",
         description="rounded: probabilities and confidences to 4 decimals, seconds to 3; "
         "full: every digit stored",
+    )
+
+
+Format = Literal[FORMATS]  # type: ignore[valid-type]
+
+
+class ExportRequest(_Request):
+    """``POST /jobs/{id}/exports``: write a finished job's results to a bucket."""
+
+    destination: str = Field(
+        ...,
+        min_length=6,
+        max_length=1024,
+        description="s3://bucket/prefix/ (a folder: the object is named aer-<job id>[-segments]"
+        ".<format> under it) or s3://bucket/key (that object); the bucket must be in "
+        "AER_ALLOWED_BUCKETS",
+        examples=["s3://reports/aer/"],
+    )
+    format: Format = "csv"
+    granularity: Literal["file", "segment"] = "file"
+    precision: Literal["rounded", "full"] = "rounded"
+    uncertain_below: Fraction | None = Field(
+        None, ge=0.0, le=1.0, description="flag results less confident than this"
     )
 
 
@@ -727,3 +759,31 @@ class Delivery(_Response):
 class DeliveryPage(_Response):
     items: list[Delivery]
     next: str | None
+
+
+class ExportLinks(_Response):
+    self: str
+    job: str
+
+
+class Export(_Response):
+    """A bucket export of a job's results: ``queued``, ``running``, then ``done`` (``bytes``
+    written to ``object``) or ``failed`` (``error`` says why)."""
+
+    id: str
+    job_id: str
+    state: ExportState
+    destination: str
+    object: str = Field(..., description="the s3:// address of the object written")
+    format: Format
+    options: dict[str, Any] = Field(..., description="granularity, precision, uncertain_below")
+    bytes: int | None
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    links: ExportLinks
+
+
+class ExportList(_Response):
+    items: list[Export]

@@ -621,9 +621,9 @@ def test_csv_text_cells_cannot_run_as_formulas(client, seed_job, labels):
 
 
 def test_csv_reads_in_batches(client, seed_job, labels, api_settings, monkeypatch):
-    from api.web import results
+    from api.store import tabular
 
-    monkeypatch.setattr(results, "CSV_BATCH", 4)
+    monkeypatch.setattr(tabular, "FILE_BATCH", 4)
     job_id = seed_job([(f"{i:03d}.wav", labels[0], 0.6) for i in range(10)])
     statements: list[str] = []
 

@@ -295,9 +295,9 @@ def test_segment_csv_has_one_row_per_stored_segment(client, call_job, labels, se
 
 
 def test_segment_csv_reads_in_keyset_batches(client, call_job, settings, monkeypatch):
-    from api.web import views as segments
+    from api.store import tabular
 
-    monkeypatch.setattr(segments, "SEGMENT_CSV_BATCH", 2)
+    monkeypatch.setattr(tabular, "SEGMENT_BATCH", 2)
     job_id = call_job["job"]["id"]
     statements: list[str] = []
 

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from api.store import keys, processing, trainings, webhooks
+from api.store import exports, keys, processing, trainings, webhooks
 from api.store.db import session_scope, upgrade
 from api.store.jobs import create_job
 from api.store.tables import ApiKey, Job, Segment, utcnow
@@ -162,6 +162,32 @@ def _training(client, headers, ctx):
     return client.get(f"/api/v1/trainings/{training.id}", headers=headers)
 
 
+#: A bucket the export rows allow (nothing is written to it: no worker runs here).
+EXPORT_BUCKET = "aer-tenancy-exports"
+
+
+def _create_export(client, headers, ctx):
+    app = client.application
+    settings = app.config["AER_SETTINGS"]
+    app.config["AER_SETTINGS"] = settings.model_copy(update={"allowed_buckets": (EXPORT_BUCKET,)})
+    try:
+        body = {"destination": f"s3://{EXPORT_BUCKET}/x/"}
+        return client.post(EXPORTS.format(**ctx), json=body, headers=headers)
+    finally:
+        app.config["AER_SETTINGS"] = settings
+
+
+def _get_export(client, headers, ctx):
+    settings = ctx["settings"].model_copy(update={"allowed_buckets": (EXPORT_BUCKET,)})
+    with session_scope(settings) as session:
+        job = session.get(Job, ctx["job_id"])
+        export = exports.create_export(
+            session, settings, job, destination=f"s3://{EXPORT_BUCKET}/", fmt="csv", options={}
+        )
+        path = f"{EXPORTS.format(**ctx)}/{export.id}"
+    return client.get(path, headers=headers)
+
+
 def _hook(ctx) -> str:
     """A subscription of the ``default`` tenant (a new one per request)."""
     with session_scope(ctx["settings"]) as session:
@@ -181,6 +207,7 @@ def _hook_request(method: str, suffix: str = ""):
 
 NO_KEY = (401, 401, 401)
 JOB = "/api/v1/jobs/{job_id}"
+EXPORTS = JOB + "/exports"
 JOB_PAGE = "/jobs/{job_id}"
 FILE_LABEL = JOB + "/files/{file_id}/label"
 SEGMENT_LABEL = JOB + "/files/{file_id}/segments/{segment_id}/label"
@@ -198,11 +225,23 @@ ROWS = (
         (*NO_KEY, 200, 404, 404, 200),
         _get(JOB + "/results"),
     ),
+    *(
+        Row(
+            "/api/v1/jobs/<job_id>/results.<fmt>",
+            "GET",
+            (*NO_KEY, 200, 404, 404, 200),
+            _get(JOB + f"/results.{fmt}"),
+            fmt,
+        )
+        for fmt in ("csv", "jsonl", "parquet")
+    ),
+    Row("/api/v1/jobs/<job_id>/exports", "POST", (*OWNED, 202), _create_export),
+    Row("/api/v1/jobs/<job_id>/exports", "GET", (*NO_KEY, 200, 404, 404, 200), _get(EXPORTS)),
     Row(
-        "/api/v1/jobs/<job_id>/results.csv",
+        "/api/v1/jobs/<job_id>/exports/<export_id>",
         "GET",
         (*NO_KEY, 200, 404, 404, 200),
-        _get(JOB + "/results.csv"),
+        _get_export,
     ),
     Row(
         "/api/v1/jobs/<job_id>/files/<int:file_id>/segments",
