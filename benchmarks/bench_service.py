@@ -284,7 +284,7 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
 def submit(client: AERClient, source: Path | str) -> dict:
     """POST a folder job, or a bucket-prefix job for an ``s3://`` source."""
     if str(source).startswith("s3://"):
-        return client.request("POST", "/jobs", body={"source": str(source)})
+        return client.submit_source(str(source))
     return client.submit_folder(str(source))
 
 

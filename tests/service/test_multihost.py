@@ -293,11 +293,9 @@ def test_uploads_and_a_bucket_prefix_across_hosts_without_shared_disk(stack, tmp
         body = Multipart([("callback_url", receiver.url)], files)
         upload = stack.client.request("POST", "/jobs", body=body)
         source = f"s3://{stack.bucket}/inbox/calls/"
-        prefix = stack.client.request("POST", "/jobs", body={"source": source, "pattern": "*.flac"})
+        prefix = stack.client.submit_source(source, pattern="*.flac")
         with pytest.raises(ClientError) as refused:  # outside AER_ALLOWED_BUCKETS
-            stack.client.request(
-                "POST", "/jobs", body={"source": f"s3://{stack.bucket}/elsewhere/"}
-            )
+            stack.client.submit_source(f"s3://{stack.bucket}/elsewhere/")
         assert refused.value.status == 403, refused.value
 
         upload_job = finish(stack.client, upload["id"])
