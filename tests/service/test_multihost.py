@@ -205,7 +205,7 @@ def stack(redis_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
         settings = load_settings(env("test"))
         with contextlib.ExitStack() as running:
             url = running.enter_context(api_process(env("api"), logs / "api.log"))
-            workers = [  # one embedded beat (the sweep, webhook retries), as compose's one beat
+            workers = [  # one embedded beat (the sweep, the purge), like compose's one beat
                 running.enter_context(
                     worker_process(
                         settings,
