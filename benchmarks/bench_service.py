@@ -17,6 +17,13 @@ each stack, and the in-process pool is warmed too, so model loading is out of bo
 measurements. CPU seconds of every process (pool, API, Redis) are sampled around each timed
 job, to tell overhead in the workers from waiting.
 
+``--storage local,s3`` adds object storage beside the local folder, in the same run: a moto
+server process (S3's HTTP protocol; or ``--s3-endpoint`` of a running server) holds the clips
+under ``s3://<bucket>/clips/``; each stack of that kind runs with ``AER_STORAGE_URL`` set and
+analyses the same clips as a bucket-prefix job (``{"source": "s3://<bucket>/clips/"}``), each
+worker fetching every file from the bucket; its efficiency is against the same in-process
+baseline (local files).
+
 Also checked: the ``main`` job ends ``succeeded`` with one result per clip, its CSV has one row
 per clip, and its labels agree with ``core.predict.predict_file``; and the POST of a folder of
 10,000 tiny WAV files (hard links of one) answers in under a second, since listing happens after
@@ -25,6 +32,7 @@ this process, the pools and the Celery workers (environment set before numpy loa
 
     python benchmarks/bench_service.py                              # full run, ~2-4 min
     python benchmarks/bench_service.py --limit 100 --copies 2 --big 2000   # quick check
+    python benchmarks/bench_service.py --limit 200 --copies 1 --big 0 --storage local,s3
     python benchmarks/bench_service.py --json /tmp/aer-bench-service.json \\
         --database-url postgresql+psycopg://postgres@127.0.0.1:5432/aer_bench
 """
@@ -50,10 +58,12 @@ import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor  # noqa: E402
 from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -78,6 +88,7 @@ TARGET_EFFICIENCY = 0.85
 TARGET_SCALING = 1.8
 TARGET_POST_S = 1.0
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+STORAGES = ("local", "s3")
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -188,6 +199,63 @@ def in_process(paths: list[str], procs: int, env: dict[str, str], chunk: int) ->
     }
 
 
+# --- object storage ----------------------------------------------------------------------------
+
+
+def start_moto(folder: Path) -> tuple[subprocess.Popen, str]:
+    """A moto server process (S3's HTTP protocol) on a free port: the process and its URL."""
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(folder / "moto.log", "wb")  # noqa: SIM115 - the child holds it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            return proc, endpoint
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log_text = (folder / "moto.log").read_text()
+                raise SystemExit(f"moto server did not start: {log_text}") from None
+            time.sleep(0.1)
+
+
+def object_store(args: argparse.Namespace, tmp: Path, sets: dict[str, list]) -> dict:
+    """The S3 server (``--s3-endpoint``, or a moto process started here) with a new bucket
+    holding each set of clips under ``<name>/<rel path>``; boto3 in this process and in the
+    stack's workers (they inherit the environment) points at it."""
+    from api.store.objects import s3_client
+
+    proc = None
+    if args.s3_endpoint:
+        endpoint = args.s3_endpoint
+    else:
+        proc, endpoint = start_moto(tmp)
+        os.environ["AWS_ACCESS_KEY_ID"] = "aer-bench"
+        os.environ["AWS_SECRET_ACCESS_KEY"] = "aer-bench-secret"
+    os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"aer-bench-{os.urandom(4).hex()}"
+    client = s3_client()
+    client.create_bucket(Bucket=bucket)
+    t0 = time.perf_counter()
+    jobs = [(path, f"{name}/{rel}") for name, clips in sets.items() for rel, path in clips]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda job: client.upload_file(str(job[0]), bucket, job[1]), jobs))
+    print(f"  {len(jobs)} objects put in s3://{bucket}/ at {endpoint} "
+          f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    return {"bucket": bucket, "endpoint": endpoint, "proc": proc, "moto": proc is not None}
+
+
 # --- service -----------------------------------------------------------------------------------
 
 
@@ -199,7 +267,10 @@ def stack_processes() -> dict[str, list[psutil.Process]]:
             cmd = " ".join(p.cmdline())
         except psutil.Error:
             continue
-        groups["redis" if "redis" in cmd else "celery"].append(p)
+        if "moto.server" in cmd:
+            groups.setdefault("s3", []).append(p)
+        else:
+            groups["redis" if "redis" in cmd else "celery"].append(p)
     return groups
 
 
@@ -210,13 +281,21 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
     return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
 
 
-def timed_job(client: AERClient, folder: Path, poll: float) -> dict:
-    """POST a folder job, poll until it ends; wall time, server times and CPU by role."""
+def submit(client: AERClient, source: Path | str) -> dict:
+    """POST a folder job, or a bucket-prefix job for an ``s3://`` source."""
+    if str(source).startswith("s3://"):
+        return client.submit_source(str(source))
+    return client.submit_folder(str(source))
+
+
+def timed_job(client: AERClient, source: Path | str, poll: float) -> dict:
+    """POST a folder (or bucket-prefix) job, poll until it ends; wall time, server times and
+    CPU by role."""
     groups = stack_processes()
     cpu0 = {role: cpu_seconds(ps) for role, ps in groups.items()}
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    job = client.submit_folder(str(folder))
+    job = submit(client, source)
     post_s = time.perf_counter() - t0
     final = client.wait(job["id"], interval=poll)
     wall = time.perf_counter() - t0
@@ -304,28 +383,35 @@ def admin_key(settings) -> str:
     return key
 
 
-def run_stack(workers: int, ctx: dict) -> dict:
-    """One embedded stack with ``workers`` processes: warm-up, main, copies (+ POST latency)."""
-    data_dir = ctx["tmp"] / f"stack-{workers}"
+def run_stack(workers: int, ctx: dict, storage: str = "local") -> dict:
+    """One embedded stack with ``workers`` processes: warm-up, main, copies (+ POST latency);
+    with ``storage`` ``s3``, ``AER_STORAGE_URL`` in the bucket and the main job from it."""
+    data_dir = ctx["tmp"] / f"stack-{storage}-{workers}"
     env = {**ctx["env"], "AER_DATA_DIR": str(data_dir)}
+    warm_source, main_source = ctx["warm"], ctx["main"]
+    if storage == "s3":
+        bucket = ctx["s3"]["bucket"]
+        env |= {"AER_STORAGE_URL": f"s3://{bucket}/aer", "AER_ALLOWED_BUCKETS": bucket}
+        warm_source, main_source = f"s3://{bucket}/warm/", f"s3://{bucket}/clips/"
     settings = load_settings(env)
-    out: dict = {"workers": workers}
+    out: dict = {"workers": workers, "storage": storage}
+    tag = f"[{workers} worker(s), {storage}]"
     with embedded_stack(settings, workers=workers, worker_log=data_dir / "worker.log") as url:
         client = AERClient(url, api_key=admin_key(settings), timeout=120)
         t0 = time.perf_counter()
-        warm = client.wait(client.submit_folder(str(ctx["warm"]))["id"], interval=ctx["poll"])
+        warm = client.wait(submit(client, warm_source)["id"], interval=ctx["poll"])
         out["warmup"] = {"state": warm["state"], "wall_s": time.perf_counter() - t0}
         out["threads_pinned"] = pinned(stack_processes())
-        print(f"  [{workers} worker(s)] warm-up {out['warmup']['wall_s']:.1f} s; main job ...")
-        out["main"] = timed_job(client, ctx["main"], ctx["poll"])
+        print(f"  {tag} warm-up {out['warmup']['wall_s']:.1f} s; main job ...")
+        out["main"] = timed_job(client, main_source, ctx["poll"])
         out["check"] = check_main(client, out["main"], ctx["reference"], data_dir)
-        if ctx["copies"]:
+        if ctx["copies"] and storage == "local":
             print(f"  [{workers} worker(s)] copies job ...")
             out["copies"] = timed_job(client, ctx["copies"], ctx["poll"])
             out["copies_check"] = check_copies(
                 client, out["copies"], ctx["copies_map"], ctx["reference"]
             )
-        if ctx["big"] and workers == ctx["workers"][0]:
+        if ctx["big"] and workers == ctx["workers"][0] and storage == "local":
             out["post_10k_s"] = post_latency(client, ctx["big"], ctx["post_repeats"])
         for key in ("main", "copies"):
             if key in out:
@@ -336,10 +422,13 @@ def run_stack(workers: int, ctx: dict) -> dict:
 # --- report ------------------------------------------------------------------------------------
 
 
-def service_row(job: dict, workers: int, files: int, audio_s: float, base: dict) -> dict:
+def service_row(
+    job: dict, workers: int, files: int, audio_s: float, base: dict, storage: str = "local"
+) -> dict:
     cpu = job["cpu_s"]
     return {
         "mode": "service",
+        "storage": storage,
         "procs": workers,
         "files": files,
         "wall_s": job["wall_s"],
@@ -357,7 +446,7 @@ def print_table(report: dict) -> None:
     rows = report["rows"]
     print()
     head = f"{'mode':<17}{'procs':>5}{'files':>7}{'wall s':>8}{'files/s':>9}{'x-RT':>8}"
-    head += f"{'eff.':>7}{'CPU ms/file (work|api|redis)':>31}{'load1':>7}"
+    head += f"{'eff.':>7}{'CPU ms/file (work|api|redis[|s3])':>35}{'load1':>7}"
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -365,11 +454,13 @@ def print_table(report: dict) -> None:
         cpu = r["cpu_ms_per_file"]
         if isinstance(cpu, dict):
             cpu_txt = f"{cpu['celery']:.1f} | {cpu['api']:.1f} | {cpu['redis']:.1f}"
+            if "s3" in cpu:
+                cpu_txt += f" | {cpu['s3']:.1f}"
         else:
             cpu_txt = f"{cpu:.1f}"
         print(
             f"{r['label']:<17}{r['procs']:>5}{r['files']:>7}{r['wall_s']:>8.2f}"
-            f"{r['files_per_s']:>9.1f}{r['x_realtime']:>8.0f}{eff:>7}{cpu_txt:>31}"
+            f"{r['files_per_s']:>9.1f}{r['x_realtime']:>8.0f}{eff:>7}{cpu_txt:>35}"
             f"{r['load1']:>7.2f}"
         )
     print()
@@ -397,7 +488,7 @@ def targets(report: dict) -> list[str]:
     procs = report["workers"]
     if len(procs) >= 2:
         a, b = procs[0], procs[1]
-        for label in ("in-process", "service", "service copies"):
+        for label in ("in-process", "service", "service copies", "service s3"):
             if (label, a) in by and (label, b) in by:
                 s = by[(label, b)]["files_per_s"] / by[(label, a)]["files_per_s"]
                 target = TARGET_SCALING * (b / a) / 2
@@ -421,7 +512,8 @@ def checks(report: dict) -> list[str]:
         c = st["check"]
         pct = 100 * c["agree"] / c["of"] if c["of"] else 0.0
         lines.append(
-            f"correctness x{st['workers']}: state {c['state']}, results {c['results']}, "
+            f"correctness x{st['workers']} {st['storage']}: state {c['state']}, "
+            f"results {c['results']}, "
             f"CSV rows {c['csv_rows']}, API==CSV {c['api_equals_csv']}, labels = predict_file "
             f"{c['agree']}/{c['of']} ({pct:.1f}%)"
         )
@@ -434,7 +526,10 @@ def checks(report: dict) -> list[str]:
                 f"({cc['distinct']} distinct names) of {cc['of']}, label = original's "
                 f"{cc['agree']}/{cc['of']}"
             )
-        lines.append(f"threads pinned in Celery processes x{st['workers']}: {st['threads_pinned']}")
+        lines.append(
+            f"threads pinned in Celery processes x{st['workers']} {st['storage']}: "
+            f"{st['threads_pinned']}"
+        )
     base = report["baseline_agreement"]
     lines.append(
         f"in-process analyze vs predict_file labels: {base['agree']}/{base['of']} "
@@ -457,9 +552,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--database-url", help="e.g. postgresql+psycopg://...; default SQLite")
     ap.add_argument("--chunk-size", type=int, help="AER_CHUNK_SIZE (default: the service's)")
     ap.add_argument("--poll", type=float, default=0.1, help="GET /jobs/{id} interval, s")
+    ap.add_argument(
+        "--storage",
+        default="local",
+        help="comma-separated, of: local (folder jobs), s3 (AER_STORAGE_URL and a bucket-prefix "
+        "job); e.g. local,s3 for both side by side",
+    )
+    ap.add_argument("--s3-endpoint", help="a running S3-compatible server (default: start moto)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.storage = [s.strip() for s in args.storage.split(",") if s.strip()]
+    if not args.storage or set(args.storage) - set(STORAGES):
+        ap.error(f"--storage: a comma-separated list of {', '.join(STORAGES)}")
+    return args
 
 
 def service_env(args: argparse.Namespace, tmp: Path, data: Path, n_files: int) -> dict:
@@ -545,23 +651,36 @@ def run(args: argparse.Namespace, data: Path, clips: list, tmp: Path) -> dict:
         "post_repeats": args.post_repeats,
         "reference": reference,
     }
+    if "s3" in args.storage:
+        ctx["s3"] = object_store(args, tmp, {"clips": clips, "warm": clips[:warm_n]})
     stacks, baselines = [], {}
-    for w in args.workers:  # each baseline just before its stack: similar load on a shared box
-        print(f"in-process: worker.pipeline.analyze in {w} process(es) ...")
-        baselines[w] = in_process(paths, w, {**env, "AER_DATA_DIR": str(tmp / "probe")}, chunk)
-        print(f"service: embedded stack with {w} worker process(es) ...")
-        stacks.append(run_stack(w, ctx))
+    try:
+        for w in args.workers:  # each baseline just before its stacks: similar load on a shared box
+            print(f"in-process: worker.pipeline.analyze in {w} process(es) ...")
+            baselines[w] = in_process(paths, w, {**env, "AER_DATA_DIR": str(tmp / "probe")}, chunk)
+            for storage in args.storage:
+                print(f"service: embedded stack with {w} worker process(es), {storage} ...")
+                stacks.append(run_stack(w, ctx, storage))
+    finally:
+        if ctx.get("s3", {}).get("proc"):
+            ctx["s3"]["proc"].terminate()
+            ctx["s3"]["proc"].wait(10)
     base_labels = baselines[args.workers[0]]["labels"]
     agree = sum(a == reference[rel] for a, (rel, _) in zip(base_labels, clips, strict=True))
 
     audio_s = baselines[args.workers[0]]["audio_s"]
     rows = []
-    for st in stacks:
-        w = st["workers"]
+    for w in args.workers:
         base = {k: v for k, v in baselines[w].items() if k != "labels"}
         rows.append({"label": "in-process", **base})
-        rows.append({"label": "service", **service_row(st["main"], w, n, audio_s, base)})
-        if "copies" in st:
+        for st in stacks:
+            if st["workers"] != w:
+                continue
+            label = "service" if st["storage"] == "local" else f"service {st['storage']}"
+            row = service_row(st["main"], w, n, audio_s, base, st["storage"])
+            rows.append({"label": label, **row})
+            if "copies" not in st:
+                continue
             files = len(copies_map)
             row = service_row(st["copies"], w, files, audio_s * args.copies, base)
             rows.append({"label": "service copies", **row})
@@ -570,6 +689,8 @@ def run(args: argparse.Namespace, data: Path, clips: list, tmp: Path) -> dict:
         "files": n,
         "audio_s": audio_s,
         "database": "postgresql" if args.database_url else "sqlite",
+        "storage": args.storage,
+        "s3_endpoint": ctx["s3"]["endpoint"] if "s3" in ctx else None,
         "chunk_size": chunk,
         "baseline_agreement": {"agree": agree, "of": n, "predict_file_per_s": predict_rate},
         "rows": rows,

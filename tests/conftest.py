@@ -288,25 +288,24 @@ class WorkerProcess:
         return self.proc.poll() is None
 
 
-@pytest.fixture(scope="module")
-def celery_worker(settings, settings_env, redis_server, default_model) -> Iterator[WorkerProcess]:
-    """A real worker (prefork, concurrency 1, embedded beat) for :func:`settings`.
-
-    Redis is flushed first, so messages left by earlier modules never reach it. Its log is
-    appended to the report of any failing test that uses it.
-    """
+@contextmanager
+def worker_process(
+    settings, env: dict[str, str], log_path: Path, *, beat: bool = True, name: str = "aer-test"
+) -> Iterator[WorkerProcess]:
+    """A real worker subprocess (prefork, concurrency 1; with an embedded beat when ``beat``)
+    run with ``env`` over ``os.environ``, logging to ``log_path``; yields once it answers a
+    ping, stops it (warm shutdown) afterwards. ``settings`` reach its broker for the ping."""
     from api.store.queue import create_celery
 
-    flush_redis(redis_server)
-    node = f"aer-test-{uuid.uuid4().hex[:8]}@localhost"
-    log_path = settings.data_dir / "worker.log"
+    node = f"{name}-{uuid.uuid4().hex[:8]}@localhost"
     log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-B"]
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"]
+        + (["-B"] if beat else [])
         + ["--pool=prefork", "--concurrency=1", "--loglevel=INFO", "-n", node]
         + ["--without-gossip", "--without-mingle"],
         cwd=REPO,
-        env={**os.environ, **settings_env, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -323,6 +322,18 @@ def celery_worker(settings, settings_env, redis_server, default_model) -> Iterat
         control.close()
         _stop(proc)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def celery_worker(settings, settings_env, redis_server, default_model) -> Iterator[WorkerProcess]:
+    """A real worker (prefork, concurrency 1, embedded beat) for :func:`settings`.
+
+    Redis is flushed first, so messages left by earlier modules never reach it. Its log is
+    appended to the report of any failing test that uses it.
+    """
+    flush_redis(redis_server)
+    with worker_process(settings, settings_env, settings.data_dir / "worker.log") as worker:
+        yield worker
 
 
 def chunk_tasks_done(settings, node: str) -> int:
@@ -349,10 +360,15 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
+    """A failing test's report shows the logs of its worker (or of any fixture value with a
+    ``report_sections()`` method)."""
     report = yield
-    worker = getattr(item, "funcargs", {}).get("celery_worker")
-    if report.failed and isinstance(worker, WorkerProcess):
-        report.sections.append(("celery worker log (last 200 lines)", worker.log_tail()))
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, WorkerProcess):
+                report.sections.append(("celery worker log (last 200 lines)", value.log_tail()))
+            elif callable(getattr(value, "report_sections", None)):
+                report.sections += value.report_sections()
     return report
 
 

@@ -18,6 +18,10 @@ from packaging.utils import canonicalize_name
 from tests.conftest import REPO
 
 COMPOSE = REPO / "docker-compose.yml"
+#: The other compose files: workers on other machines, and the main machine's published ports.
+WORKER_COMPOSE = REPO / "docker-compose.worker.yml"
+SHARE_COMPOSE = REPO / "docker-compose.share.yml"
+COMPOSE_FILES = (COMPOSE, WORKER_COMPOSE, SHARE_COMPOSE)
 SECRET_KEY = re.compile(r"pass(word)?|secret|token|access_key|private_key", re.I)
 URL_PASSWORD = re.compile(r"://[^/\s:@]+:([^@\s]+)@")
 
@@ -25,6 +29,11 @@ URL_PASSWORD = re.compile(r"://[^/\s:@]+:([^@\s]+)@")
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def worker_compose() -> dict:
+    return yaml.safe_load(WORKER_COMPOSE.read_text())
 
 
 def written_secrets(node, path: str = "") -> list[str]:
@@ -51,7 +60,8 @@ def written_secrets(node, path: str = "") -> list[str]:
 
 
 def test_no_password_is_written_in_compose(compose):
-    assert written_secrets(compose) == []
+    for path in COMPOSE_FILES:
+        assert written_secrets(yaml.safe_load(path.read_text())) == [], path.name
     # The check catches what the file used to hold.
     old = {"environment": {"POSTGRES_PASSWORD": "aer", "URL": "postgresql://aer:aer@db/aer"}}
     assert len(written_secrets(old)) == 2
@@ -60,9 +70,10 @@ def test_no_password_is_written_in_compose(compose):
     ]
 
 
-def test_env_files_exist_and_fill_every_required_variable(compose):
+def test_env_files_exist_and_fill_every_required_variable(compose, worker_compose):
     env_files = []
-    for name, service in compose["services"].items():
+    services = list(compose["services"].items()) + list(worker_compose["services"].items())
+    for name, service in services:
         for entry in service.get("env_file", []):
             entry = {"path": entry} if isinstance(entry, str) else entry
             env_files.append((name, entry["path"], entry.get("required", True)))
@@ -71,7 +82,11 @@ def test_env_files_exist_and_fill_every_required_variable(compose):
         assert not required or (REPO / path).is_file(), f"{service}: {path} is missing"
     example = (REPO / ".env.example").read_text()
     documented = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", example, re.M))
-    needed = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE.read_text()))
+    needed = {
+        name
+        for path in COMPOSE_FILES
+        for name in re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", path.read_text())
+    }
     assert needed and needed <= documented
     assert ".env" in (REPO / ".gitignore").read_text().split()  # never committed
 
@@ -93,7 +108,48 @@ def test_folder_jobs_and_the_optional_store(compose):
         assert compose["services"][name]["environment"]["AER_ALLOWED_ROOTS"] == "/audio"
     assert re.search(r"^\s*# - \S+:/audio:ro$", COMPOSE.read_text(), re.M)  # to uncomment
     assert compose["services"]["minio"]["profiles"] == ["minio"]
-    assert "minio" not in str(compose["services"]["api"])  # nothing depends on it yet
+    assert "minio" not in str(compose["services"]["api"])  # optional: nothing depends on it
+
+
+def test_object_storage_is_wired_and_the_demo_store_optional(compose):
+    """Every AER container takes the storage settings from .env (blank: the data volume);
+    MinIO and the job that creates its bucket run only under the ``minio`` profile."""
+    services = compose["services"]
+    for name in ("migrate", "api", "worker", "beat"):
+        env = services[name]["environment"]
+        assert env["AER_STORAGE_URL"] == "${AER_STORAGE_URL:-}", name
+        for var in ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert env[var] == f"${{{var}:-}}", (name, var)
+    bucket = services["minio-bucket"]
+    assert bucket["profiles"] == ["minio"] and bucket["restart"] == "no"
+    assert bucket["depends_on"] == {"minio": {"condition": "service_healthy"}}
+    assert bucket["image"] == services["minio"]["image"]  # its mc client, no other image
+    assert "mc mb --ignore-existing" in " ".join(bucket["command"])
+    example = (REPO / ".env.example").read_text()
+    assert re.search(r"^AER_STORAGE_URL=$", example, re.M)  # blank by default: the volume
+    assert "AER_STORAGE_URL=s3://aer/data" in example  # the demo's value, documented
+    assert re.search(r"^MINIO_BUCKET=aer$", example, re.M)
+
+
+def test_workers_on_other_machines_share_no_disk(compose, worker_compose):
+    """docker-compose.worker.yml runs only workers, like the main file's, that need the main
+    machine's database, broker and bucket (compose refuses to start without them) and keep
+    only a private scratch volume; docker-compose.share.yml publishes those three on the
+    private address only."""
+    (name,) = worker_compose["services"]
+    worker, main = worker_compose["services"][name], compose["services"]["worker"]
+    assert worker["command"] == main["command"]
+    assert worker["healthcheck"]["test"] == main["healthcheck"]["test"]
+    env = worker["environment"]
+    for var in ("AER_DATABASE_URL", "AER_BROKER_URL", "AER_STORAGE_URL"):
+        assert env[var].startswith(f"${{{var}:?"), var  # required, no default
+    assert env["AER_DATA_DIR"] == "/data" and worker["volumes"] == ["scratch:/data"]
+    assert "ports" not in worker and "depends_on" not in worker
+    share = yaml.safe_load(SHARE_COMPOSE.read_text())["services"]
+    assert set(share) == {"postgres", "redis", "minio"}
+    for service in share.values():
+        (port,) = service["ports"]
+        assert port.startswith("${PRIVATE_ADDRESS:?")  # never 0.0.0.0 by default
 
 
 def test_dockerfile_checks_health_and_pins_dependencies():
