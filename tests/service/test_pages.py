@@ -495,7 +495,7 @@ def test_job_page_exports_to_allowed_buckets_and_lists_exports(make_app, api_key
     page = login(make_app(**REMOTE).test_client(), api_key)
     job = seeded["job"]
     text = page.get(f"/jobs/{job}").get_data(as_text=True)
-    assert f'id="export-form" class="filters" data-api="/api/v1/jobs/{job}/exports"' in text
+    assert f'id="export-form" class="inline-form" data-api="/api/v1/jobs/{job}/exports"' in text
     assert 'value="s3://calls/"' in text and "<code>s3://reports/aer/</code>" in text
     assert 'name="format"' in text and '<option value="parquet">Parquet</option>' in text
     assert '<table class="exports"' not in text  # none yet
