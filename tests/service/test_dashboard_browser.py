@@ -473,7 +473,6 @@ def test_a_bucket_prefix_job_and_an_export_to_the_bucket(browser, base_url, call
     source.send_keys(f"s3://{calls_bucket}/calls/friday")  # the page need not end it in /
     driver.find_element(By.ID, "bucket-pattern").send_keys("*.flac")
     driver.find_element(By.CSS_SELECTOR, "#bucket-form input[name=recursive]").click()
-    shot(driver, "new-job-bucket")
     driver.find_element(By.CSS_SELECTOR, "#bucket-form button[type=submit]").click()
     wait(driver, lambda d: "/jobs/new" not in d.current_url, 20, "the job page")
     job_id = driver.current_url.rstrip("/").rsplit("/", 1)[-1]
@@ -512,5 +511,4 @@ def test_a_bucket_prefix_job_and_an_export_to_the_bucket(browser, base_url, call
     assert head["ContentLength"] == exported[0]["bytes"] > 0
     size = driver.find_element(By.CSS_SELECTOR, "table.exports [data-field=bytes]").text
     assert size.endswith(("B", "kB", "MB")) and size[0].isdigit()
-    shot(driver, "job-export")
     no_script_errors(driver)
