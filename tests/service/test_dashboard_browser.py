@@ -58,8 +58,13 @@ def calls_bucket(s3_server) -> str:
 
 @pytest.fixture(scope="module")
 def settings_env(settings_env, calls_bucket) -> dict[str, str]:
-    """The service's variables with :func:`calls_bucket` allowed (the worker reads it too)."""
-    return {**settings_env, "AER_ALLOWED_BUCKETS": calls_bucket}
+    """The service's variables with :func:`calls_bucket` allowed (the worker reads it too), and
+    one URL host (never fetched from here: only the URL form's refusals are tried)."""
+    return {
+        **settings_env,
+        "AER_ALLOWED_BUCKETS": calls_bucket,
+        "AER_ALLOWED_URL_HOSTS": "media.example.com",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -468,7 +473,16 @@ def test_a_bucket_prefix_job_and_an_export_to_the_bucket(browser, base_url, call
     wait(driver, lambda d: d.find_element(By.ID, "bucket-error").text, 20, "the refusal")
     error = driver.find_element(By.ID, "bucket-error").text
     assert error.startswith("Not allowed on this server:") and "AER_ALLOWED_BUCKETS" in error
-    driver.get_log("browser")  # the 403 is logged as a failed request: forget it
+    urls = driver.find_element(By.ID, "urls")  # the URL form answers the same way
+    for pasted, why in (("https://calls.example.org/a.wav", "Not allowed on this server:"),
+                        ("http://media.example.com/a.wav", "Not a valid address:")):  # fmt: skip
+        urls.clear()
+        urls.send_keys(f"  {pasted}\n\n")
+        driver.find_element(By.CSS_SELECTOR, "#urls-form button[type=submit]").click()
+        wait(driver, lambda d, why=why: d.find_element(By.ID, "urls-error").text.startswith(why),
+             20, "the URL's refusal")  # fmt: skip
+    assert "AER_ALLOWED_URL_HOSTS" not in driver.find_element(By.ID, "urls-error").text
+    driver.get_log("browser")  # the 403s are logged as failed requests: forget them
     source.clear()
     source.send_keys(f"s3://{calls_bucket}/calls/friday")  # the page need not end it in /
     driver.find_element(By.ID, "bucket-pattern").send_keys("*.flac")

@@ -477,6 +477,10 @@ def test_the_pages_refused_sources_come_back_as_the_apis_errors(make_app, api_ke
 
 
 def test_job_page_links_every_download(client, seeded):
+    from api.store.formats import FORMATS
+    from api.web.pages.jobs import FORMAT_NAMES
+
+    assert tuple(FORMAT_NAMES) == FORMATS  # a format the API gains is named on the page
     job = seeded["job"]
     text = client.get(f"/jobs/{job}").get_data(as_text=True)
     for fmt, name in (("csv", "CSV"), ("jsonl", "JSON Lines"), ("parquet", "Parquet")):

@@ -116,17 +116,15 @@ _PENDING_EXPORTS = (ExportState.QUEUED, ExportState.RUNNING)
 
 def downloads(job_id: str) -> list[tuple[str, list[tuple[str, str]]]]:
     """The job's result downloads: for files and for segments, (format name, URL) each."""
-    return [
-        (
-            name,
-            [
-                (label, url_for("results.export_results", job_id=job_id, fmt=fmt, **args))
-                for fmt, label in FORMAT_NAMES.items()
-            ],
-        )
-        for granularity, name in GRANULARITIES.items()
-        for args in [{"granularity": granularity} if granularity == "segment" else {}]
-    ]
+    tables = []
+    for granularity, name in GRANULARITIES.items():
+        args = {"granularity": granularity} if granularity != "file" else {}  # file: the default
+        links = [
+            (label, url_for("results.export_results", job_id=job_id, fmt=fmt, **args))
+            for fmt, label in FORMAT_NAMES.items()
+        ]
+        tables.append((name, links))
+    return tables
 
 
 @bp.post("/jobs/<job_id>/cancel")
