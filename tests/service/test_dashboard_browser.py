@@ -3,7 +3,9 @@ the test Redis, a real Celery worker, SQLite and the app served by werkzeug over
 
 One user's way through it: upload 8 clips and a zip of 8 more, watch the job finish, filter the
 results table, open a call, play a segment (the audio answers 200/206 with audio bytes), correct
-labels, download the CSV and compare it with the API's, delete the job after confirming.
+labels, download the CSV and compare it with the API's, delete the job after confirming. An
+analyst starts a job over a bucket prefix (a real S3-compatible server, moto) and exports its
+results to the bucket from the job page.
 
 Set ``AER_SCREENSHOTS=docs/screenshots`` to save a PNG of each page there (README's images).
 Chromium and chromedriver come from Debian (``apt-get install chromium chromium-driver``);
@@ -17,6 +19,7 @@ import os
 import shutil
 import time
 import urllib.request
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +44,27 @@ def database_url(tmp_path_factory) -> Iterator[str]:
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'aer.db'}"
     upgrade(url)
     yield url
+
+
+@pytest.fixture(scope="module")
+def calls_bucket(s3_server) -> str:
+    """A bucket on the test S3 server that jobs may read and export to."""
+    from api.store.objects import s3_client
+
+    name = f"aer-browser-{uuid.uuid4().hex[:12]}"
+    s3_client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def settings_env(settings_env, calls_bucket) -> dict[str, str]:
+    """The service's variables with :func:`calls_bucket` allowed (the worker reads it too), and
+    one URL host (never fetched from here: only the URL form's refusals are tried)."""
+    return {
+        **settings_env,
+        "AER_ALLOWED_BUCKETS": calls_bucket,
+        "AER_ALLOWED_URL_HOSTS": "media.example.com",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +297,7 @@ def test_a_user_goes_through_the_dashboard(browser, base_url, upload, settings):
 
     # --- download the CSV and compare it with the API's ----------------------------------------
     driver.get(base_url + f"/jobs/{job_id}")
-    driver.find_element(By.PARTIAL_LINK_TEXT, "Download CSV (files)").click()
+    driver.find_element(By.LINK_TEXT, "CSV (files)").click()
     csv_path = driver.downloads / f"aer-{job_id}.csv"
     wait(driver, lambda d: csv_path.is_file() and csv_path.stat().st_size > 0, 30, "the CSV")
     time.sleep(0.2)  # Chromium renames the finished download into place; let it settle
@@ -422,3 +446,83 @@ def test_a_server_folder_job_and_a_refused_folder(browser, base_url, settings, a
          == "succeeded", what="the folder job to finish")  # fmt: skip
     assert driver.find_element(By.TAG_NAME, "h1").text == "calls-friday"  # named by its folder
     assert len(driver.find_elements(By.CSS_SELECTOR, "table.results tbody tr")) == 2
+
+
+def test_a_bucket_prefix_job_and_an_export_to_the_bucket(browser, base_url, calls_bucket):
+    """The bucket form answers a refused bucket with the API's error, then runs a job over a
+    prefix (a pattern, no deeper keys); the job page exports its segments as Parquet to the
+    bucket, and lists the export until it is done and the object is there."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from api.store.objects import s3_client
+
+    client, clips = s3_client(), demo_clips()
+    for key, clip in (("calls/friday/a.flac", clips[0]), ("calls/friday/b.flac", clips[1]),
+                      ("calls/friday/notes.txt", None), ("calls/friday/deep/c.flac", clips[2]),
+                      ("calls/thursday/d.flac", clips[3])):  # fmt: skip
+        body = clip.read_bytes() if clip else b"not audio"
+        client.put_object(Bucket=calls_bucket, Key=key, Body=body)
+    driver = browser
+    driver.get(base_url + "/jobs/new")
+    help_text = driver.find_element(By.ID, "bucket-help").text
+    assert f"s3://{calls_bucket}/" in help_text
+    source = driver.find_element(By.ID, "source")
+    source.send_keys("s3://elsewhere-bucket/calls/")
+    driver.find_element(By.CSS_SELECTOR, "#bucket-form button[type=submit]").click()
+    wait(driver, lambda d: d.find_element(By.ID, "bucket-error").text, 20, "the refusal")
+    error = driver.find_element(By.ID, "bucket-error").text
+    assert error.startswith("Not allowed on this server:") and "AER_ALLOWED_BUCKETS" in error
+    urls = driver.find_element(By.ID, "urls")  # the URL form answers the same way
+    for pasted, why in (("https://calls.example.org/a.wav", "Not allowed on this server:"),
+                        ("http://media.example.com/a.wav", "Not a valid address:")):  # fmt: skip
+        urls.clear()
+        urls.send_keys(f"  {pasted}\n\n")
+        driver.find_element(By.CSS_SELECTOR, "#urls-form button[type=submit]").click()
+        wait(driver, lambda d, why=why: d.find_element(By.ID, "urls-error").text.startswith(why),
+             20, "the URL's refusal")  # fmt: skip
+    assert "AER_ALLOWED_URL_HOSTS" not in driver.find_element(By.ID, "urls-error").text
+    driver.get_log("browser")  # the 403s are logged as failed requests: forget them
+    source.clear()
+    source.send_keys(f"s3://{calls_bucket}/calls/friday")  # the page need not end it in /
+    driver.find_element(By.ID, "bucket-pattern").send_keys("*.flac")
+    driver.find_element(By.CSS_SELECTOR, "#bucket-form input[name=recursive]").click()
+    driver.find_element(By.CSS_SELECTOR, "#bucket-form button[type=submit]").click()
+    wait(driver, lambda d: "/jobs/new" not in d.current_url, 20, "the job page")
+    job_id = driver.current_url.rstrip("/").rsplit("/", 1)[-1]
+    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#job-status .state").text
+         == "succeeded", what="the bucket job to finish")  # fmt: skip
+    assert driver.find_element(By.TAG_NAME, "h1").text == f"s3://{calls_bucket}/calls/friday/"
+    source_fact = driver.find_element(By.CSS_SELECTOR, "#job-status dd.source").text
+    assert source_fact == f"s3://{calls_bucket}/calls/friday/ (*.flac, this level only)"
+    cells = driver.find_elements(By.CSS_SELECTOR, "table.results tbody tr td:first-child")
+    assert sorted(c.text for c in cells) == ["a.flac", "b.flac"]
+
+    # --- export the segments as Parquet: a refused bucket first, then the job's own -----------
+    form = driver.find_element(By.ID, "export-form")
+    destination = form.find_element(By.NAME, "destination")
+    assert destination.get_attribute("value") == f"s3://{calls_bucket}/"
+    destination.clear()
+    destination.send_keys("s3://elsewhere-bucket/reports/")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(driver, lambda d: d.find_element(By.ID, "export-error").text, 20, "the refusal")
+    assert "Not allowed on this server:" in driver.find_element(By.ID, "export-error").text
+    driver.get_log("browser")
+    destination.clear()
+    destination.send_keys(f"s3://{calls_bucket}/reports/")
+    Select(form.find_element(By.NAME, "format")).select_by_visible_text("Parquet")
+    Select(form.find_element(By.NAME, "granularity")).select_by_value("segment")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    row = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "table.exports tr[data-export]"),
+               20, "the export's row")[0]  # fmt: skip
+    key = f"reports/aer-{job_id}-segments.parquet"
+    assert f"s3://{calls_bucket}/{key}" in row.text and "Parquet, segments" in row.text
+    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "table.exports [data-field=state]")
+         .text == "done", what="the export to be done")  # fmt: skip
+    exported = api(base_url, f"/api/v1/jobs/{job_id}/exports")["items"]
+    assert [(e["state"], e["object"]) for e in exported] == [("done", f"s3://{calls_bucket}/{key}")]
+    head = client.head_object(Bucket=calls_bucket, Key=key)
+    assert head["ContentLength"] == exported[0]["bytes"] > 0
+    size = driver.find_element(By.CSS_SELECTOR, "table.exports [data-field=bytes]").text
+    assert size.endswith(("B", "kB", "MB")) and size[0].isdigit()
+    no_script_errors(driver)

@@ -15,7 +15,7 @@ from sqlalchemy import event, insert, select
 
 from api.store import jobs
 from api.store.db import get_engine, session_scope
-from api.store.tables import File, Job, Segment, utcnow
+from api.store.tables import Export, File, Job, Segment, utcnow
 from core.samples import demo_clips
 from tests.auth import login, page_token
 
@@ -432,3 +432,126 @@ def test_keyset_pages_cover_the_job_in_order(api_settings, big_job, order):
                 break
             after_id, after_confidence = rows[-1].id, rows[-1].confidence
         assert seen == list(truth) and len(seen) == BIG // 8
+
+
+# --- jobs from a bucket or URLs; downloads and bucket exports --------------------------------
+
+REMOTE = {"allowed_buckets": ("calls", "reports/aer"), "allowed_url_hosts": ("*.example.com",)}
+
+
+def test_new_job_offers_buckets_and_urls_only_when_allowed(client, make_app, api_key):
+    text = client.get("/jobs/new").get_data(as_text=True)
+    assert 'id="bucket-form"' not in text and 'id="urls-form"' not in text
+    allowed = login(make_app(**REMOTE).test_client(), api_key)
+    text = allowed.get("/jobs/new").get_data(as_text=True)
+    assert 'id="bucket-form"' in text and 'id="urls-form"' in text
+    assert "<code>s3://calls/</code>, <code>s3://reports/aer/</code>" in text
+    assert '<option value="s3://calls/">' in text and "<code>*.example.com</code>" in text
+    for form in ("bucket", "urls"):
+        assert f'id="{form}-form" class="job-form" data-api="/api/v1/jobs"' in text
+    for field in ("source", "bucket-pattern", "urls", "s3-name", "url-model"):  # labelled
+        assert f'<label for="{field}">' in text and f'id="{field}"' in text
+    only_urls = login(make_app(allowed_url_hosts=("media.example.com",)).test_client(), api_key)
+    text = only_urls.get("/jobs/new").get_data(as_text=True)
+    assert 'id="bucket-form"' not in text and 'id="urls-form"' in text
+
+
+def test_the_pages_refused_sources_come_back_as_the_apis_errors(make_app, api_key):
+    """What the forms' script sends (session cookie, X-CSRF-Token, JSON) and what it shows."""
+    page = login(make_app(**REMOTE).test_client(), api_key)
+    del page.environ_base["HTTP_AUTHORIZATION"]  # the login session only, as in a browser
+    token = page_token(page)
+    refused = [
+        ("source", "s3://elsewhere/calls/", 403, "source_not_allowed"),
+        ("source", "s3://Not_A_Bucket/x/", 400, "bad_source"),
+        ("urls", ["https://evil.example.org/a.wav"], 403, "source_not_allowed"),
+        ("urls", ["http://media.example.com/a.wav"], 400, "bad_source"),
+    ]
+    for field, value, status, code in refused:
+        response = page.post("/api/v1/jobs", json={field: value}, headers={"X-CSRF-Token": token})
+        assert (response.status_code, response.get_json()["error"]["code"]) == (status, code)
+    no_token = page.post("/api/v1/jobs", json={"source": "s3://calls/x/"})
+    assert no_token.status_code == 403  # the session alone is not enough
+    script = page.get("/ui/static/aer.js").get_data(as_text=True)
+    assert '"source_not_allowed"' in script and '"bad_source"' in script
+
+
+def test_job_page_links_every_download(client, seeded):
+    from api.store.formats import FORMATS
+    from api.web.pages.jobs import FORMAT_NAMES
+
+    assert tuple(FORMAT_NAMES) == FORMATS  # a format the API gains is named on the page
+    job = seeded["job"]
+    text = client.get(f"/jobs/{job}").get_data(as_text=True)
+    for fmt, name in (("csv", "CSV"), ("jsonl", "JSON Lines"), ("parquet", "Parquet")):
+        files = f"/api/v1/jobs/{job}/results.{fmt}"
+        assert f'href="{files}" download>{name} (files)</a>' in text
+        assert f'href="{files}?granularity=segment" download>{name} (segments)</a>' in text
+        assert client.get(files).status_code == 200
+    assert 'id="export-form"' not in text and "Export to a bucket" not in text
+    assert '<dd class="source">uploaded files</dd>' in text
+
+
+def test_job_page_exports_to_allowed_buckets_and_lists_exports(make_app, api_key, seeded,
+                                                               api_settings):  # fmt: skip
+    from api.store import exports
+
+    page = login(make_app(**REMOTE).test_client(), api_key)
+    job = seeded["job"]
+    text = page.get(f"/jobs/{job}").get_data(as_text=True)
+    assert f'id="export-form" class="inline-form" data-api="/api/v1/jobs/{job}/exports"' in text
+    assert 'value="s3://calls/"' in text and "<code>s3://reports/aer/</code>" in text
+    assert 'name="format"' in text and '<option value="parquet">Parquet</option>' in text
+    assert '<table class="exports"' not in text  # none yet
+    running = page.get(f"/jobs/{seeded['running']}").get_data(as_text=True)
+    assert 'id="export-form"' not in running and "once the job has finished" in running
+
+    allowed = api_settings.model_copy(update=REMOTE)
+    with session_scope(api_settings) as s:
+        row = s.get(Job, job)
+        done = exports.create_export(s, allowed, row, destination="s3://reports/aer/",
+                                     fmt="parquet", options={"granularity": "segment"})  # fmt: skip
+        done.state = "running"
+        s.flush()
+        exports.finish_export(s, done.id, size=3 * 1024)
+        queued = exports.create_export(
+            s, allowed, row, destination="s3://calls/out.csv", fmt="csv", options={}
+        )
+        ids = done.id, queued.id
+    text = page.get(f"/jobs/{job}").get_data(as_text=True)
+    assert f'data-exports-poll="/api/v1/jobs/{job}/exports"' in text  # one is still queued
+    rows = dict(re.findall(r'<tr data-export="(\w+)">(.*?)</tr>', text, re.S))
+    assert set(rows) == set(ids)
+    assert f"s3://reports/aer/aer-{job}-segments.parquet" in rows[ids[0]]
+    assert "Parquet, segments" in rows[ids[0]] and "3.0 kB" in rows[ids[0]]
+    assert 'state-done" data-field="state">done' in rows[ids[0]]
+    assert "s3://calls/out.csv" in rows[ids[1]] and "CSV, files" in rows[ids[1]]
+    assert 'state-queued" data-field="state">queued' in rows[ids[1]]
+    # Without buckets allowed any more the record stays, the form goes.
+    plain = login(make_app().test_client(), api_key).get(f"/jobs/{job}").get_data(as_text=True)
+    assert 'id="export-form"' not in plain and ids[0] in plain
+    with session_scope(api_settings) as s:
+        for export_id in ids:
+            s.delete(s.get(Export, export_id))
+
+
+def test_jobs_from_a_bucket_or_urls_are_named_by_their_source():
+    from api.store.tables import Job as JobRow
+    from api.web.pages.display import job_name, job_source
+
+    s3 = JobRow(id="j1", source_kind="s3", source="s3://calls/2026-12/",
+                options={"pattern": "*.wav", "recursive": False})  # fmt: skip
+    assert job_name(s3, "a.wav") == "s3://calls/2026-12/"
+    assert job_source(s3) == "s3://calls/2026-12/ (*.wav, this level only)"
+    urls = JobRow(
+        id="j2",
+        source_kind="urls",
+        options={},
+        source="https://a.example.com/x.wav?sig=secret\nhttps://b.example.com/y.wav",
+    )
+    assert job_name(urls, None) == "a.example.com and 1 more host"
+    assert job_source(urls) == "2 URLs on a.example.com, b.example.com"
+    assert "secret" not in job_source(urls) + job_name(urls, None)
+    one = JobRow(id="j3", source_kind="urls", options={}, source="https://a.example.com/x.wav")
+    assert (job_name(one, "a.example.com/x.wav"), job_source(one)) == (
+        "a.example.com", "1 URL on a.example.com")  # fmt: skip

@@ -63,6 +63,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals.setdefault("csrf_token", csrf_token)  # a login's own token wins
     app.add_template_global(charts.colour, "colour")
     app.add_template_filter(display.duration, "duration")
+    app.add_template_filter(display.filesize, "filesize")
     app.register_blueprint(bp)
     for endpoint, view in app.view_functions.items():
         if endpoint.startswith("pages.") and endpoint != "pages.static":

@@ -1,10 +1,13 @@
 """The jobs a page may reach: the login's tenant's. Every page finds, lists, cancels and
-deletes jobs through these functions, so that who may see what is decided in one place."""
+deletes jobs (and lists their exports) through these functions, so that who may see what is
+decided in one place."""
 
 from __future__ import annotations
 
-from api.store import jobs
-from api.store.tables import Job
+from collections.abc import Sequence
+
+from api.store import exports, jobs
+from api.store.tables import Export, Job
 from api.web.auth import tenant
 from api.web.context import db, settings
 
@@ -29,3 +32,8 @@ def cancel_job(job_id: str) -> Job:
 def delete_job(job_id: str) -> None:
     """Delete a reachable job, its results and its uploaded audio."""
     jobs.delete_job(db(), settings(), find_job(job_id).id, tenant_id=tenant())
+
+
+def list_exports(job_id: str) -> Sequence[Export]:
+    """The bucket exports of a reachable job, oldest first."""
+    return exports.list_exports(db(), find_job(job_id).id, tenant_id=tenant())

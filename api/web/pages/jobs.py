@@ -6,19 +6,23 @@ from __future__ import annotations
 from flask import redirect, render_template, request, url_for
 
 from api.store import jobs, results
-from api.store.states import ACTIVE_JOB_STATES, JobState
+from api.store.states import ACTIVE_JOB_STATES, ExportState, JobState
 from api.web.context import db, settings
 from api.web.models import model_list
 from api.web.pages import access, bp
 from api.web.pages.charts import distribution_svg
-from api.web.pages.display import job_name, job_row
+from api.web.pages.display import job_name, job_row, job_source
 from api.web.pages.query import JobsFilter, ResultsFilter
-from api.web.serializers import result_row
+from api.web.serializers import export_json, result_row
 from api.web.views import domain_summary, job_view
 
 #: Jobs per page of the list, results per page of a job's table.
 JOBS_PER_PAGE = 25
 RESULTS_PER_PAGE = 50
+#: The download and export formats, by extension, as the pages name them.
+FORMAT_NAMES = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
+#: The tables a job's results come as: one row per file or per segment.
+GRANULARITIES = {"file": "files", "segment": "segments"}
 
 
 @bp.get("/")
@@ -43,7 +47,8 @@ def job_list():
 
 @bp.get("/jobs/new")
 def new_job():
-    """The form to submit a job (uploads through the JSON API, or a server-side folder)."""
+    """The forms to submit a job through the JSON API: uploads, a bucket prefix or a list of
+    URLs (when the server allows any), a server-side folder."""
     current = settings()
     return render_template(
         "pages/new_job.html",
@@ -52,6 +57,8 @@ def new_job():
         max_upload_mb=current.max_upload_mb,
         max_files=current.max_files_per_job,
         folders_allowed=bool(current.allowed_roots),
+        buckets=[f"s3://{allowed.rstrip('/')}/" for allowed in current.allowed_buckets],
+        url_hosts=list(current.allowed_url_hosts),
     )
 
 
@@ -80,6 +87,9 @@ def job_page(job_id: str):
     distribution = results.label_counts(db(), job.id)
     counts = jobs.file_counts(db(), job.id)
     first = jobs.first_files(db(), [job.id]).get(job.id)
+    buckets = [f"s3://{allowed.rstrip('/')}/" for allowed in settings().allowed_buckets]
+    exports = [export_json(export) for export in access.list_exports(job.id)]
+    exports.sort(key=lambda export: export["created_at"], reverse=True)  # newest first
     return render_template(
         "pages/job.html",
         job=job_row(job, counts, first),
@@ -91,7 +101,30 @@ def job_page(job_id: str):
         distribution=distribution,
         active=job.state in ACTIVE_JOB_STATES,
         domain=domain_summary(job),
+        source=job_source(job),
+        downloads=downloads(job.id),
+        buckets=buckets,
+        exports=exports,
+        exports_pending=any(e["state"] in _PENDING_EXPORTS for e in exports),
+        formats=FORMAT_NAMES,
+        granularities=GRANULARITIES,
     )
+
+
+_PENDING_EXPORTS = (ExportState.QUEUED, ExportState.RUNNING)
+
+
+def downloads(job_id: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The job's result downloads: for files and for segments, (format name, URL) each."""
+    tables = []
+    for granularity, name in GRANULARITIES.items():
+        args = {"granularity": granularity} if granularity != "file" else {}  # file: the default
+        links = [
+            (label, url_for("results.export_results", job_id=job_id, fmt=fmt, **args))
+            for fmt, label in FORMAT_NAMES.items()
+        ]
+        tables.append((name, links))
+    return tables
 
 
 @bp.post("/jobs/<job_id>/cancel")

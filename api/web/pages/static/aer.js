@@ -166,31 +166,110 @@
     });
   }
 
-  var folderForm = $("#folder-form");
-  if (folderForm) {
-    folderForm.addEventListener("submit", function (ev) {
-      ev.preventDefault();
-      var el = folderForm.elements, error = $("#folder-error");
-      var body = {
-        folder: el.folder.value, recursive: el.recursive.checked, model: el.model.value,
-        segmentation: el.segmentation.value,
-        channels: folderForm.querySelector('input[name="channels"]:checked').value
-      };
-      if (el.pattern.value.trim()) { body.pattern = el.pattern.value.trim(); }
-      if (el.name.value.trim()) { body.name = el.name.value.trim(); }
-      error.textContent = "";
-      fetch(folderForm.getAttribute("data-api"), {
-        method: "POST", credentials: "same-origin",
-        headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body)
-      }).then(function (r) {
-        return r.json().then(function (b) { return [r.status, b]; }, function () { return [r.status, null]; });
-      }).then(function (res) {
-        if (res[0] === 202) {
-          window.location.assign(folderForm.getAttribute("data-job-url").replace("JOB_ID", res[1].id));
-        } else { error.textContent = errorText(res[1], res[0]); }
-      }).catch(function () { error.textContent = "the server could not be reached"; });
+  /* The JSON job forms (a folder, a bucket prefix, URLs): POST the body, then open the job. */
+  function jobOptions(form, body) {
+    var el = form.elements;
+    body.model = el.model.value;
+    body.segmentation = el.segmentation.value;
+    body.channels = form.querySelector('input[name="channels"]:checked').value;
+    if (el.name.value.trim()) { body.name = el.name.value.trim(); }
+    return body;
+  }
+  /* The API's refusal in words: which rule refused the source, then its own message. */
+  function refusal(body, status) {
+    var code = body && body.error && body.error.code, text = errorText(body, status);
+    if (code === "source_not_allowed") { return "Not allowed on this server: " + text; }
+    if (code === "bad_source") { return "Not a valid address: " + text; }
+    return text;
+  }
+  function postJson(url, body) {
+    return fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().then(function (b) { return [r.status, b]; }, function () { return [r.status, null]; });
     });
   }
+  function jsonJobForm(form, error, makeBody) {
+    if (!form) { return; }
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var body = makeBody(form.elements);
+      error.textContent = "";
+      if (!body) { return; }
+      var button = $("button[type=submit]", form);
+      button.disabled = true;
+      postJson(form.getAttribute("data-api"), jobOptions(form, body)).then(function (res) {
+        if (res[0] === 202) {
+          window.location.assign(form.getAttribute("data-job-url").replace("JOB_ID", res[1].id));
+        } else { button.disabled = false; error.textContent = refusal(res[1], res[0]); }
+      }).catch(function () { button.disabled = false; error.textContent = "the server could not be reached"; });
+    });
+  }
+  function located(el, body) {
+    body.recursive = el.recursive.checked;
+    if (el.pattern.value.trim()) { body.pattern = el.pattern.value.trim(); }
+    return body;
+  }
+  jsonJobForm($("#folder-form"), $("#folder-error"), function (el) {
+    return located(el, { folder: el.folder.value });
+  });
+  jsonJobForm($("#bucket-form"), $("#bucket-error"), function (el) {
+    return located(el, { source: el.source.value.trim() });
+  });
+  jsonJobForm($("#urls-form"), $("#urls-error"), function (el) {
+    var urls = el.urls.value.split(/\s+/).filter(function (u) { return u; });
+    if (!urls.length) { $("#urls-error").textContent = "urls: paste at least one https URL"; return null; }
+    return { urls: urls };
+  });
+
+  /* Job page: export the results to a bucket; follow the exports until each is done. */
+  var exportForm = $("#export-form");
+  if (exportForm) {
+    exportForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var el = exportForm.elements, error = $("#export-error"), button = $("button[type=submit]", exportForm);
+      error.textContent = "";
+      button.disabled = true;
+      postJson(exportForm.getAttribute("data-api"), {
+        destination: el.destination.value.trim(), format: el.format.value, granularity: el.granularity.value
+      }).then(function (res) {
+        if (res[0] === 202) { window.location.reload(); return; }
+        button.disabled = false;
+        error.textContent = refusal(res[1], res[0]);
+      }).catch(function () { button.disabled = false; error.textContent = "the server could not be reached"; });
+    });
+  }
+  function bytes(n) {
+    if (n == null) { return ""; }
+    if (n < 1024) { return n + " B"; }
+    if (n < 1048576) { return (n / 1024).toFixed(1) + " kB"; }
+    return (n / 1048576).toFixed(1) + " MB";
+  }
+  function pollExports(root) {
+    fetch(root.getAttribute("data-exports-poll"), { headers: headers(), credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (list) {
+        if (!list) { return; }
+        var pending = false;
+        list.items.forEach(function (x) {
+          var row = $('tr[data-export="' + x.id + '"]', root);
+          if (!row) { return; }
+          var badge = $('[data-field="state"]', row);
+          badge.textContent = x.state;
+          badge.className = "state state-" + x.state;
+          setField(row, "bytes", x.error ? "" : bytes(x.bytes));
+          setField(row, "error", x.error || "");
+          if (x.state === "queued" || x.state === "running") { pending = true; }
+        });
+        if (!pending) { root.removeAttribute("data-exports-poll"); }
+      })
+      .catch(function () { /* the next poll tries again */ })
+      .then(function () {
+        if (root.hasAttribute("data-exports-poll")) { window.setTimeout(function () { pollExports(root); }, 1500); }
+      });
+  }
+  $$("[data-exports-poll]").forEach(function (root) { window.setTimeout(function () { pollExports(root); }, 1000); });
 
   /* Call page: play a segment (timeline bar or button) from its start to its end. */
   var player = $("#player");
