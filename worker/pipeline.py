@@ -28,7 +28,7 @@ from api.store.quotas import job_file_limit
 from api.store.redact import without_paths
 from api.store.settings import Settings
 from api.store.tables import utcnow
-from api.store.uploads import remove_stale_parts
+from api.store.uploads import STALE_PART_S, remove_stale_parts
 from core.analyze import analyze_file
 from core.errors import ModelError
 from core.model import EmotionModel
@@ -48,8 +48,6 @@ INSERT_BATCH = 500
 #: Results stored per transaction: at most this many files, or the files of this many seconds.
 FLUSH_FILES = 64
 FLUSH_S = 1.0
-#: Spooled upload parts untouched this long belong to a request that died with its process.
-STALE_PART_S = 24 * 3600
 
 
 def batched(items: Sequence, size: int) -> list[list]:

@@ -125,6 +125,24 @@ def safe_name(filename: str | None, taken: set[str], index: int) -> str:
     return candidate
 
 
+#: Spooled upload parts untouched this long belong to a request that died with its process.
+STALE_PART_S = 24 * 3600
+#: How often one API process looks for stale parts itself (see :func:`tidy_incoming`).
+TIDY_EVERY_S = 3600
+_last_tidy: dict[Path, float] = {}
+
+
+def tidy_incoming(uploads_dir: Path) -> int:
+    """:func:`remove_stale_parts` older than :data:`STALE_PART_S`, at most once an hour per
+    process. The API calls it after uploads: with a bucket ``AER_STORAGE_URL`` no worker's
+    sweep sees the API host's spool folder."""
+    now = time.monotonic()
+    if now - _last_tidy.get(uploads_dir, -TIDY_EVERY_S) < TIDY_EVERY_S:
+        return 0
+    _last_tidy[uploads_dir] = now
+    return remove_stale_parts(uploads_dir, older_than_s=STALE_PART_S)
+
+
 def remove_stale_parts(uploads_dir: Path, *, older_than_s: float) -> int:
     """Delete spooled upload parts untouched for ``older_than_s`` (left by an API process that
     died mid-request); returns how many. A live request's parts are younger: they are written

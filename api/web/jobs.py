@@ -24,7 +24,7 @@ from api.store.queue import enqueue_deliveries, enqueue_enumeration
 from api.store.receivers import check_receiver
 from api.store.storage import open_storage
 from api.store.tables import Job
-from api.store.uploads import upload_key
+from api.store.uploads import tidy_incoming, upload_key
 from api.web.auth import principal, require, tenant
 from api.web.context import celery, db, registry, settings
 from api.web.errors import APIError, invalid
@@ -104,6 +104,7 @@ def _from_uploads(job_id: str, form: UploadForm) -> Job:
         with contextlib.suppress(OSError):  # the bucket may be what failed
             storage.delete_folder(folder)
         raise
+    tidy_incoming(settings().uploads_dir)
     return job
 
 

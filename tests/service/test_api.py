@@ -193,6 +193,25 @@ def test_plainly_not_audio_is_415(client, api_settings, content, name, accepted)
     assert not os.listdir(api_settings.uploads_dir / ".incoming")
 
 
+def test_the_api_removes_stale_upload_parts_itself(client, api_settings):
+    """With a bucket for storage no worker's sweep sees the API host's spool folder, so the API
+    deletes parts left by a request that died with its process (at most once an hour)."""
+    import time
+
+    from api.store import uploads
+
+    incoming = api_settings.uploads_dir / ".incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    stale, live = incoming / "part-stale", incoming / "part-live"
+    stale.write_bytes(b"x"), live.write_bytes(b"y")
+    old = time.time() - uploads.STALE_PART_S - 60
+    os.utime(stale, (old, old))
+    uploads._last_tidy.pop(api_settings.uploads_dir, None)
+    assert upload(client, (WAV_HEADER, "a.wav")).status_code == 202
+    assert not stale.exists() and live.exists()
+    live.unlink()
+
+
 def test_upload_over_the_size_limit_is_413(make_app, api_settings, tmp_path):
     from api.cli.client import Multipart
 
