@@ -1,6 +1,7 @@
 """Channel degradations and augmentations: the telephone band with G.711 mu-law, GSM 06.10,
 AMR-NB or G.721, an 8 kHz VoIP recording, an Opus call, packet loss, a lower recording rate,
-additive white, pink, brown or phone-line noise, speed perturbation, gain.
+additive white, pink, brown or phone-line noise, speed perturbation, gain, a random cut of the
+speech (segment-like training rows).
 
 Every function is pure: it returns a new float32 array and leaves its input alone. Randomness
 comes only from the ``rng`` argument, so the same seed gives the same output.
@@ -430,6 +431,57 @@ def gain(y: np.ndarray, db: float) -> np.ndarray:
     return (np.asarray(y, dtype=np.float32) * np.float32(10 ** (db / 20))).astype(np.float32)
 
 
+#: Frames this far below the active level (dB) do not count as speech when a crop looks for it.
+_CROP_SPEECH_DB = 30.0
+CROP_MIN_S = 1.0  # the shortest crop, unless the argument itself is shorter
+
+
+def speech_span(y: np.ndarray, sr: int) -> tuple[int, int]:
+    """``[start, end)`` in samples from the first to the last 20 ms frame within 30 dB of the
+    active level of ``y`` (see :func:`active_power`): the clip without the silence around it.
+    The whole signal when it is silent or shorter than a frame."""
+    y = np.asarray(y, dtype=np.float64)
+    n = max(1, round(_FRAME_S * sr))
+    if y.size < n:
+        return 0, y.size
+    power = np.mean(y[: y.size // n * n].reshape(-1, n) ** 2, axis=1)
+    level = active_power(y, sr)
+    loud = np.flatnonzero(power >= level * 10 ** (-_CROP_SPEECH_DB / 10)) if level > 0 else []
+    if len(loud) == 0:
+        return 0, y.size
+    return int(loud[0] * n), min(y.size, int((loud[-1] + 1) * n))
+
+
+def crop(y: np.ndarray, sr: int, max_s: float, *, rng: np.random.Generator) -> np.ndarray:
+    """A random cut from the speech of ``y``, as a voice activity detector hands a segment to
+    the model: the length is drawn uniformly from ``CROP_MIN_S``-``max_s`` seconds (exactly
+    ``max_s`` when that is shorter), the start uniformly within :func:`speech_span`, so that the
+    silence around the utterance is left out. Speech shorter than the drawn length gives a cut
+    centred on the speech, widened into the silence, or the whole signal when that is shorter.
+
+    Args:
+        y: mono float32 signal [shape=(n,)].
+        sr: its sample rate in Hz.
+        max_s: the longest cut in seconds, > 0.
+        rng: draws the length and the start; the same seed gives the same cut.
+
+    Returns:
+        float32 [shape=(m,)], m <= n: a copy.
+    """
+    if not (np.isfinite(max_s) and max_s > 0):
+        raise ValueError(f"the crop length must be a positive number of seconds, got {max_s}")
+    y = np.asarray(y, dtype=np.float32)
+    length = round(rng.uniform(min(CROP_MIN_S, max_s), max_s) * sr)
+    if length >= y.size:
+        return y.copy()
+    start, end = speech_span(y, sr)
+    if end - start >= length:
+        at = start + int(rng.integers(0, end - start - length + 1))
+    else:
+        at = min(max(0, (start + end - length) // 2), y.size - length)
+    return y[at : at + length].copy()
+
+
 def _identity(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)
 
@@ -499,6 +551,14 @@ DEGRADATIONS: tuple[DegradationSpec, ...] = (
         arg="factor",
         example="speed:0.9",
         check=_requires(lambda f: f > 0, "the speed factor must be > 0"),
+    ),
+    DegradationSpec(
+        "crop",
+        "a random 1 s to <s> s cut from the speech, without the silence around it",
+        lambda max_s: lambda y, sr, rng: crop(y, sr, max_s, rng=rng),
+        arg="s",
+        example="crop:3",
+        check=_requires(lambda s: s > 0, "the crop length must be > 0 s"),
     ),
     DegradationSpec(
         "gain",

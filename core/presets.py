@@ -211,4 +211,4 @@ def build_pipeline(name: str, random_state: int = RANDOM_STATE) -> Pipeline:
 
 #: The preset the default model was trained with: the recipe of custom models (``aer train
 #: --manifest`` without ``--preset``). Repoint it when the default model changes.
-DEFAULT_RECIPE = "emo-band-kdv-mlp5-temp"
+DEFAULT_RECIPE = "whisper-lr-temp"

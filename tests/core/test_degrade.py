@@ -12,6 +12,7 @@ from core.degrade import (
     add_line_noise,
     add_noise,
     amr,
+    crop,
     g721,
     gain,
     gsm,
@@ -21,6 +22,7 @@ from core.degrade import (
     opus,
     packet_loss,
     parse_degradation,
+    speech_span,
     speed,
     telephone,
     voip,
@@ -334,7 +336,8 @@ def test_parse_degradation_chains_left_to_right():
     ["", "noise", "noise:", "noise:x", "noise:inf", "reverb", "telephone:3", "+", "clean+"]
     + ["speed", "speed:0", "speed:-1", "speed:x", "gain", "gain:nan", "gain:loud", "line:"]
     + ["voip:1", "rate", "rate:0", "rate:-8000", "rate:x", "opus", "opus:2", "opus:1000"]
-    + ["loss", "loss:x", "loss:-1", "loss:101", "amr", "amr:13", "amr:x"],
+    + ["loss", "loss:x", "loss:-1", "loss:101", "amr", "amr:13", "amr:x"]
+    + ["crop", "crop:0", "crop:-1", "crop:x"],
 )
 def test_parse_degradation_rejects_bad_specs(spec):
     with pytest.raises(ValueError, match="degradation"):
@@ -404,3 +407,43 @@ def test_gain_scales_by_decibels(db):
     assert out.dtype == np.float32 and out.shape == y.shape
     assert 10 * np.log10(np.mean(out**2) / np.mean(y**2)) == pytest.approx(db, abs=1e-3)
     np.testing.assert_allclose(gain(y, 0.0), y)
+
+
+def utterance(sr: int = 16_000, before: float = 1.0, talk: float = 4.0, after: float = 1.0):
+    """Silence, white noise as speech, silence: a clip as RAVDESS records it."""
+    quiet = np.zeros(int(sr * before), np.float32)
+    return np.concatenate([quiet, white(sr, talk, seed=5), np.zeros(int(sr * after), np.float32)])
+
+
+def test_speech_span_leaves_out_the_silence_around_the_utterance():
+    assert speech_span(utterance(), 16_000) == (16_000, 80_000)
+    assert speech_span(np.zeros(16_000, np.float32), 16_000) == (0, 16_000)
+
+
+def test_crop_cuts_one_to_max_seconds_from_the_speech_deterministically():
+    y = utterance()
+    before = y.copy()
+    lengths = set()
+    for seed in range(40):
+        a = crop(y, 16_000, 3.0, rng=np.random.default_rng(seed))
+        b = parse_degradation("crop:3")(y, 16_000, np.random.default_rng(seed))
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == np.float32 and 16_000 <= a.size <= 48_000
+        at = int(np.flatnonzero(np.all(np.lib.stride_tricks.sliding_window_view(y, 64)
+                                       == a[:64], axis=1))[0])  # fmt: skip
+        assert 16_000 <= at and at + a.size <= 80_000  # inside the speech, no silence
+        lengths.add(a.size)
+    assert len(lengths) > 30  # the length is drawn, not fixed
+    np.testing.assert_array_equal(y, before)
+
+
+def test_crop_of_short_speech_or_a_short_signal():
+    short = utterance(talk=0.5)  # 0.5 s of speech in 2.5 s
+    a = crop(short, 16_000, 1.0, rng=np.random.default_rng(0))
+    assert a.size == 16_000
+    np.testing.assert_array_equal(a, short[12_000:28_000])  # centred on the speech
+    y = white(16_000, 0.5)
+    np.testing.assert_array_equal(crop(y, 16_000, 3.0, rng=np.random.default_rng(0)), y)
+    assert crop(y, 16_000, 0.25, rng=np.random.default_rng(0)).size == 4_000
+    with pytest.raises(ValueError, match="crop length"):
+        crop(y, 16_000, 0.0, rng=np.random.default_rng(0))

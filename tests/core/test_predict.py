@@ -27,13 +27,15 @@ def default_model(registry):
 
 def test_shipped_models_are_listed(registry):
     entries = {e["name"]: e for e in registry.list()}
-    assert {"aer8", "aer4", "ravdess8", "seed4"} <= set(entries)
-    assert registry.default_name() == "aer8" and entries["aer8"]["default"]
+    assert {"whisper8", "aer8", "aer4", "ravdess8", "seed4"} <= set(entries)
+    assert registry.default_name() == "whisper8" and entries["whisper8"]["default"]
+    assert not entries["aer8"]["default"]
+    assert entries["whisper8"]["feature_set"] == "whisper-emo@1"
     assert entries["aer8"]["feature_set"] == "emo@2" and len(entries["aer8"]["labels"]) == 8
     assert entries["ravdess8"]["feature_set"] == "seed180@1"
     for name in ("seed4", "aer4"):
         assert entries[name]["labels"] == ["calm", "happy", "fearful", "disgust"]
-    for name in ("aer8", "aer4", "ravdess8", "seed4"):
+    for name in ("whisper8", "aer8", "aer4", "ravdess8", "seed4"):
         assert 0.0 < entries[name]["metrics"]["uar"] < 1.0
 
 

@@ -716,7 +716,8 @@ def test_health_checks_database_and_broker(client, make_app, tmp_path):
 
 def test_off_domain_audio_is_uncertain_and_summarised(make_app, seed_job, labels, api_settings):
     """An ood score above the threshold flags a confident result uncertain, and the job says
-    how much of it is off-domain; without a threshold nothing is flagged for it."""
+    how much of it is off-domain; unset, the threshold is the default model's (whisper8: 0.99);
+    at 1.0 nothing is flagged for it."""
     job_id = seed_job([("near.wav", labels[0], 0.9)], ood=0.5)
     far = seed_job([(f"far{i}.wav", labels[0], 0.9) for i in range(3)], ood=0.999)
     strict = make_app(ood_above=0.99).test_client()
@@ -729,7 +730,9 @@ def test_off_domain_audio_is_uncertain_and_summarised(make_app, seed_job, labels
                       "warning": True}  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(strict.get(f"/api/v1/jobs/{far}/results.csv").text)))
     assert {(r["ood"], r["uncertain"]) for r in rows} == {("0.999", "true")}
-    lenient = make_app(ood_above=None).test_client()  # aer8 suggests no ood threshold
+    unset = make_app(ood_above=None).test_client()
+    assert unset.get(f"/api/v1/jobs/{far}").get_json()["domain"]["ood_above"] == 0.99
+    lenient = make_app(ood_above=1.0).test_client()  # no score lies above 1
     assert not any(
         i["uncertain"] for i in lenient.get(f"/api/v1/jobs/{far}/results").get_json()["items"]
     )

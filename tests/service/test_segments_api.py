@@ -144,6 +144,13 @@ def model_threshold(settings, model_name: str) -> float:
     return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else 0.0
 
 
+def model_ood_above(settings, model_name: str) -> float:
+    """The off-domain threshold the service applies when AER_OOD_ABOVE is unset (1: never)."""
+    meta = json.loads((settings.models_dir / f"{model_name}.json").read_text())
+    value = meta.get("suggested_ood_above")
+    return float(value) if isinstance(value, int | float) else 1.0
+
+
 # --- the segments endpoint -----------------------------------------------------------------------
 
 
@@ -342,6 +349,8 @@ def test_uncertain_flag_follows_the_threshold(client, call_job, settings):
     job = call_job["job"]
     default = model_threshold(settings, job["model"]["name"])
     assert call_job["page"]["uncertain_below"] == default
+    ood_above = model_ood_above(settings, job["model"]["name"])
+    off = lambda ood: ood is not None and float(ood) > ood_above  # noqa: E731
     call = call_job["results"]["call.wav"]
     url = call["links"]["segments"]
     confidences = sorted(s["confidence"] for s in all_segments(client, url)[0])
@@ -351,15 +360,23 @@ def test_uncertain_flag_follows_the_threshold(client, call_job, settings):
         page = client.get(f"/api/v1/jobs/{job['id']}/results?{query}").get_json()
         assert page["uncertain_below"] == threshold
         for r in page["items"]:
-            expected = None if r["confidence"] is None else r["confidence"] < threshold
+            expected = None
+            if r["confidence"] is not None:
+                expected = r["confidence"] < threshold or off(r["ood"])
             assert r["uncertain"] is expected
         segments, _ = all_segments(client, f"{url}?limit=3&{query}")  # kept across pages
-        assert [s["uncertain"] for s in segments] == [s["confidence"] < threshold for s in segments]
+        assert [s["uncertain"] for s in segments] == [
+            s["confidence"] < threshold or off(s["ood"]) for s in segments
+        ]
         assert len(segments) == len(confidences)
         _, rows = csv_rows(
             client, f"/api/v1/jobs/{job['id']}/results.csv?granularity=segment&{query}"
         )
-        assert all(r["uncertain"] == str(float(r["confidence"]) < threshold).lower() for r in rows)
+        assert all(
+            r["uncertain"]
+            == str(float(r["confidence"]) < threshold or off(r["ood"] or None)).lower()
+            for r in rows
+        )
     assert not any(c < 0.0 for c in confidences)  # 0: never flagged
     if confidences[0] < confidences[-1]:  # the median splits them
         flags = [s["uncertain"] for s in all_segments(client, f"{url}?uncertain_below={middle}")[0]]
