@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -355,7 +356,9 @@ def test_a_listing_stopped_by_a_full_database_is_retried_by_the_sweep(tmp_path):
         )  # fmt: skip
         # an hour later, with room again: the sweep's next pass sends it
         session.execute(
-            update(Job).where(Job.id == job_id).values(created_at=job.created_at.replace(hour=0))
+            update(Job)
+            .where(Job.id == job_id)
+            .values(created_at=job.created_at - timedelta(hours=1))
         )
     assert _states(settings, job_id) == Counter()
     resent: list[str] = []
