@@ -10,14 +10,14 @@ Also prints the default model's UAR on the same held-out clips (its argmax restr
 source emotions, renamed), and the wall time of ``train_custom`` on ``--timing-clips`` clips
 from an empty feature cache (featurize, split, learning curve, comparison, final refit).
 
-Caveat: the default model (aer8) was trained on all 24 RAVDESS actors' clean clips, so it
+Caveat: the default model (whisper8) was trained on all 24 RAVDESS actors' clips, so it
 knows these speakers and sentences; only the degradation and the label names are new to it.
 So the benchmark also fits a base model of the same recipe on the training actors alone (all
-eight emotions, clean plus ``--base-augment`` copies; aer8 had 36 kinds of copies) and scores
+eight emotions, clean plus ``--base-augment`` copies; the default had more kinds) and scores
 it on the same held-out clips: a default model that never heard the test speakers.
 
     python benchmarks/bench_custom.py --data ../shared/data/ravdess --jobs 2
-    python benchmarks/bench_custom.py --data ../shared/data/ravdess --preset <whisper preset>
+    python benchmarks/bench_custom.py --data ../shared/data/ravdess --preset emo-band-kdv-mlp5-temp
 """
 
 from __future__ import annotations
