@@ -74,7 +74,7 @@ def check_name(name: str, models_dir: str | Path, overwrite: bool = False) -> No
             "starting with a letter or digit (not 'default')"
         )
     if not overwrite and any(p.exists() for p in artifact_paths(Path(models_dir) / name)):
-        raise DatasetError(f"a model named {name!r} exists in {models_dir}: pick another name")
+        raise DatasetError(f"a model named {name!r} exists already: pick another name")
 
 
 def ordered_labels(labels: Iterable[str]) -> tuple[str, ...]:

@@ -24,7 +24,8 @@ FAST = "emo-mlp5"
 
 
 @pytest.fixture(scope="module")
-def storage_bucket(s3_server) -> str:
+def storage_bucket(s3_server, database_url) -> str:
+    """A bucket per database kind (``database_url``): the variants must not share models."""
     import uuid
 
     from api.store.objects import s3_client
