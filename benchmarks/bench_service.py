@@ -171,7 +171,9 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
 
 def in_process(paths: list[str], procs: int, env: dict[str, str], chunk: int) -> dict:
     """Time the worker's analysis of ``paths`` in a pool of ``procs`` warmed-up processes."""
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: this process ran the Whisper encoder (the reference), and CTranslate2
+    # cannot run in a child forked after that (see core.features.whisper.encoder).
+    ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(procs, mp_context=ctx, initializer=_init, initargs=(env,)) as pool:
         pids = set(pool.map(_warm, [paths[0]] * procs))
         children = psutil.Process().children()

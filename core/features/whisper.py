@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -106,6 +107,8 @@ def verify(folder: Path) -> None:
 
 _lock = threading.Lock()
 _loaded: dict[Path, object] = {}
+#: The process that loaded the encoders of ``_loaded`` (a forked child inherits the dict).
+_owner = os.getpid()
 
 
 def encoder(folder: Path | None = None):
@@ -113,10 +116,22 @@ def encoder(folder: Path | None = None):
     verified once per process.
 
     Raises:
-        EncoderUnavailableError: package or ``ctranslate2`` missing, or weights altered.
+        EncoderUnavailableError: package or ``ctranslate2`` missing, weights altered, or the
+            encoder was loaded in a parent of this forked process (it would hang here).
     """
+    global _owner
     folder = model_dir() if folder is None else Path(folder)
     with _lock:
+        if _owner != os.getpid():
+            if _loaded:
+                # CTranslate2's thread pools (OpenMP) do not survive a fork: any encode in
+                # this child, even by a model loaded anew, would wait forever.
+                raise EncoderUnavailableError(
+                    "the Whisper encoder was loaded before this process was forked, and "
+                    "CTranslate2 cannot run in such a child: load it after the fork (as "
+                    "Celery's prefork pool does) or start processes with 'spawn'"
+                )
+            _owner = os.getpid()
         if folder not in _loaded:
             try:
                 import ctranslate2

