@@ -58,8 +58,6 @@ import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -80,6 +78,7 @@ from api.store.jobs import analysis_options  # noqa: E402
 from api.store.settings import load_settings  # noqa: E402
 from core.predict import predict_file  # noqa: E402
 from core.registry import ModelRegistry  # noqa: E402
+from tests.servers import start_moto  # noqa: E402
 from worker.pipeline import analyze  # noqa: E402
 from worker.sources import list_folder  # noqa: E402
 
@@ -202,33 +201,6 @@ def in_process(paths: list[str], procs: int, env: dict[str, str], chunk: int) ->
 
 
 # --- object storage ----------------------------------------------------------------------------
-
-
-def start_moto(folder: Path) -> tuple[subprocess.Popen, str]:
-    """A moto server process (S3's HTTP protocol) on a free port: the process and its URL."""
-    import urllib.request
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = open(folder / "moto.log", "wb")  # noqa: SIM115 - the child holds it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-            return proc, endpoint
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log_text = (folder / "moto.log").read_text()
-                raise SystemExit(f"moto server did not start: {log_text}") from None
-            time.sleep(0.1)
 
 
 def object_store(args: argparse.Namespace, tmp: Path, sets: dict[str, list]) -> dict:

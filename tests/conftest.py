@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from api.store.queue import CHUNK_TASK
 from api.store.states import TERMINAL_JOB_STATES
 from core.samples import demo_folder
+from tests.servers import start_moto
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_CLIPS = demo_folder()
@@ -86,15 +87,6 @@ def redis_server(tmp_path_factory) -> Iterator[str]:
 # --- S3-compatible server -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> Iterator[str]:
     """A real S3-compatible server process (moto in server mode, speaking S3's HTTP protocol);
@@ -103,29 +95,7 @@ def s3_server(tmp_path_factory) -> Iterator[str]:
     For the whole session ``AWS_ENDPOINT_URL_S3``, a region and dummy credentials point boto3
     at it, in this process and in the service subprocesses that inherit the environment.
     """
-    import urllib.request
-
-    folder = tmp_path_factory.mktemp("s3")
-    port = free_port()
-    log = open(folder / "moto.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(
-                    f"moto server did not start: {(folder / 'moto.log').read_text()}"
-                ) from None
-            time.sleep(0.1)
+    proc, endpoint = start_moto(tmp_path_factory.mktemp("s3"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ENDPOINT_URL_S3", endpoint)
         mp.setenv("AWS_ACCESS_KEY_ID", "aer-test")
@@ -134,7 +104,6 @@ def s3_server(tmp_path_factory) -> Iterator[str]:
         yield endpoint
     proc.terminate()
     proc.wait(10)
-    log.close()
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from api.store.settings import Settings, load_settings
 from api.store.tables import File, Worker
 from tests.auth import create_key
 from tests.conftest import FIXTURE_CLIPS, REPO
+from tests.servers import free_port
 
 CLIPS = sorted(FIXTURE_CLIPS.glob("*.flac"))
 #: Timings that make recovery quick (the first test keeps the defaults).
@@ -173,12 +174,6 @@ def _redis_process(socket_path: Path) -> psutil.Process:
     return proc
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(tmp_path: Path, port: int, log_name: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AER_")}
     env |= _env(tmp_path, **FAST) | {"PYTHONPATH": str(REPO)}
@@ -204,7 +199,7 @@ def test_aer_serve_killed_and_restarted_on_the_same_data_dir(tmp_path):
     the same data directory starts, and the unfinished job finishes, each file done once."""
     settings = load_settings(_env(tmp_path, **FAST))
     folder = _folder(tmp_path, copies=3)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     first = _serve(tmp_path, port, "serve-1.log")
     second = None

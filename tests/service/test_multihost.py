@@ -42,10 +42,10 @@ from tests.conftest import (
     WorkerProcess,
     chunk_tasks_done,
     flush_redis,
-    free_port,
     fresh_database,
     worker_process,
 )
+from tests.servers import free_port
 
 CLIPS = sorted(FIXTURE_CLIPS.glob("*.flac"))
 #: Suffixes of what must never land in a data folder: audio, archives, fetched temp files.
