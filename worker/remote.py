@@ -7,33 +7,16 @@ fetched here: each file is fetched when a chunk analyses it, and fails alone if 
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from api.store.objects import AddressError, S3Address, check_bucket, parse_s3, s3_client
 from api.store.settings import Settings
-from api.store.uploads import is_audio_name
-from worker.sources import SourceError
+from worker.sources import SourceError, is_listed, skipped
 
 #: Keys asked for per listing request (S3 answers at most 1000).
 PAGE_SIZE = 1000
-
-
-def hidden(name: str) -> bool:
-    """Whether a file or folder name is hidden (``.name``, or macOS's ``__MACOSX``)."""
-    return name.startswith(".") or name == "__MACOSX"
-
-
-def wanted(name: str, pattern: str | None) -> bool:
-    """Whether a file called ``name`` belongs to the job: it matches ``pattern`` (any case),
-    or looks like audio when there is none; hidden names never do."""
-    if hidden(name):
-        return False
-    if pattern:
-        return fnmatch.fnmatch(name.lower(), pattern.lower())
-    return is_audio_name(name)
 
 
 def list_prefix(
@@ -97,7 +80,7 @@ def _audio_objects(
         parts = rel.split("/")
         if not rel or rel.endswith("/") or (len(parts) > 1 and not recursive):
             continue  # a "folder" marker, or deeper than asked
-        if not any(hidden(part) for part in parts[:-1]) and wanted(parts[-1], pattern):
+        if not any(skipped(part) for part in parts) and is_listed(parts[-1], pattern):
             batch.append((rel, f"s3://{address.bucket}/{key}"))
     return batch
 
