@@ -25,19 +25,29 @@ from joblib import Parallel, delayed
 
 from core.calibration import expected_calibration_error
 from core.datasets import read_dataset
-from core.evaluation import _aligned, score, splits, training_rows
+from core.evaluation import (
+    _aligned,
+    aligned_durations,
+    score,
+    splits,
+    training_durations,
+    training_rows,
+)
 from core.ood import OOD_ABOVE, DistanceScorer, is_uncertain
-from core.training import featurize, fit_pipeline, resolve_feature_set
+from core.routing import clf_predict_params
+from core.training import featurize, fit_pipeline, needs_durations, resolve_feature_set
 
 
 def _fold(k, train, test, table, extra, tests, preset):
     X, y, groups, sources = training_rows(table, extra, train)
-    pipeline, _ = fit_pipeline(preset, X, y, groups=groups, sources=sources)
+    durations = training_durations(table, extra, train)
+    pipeline, _ = fit_pipeline(preset, X, y, groups=groups, sources=sources, durations=durations)
     scorer = DistanceScorer().fit(X, y)
     out = {}
-    for cond, (rows, has_row) in tests.items():
+    for cond, (rows, has_row, seconds) in tests.items():
         idx = test[has_row[test]]
-        out[cond] = (idx, pipeline.predict_proba(rows[idx]), scorer.score(rows[idx]))
+        params = clf_predict_params(pipeline, None if seconds is None else seconds[idx])
+        out[cond] = (idx, pipeline.predict_proba(rows[idx], **params), scorer.score(rows[idx]))
     return out, list(pipeline.classes_)
 
 
@@ -59,13 +69,16 @@ def main() -> None:
     conditions = [s for s in args.test.split(",") if s]
     ds = read_dataset(args.data)
     fs = resolve_feature_set(args.preset, args.features)
-    kw = {"cache_dir": args.cache_dir, "n_jobs": args.jobs, "progress": False}
+    timed = needs_durations(args.preset)
+    kw = {"cache_dir": args.cache_dir, "n_jobs": args.jobs, "progress": False, "durations": timed}
     table = featurize(ds, fs, **kw)
-    extra = [_aligned(table, featurize(ds, fs, transform=s, **kw)) for s in augment]
-    tests = {"clean": (table.X, np.ones(len(table.X), bool))}
+    copies = [featurize(ds, fs, transform=s, **kw) for s in augment]
+    extra = [(*_aligned(table, c), aligned_durations(table, c)) for c in copies]
+    tests = {"clean": (table.X, np.ones(len(table.X), bool), table.durations)}
     for spec in conditions:
-        rows, has_row, _ = _aligned(table, featurize(ds, fs, transform=spec, **kw))
-        tests[spec] = (rows, has_row)
+        other = featurize(ds, fs, transform=spec, **kw)
+        rows, has_row, _ = _aligned(table, other)
+        tests[spec] = (rows, has_row, aligned_durations(table, other))
     plan = list(splits(table, "speaker", fold_seed=args.fold_seed))
     results = Parallel(n_jobs=args.jobs)(
         delayed(_fold)(k, tr, te, table, extra, tests, args.preset)

@@ -197,7 +197,8 @@ def _classify(model: EmotionModel, rows) -> list[SegmentPrediction]:
     if not rows:
         return []
     X = np.stack([x for _, _, x in rows])
-    proba = model.predict_proba(X)
+    # the seconds of audio each row came from: a short segment gets a softer answer
+    proba = model.predict_proba(X, durations=[seg.end_s - seg.start_s for _, seg, _ in rows])
     ood = model.ood_score(X)
     out = []
     for i, ((ch, seg, _), p) in enumerate(zip(rows, proba, strict=True)):

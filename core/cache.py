@@ -37,6 +37,8 @@ class Extraction:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     n_computed: int = 0
     n_cached: int = 0
+    #: seconds of (degraded) audio behind each row of X, when asked for (``durations=True``)
+    durations: np.ndarray | None = None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -81,9 +83,15 @@ def degradation_seed(digest: str, spec: str | None) -> int:
 
 
 def _extract_one(
-    path: str, fs_name: str, fs_version: int, transform: str | Transform | None, seed: int
-) -> tuple[np.ndarray | None, str | None]:
-    """Worker: load, optionally degrade, extract. Returns (features, None) or (None, reason)."""
+    path: str,
+    fs_name: str,
+    fs_version: int,
+    transform: str | Transform | None,
+    seed: int,
+    features: bool = True,
+) -> tuple[np.ndarray | None, float, str | None]:
+    """Worker: load, optionally degrade, extract. Returns (features, seconds of the signal
+    extracted from, None) or (None, 0.0, reason); ``features=False``: (None, seconds, None)."""
     fs = get_feature_set(fs_name, fs_version)
     try:
         y = load(path, sr=fs.sample_rate, mono=True, min_duration_s=fs.min_duration_s)
@@ -92,11 +100,14 @@ def _extract_one(
                 transform = parse_degradation(transform)
             y = np.asarray(transform(y, fs.sample_rate, np.random.default_rng(seed)), np.float32)
         check_signal(y, fs.sample_rate, min_duration_s=fs.min_duration_s)
-        return np.asarray(fs.extract(y, fs.sample_rate), dtype=np.float32), None
+        seconds = y.size / fs.sample_rate
+        if not features:
+            return None, seconds, None
+        return np.asarray(fs.extract(y, fs.sample_rate), dtype=np.float32), seconds, None
     except AERError as exc:
-        return None, f"{exc.code}: {exc}"
+        return None, 0.0, f"{exc.code}: {exc}"
     except Exception as exc:  # noqa: BLE001 - one odd file must not stop a bulk run
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, 0.0, f"{type(exc).__name__}: {exc}"
 
 
 def _save_atomic(target: Path, row: np.ndarray) -> None:
@@ -105,6 +116,22 @@ def _save_atomic(target: Path, row: np.ndarray) -> None:
     with os.fdopen(fd, "wb") as fh:
         np.save(fh, row)
     os.replace(tmp, target)
+
+
+def _save_seconds(target: Path, seconds: float) -> None:
+    """Write the duration sidecar ``<sha>.seconds`` of a cached row (text, atomically)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(repr(float(seconds)))
+    os.replace(tmp, target)
+
+
+def _load_seconds(target: Path) -> float | None:
+    try:
+        value = float(target.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None
 
 
 def _load_cached(target: Path, dim: int) -> np.ndarray | None:
@@ -124,6 +151,7 @@ def extract_features(
     progress: bool = True,
     transform: str | Transform | None = None,
     transform_id: str | None = None,
+    durations: bool = False,
 ) -> Extraction:
     """Extract ``feature_set`` from each file, reading and filling the cache.
 
@@ -138,6 +166,9 @@ def extract_features(
             ``(y, sr, rng) -> y`` (then ``transform_id`` names it for the cache key; it must
             be picklable when ``n_jobs`` > 1). ``rng`` is seeded by :func:`degradation_seed`, so
             degraded features are reproducible and cacheable.
+        durations: also return the seconds of (degraded) audio behind each row
+            (``Extraction.durations``); cached as ``<sha>.seconds`` next to the row, and
+            recomputed (decode and degrade, no features) for rows cached without it.
 
     Returns:
         An :class:`Extraction`; files that fail (bad audio) are listed in ``failed``.
@@ -151,8 +182,9 @@ def extract_features(
         if spec is not None and not (folder / "spec.txt").exists():
             (folder / "spec.txt").write_text(spec + "\n")
     rows: list[np.ndarray | None] = [None] * len(paths)
+    seconds = np.zeros(len(paths))
     reasons: dict[int, str] = {}
-    todo: list[tuple[int, str]] = []  # (index, digest)
+    todo: list[tuple[int, str, bool]] = []  # (index, digest, features needed)
     n_cached = 0
     for i, path in enumerate(paths):
         try:
@@ -160,35 +192,47 @@ def extract_features(
         except OSError as exc:
             reasons[i] = f"unreadable: {exc.strerror or exc}"
             continue
-        cached = (
-            _load_cached(folder / digest[:2] / f"{digest}.npy", feature_set.dim) if folder else None
-        )
+        stem = folder / digest[:2] / digest if folder else None
+        cached = _load_cached(stem.with_suffix(".npy"), feature_set.dim) if stem else None
         if cached is not None:
             rows[i] = cached
             n_cached += 1
+            if durations:
+                known = _load_seconds(stem.with_suffix(".seconds"))
+                if known is None:
+                    todo.append((i, digest, False))
+                else:
+                    seconds[i] = known
         else:
-            todo.append((i, digest))
+            todo.append((i, digest, True))
 
-    def finish(i: int, digest: str, row: np.ndarray | None, reason: str | None) -> None:
-        if row is None:
+    def finish(i: int, digest: str, row: np.ndarray | None, secs: float, reason: str | None):
+        if reason is not None or (row is None and rows[i] is None):
+            rows[i] = None
             reasons[i] = reason or "extraction failed"
             return
-        rows[i] = row
+        seconds[i] = secs
+        if row is not None:
+            rows[i] = row
         if folder is not None:
-            _save_atomic(folder / digest[:2] / f"{digest}.npy", row)
+            if row is not None:
+                _save_atomic(folder / digest[:2] / f"{digest}.npy", row)
+            _save_seconds(folder / digest[:2] / f"{digest}.seconds", secs)
 
-    args = [(str(paths[i]), feature_set.name, feature_set.version, applied) for i, _ in todo]
+    fs_id = (feature_set.name, feature_set.version)
+    args = [(str(paths[i]), *fs_id, applied, degradation_seed(d, spec), f) for i, d, f in todo]
+    n_features = sum(f for _, _, f in todo)
     bar = tqdm(total=len(todo), desc=f"features {feature_set.id}", disable=not progress or not todo)
     workers = (os.cpu_count() or 1) if not n_jobs or n_jobs <= 0 else n_jobs
     if workers == 1 or len(todo) <= 1:
-        for (i, digest), a in zip(todo, args, strict=True):
-            finish(i, digest, *_extract_one(*a, degradation_seed(digest, spec)))
+        for (i, digest, _), a in zip(todo, args, strict=True):
+            finish(i, digest, *_extract_one(*a))
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
             futures = {
-                pool.submit(_extract_one, *a, degradation_seed(digest, spec)): (i, digest)
-                for (i, digest), a in zip(todo, args, strict=True)
+                pool.submit(_extract_one, *a): (i, digest)
+                for (i, digest, _), a in zip(todo, args, strict=True)
             }
             for future in as_completed(futures):
                 finish(*futures[future], *future.result())
@@ -197,4 +241,12 @@ def extract_features(
     ok = np.array([r is not None for r in rows], dtype=bool)
     X = np.stack([r for r in rows if r is not None]) if ok.any() else np.empty((0, feature_set.dim))
     failed = [(str(paths[i]), reasons[i]) for i in sorted(reasons)]
-    return Extraction(paths, X.astype(np.float32), ok, failed, len(todo), n_cached)
+    return Extraction(
+        paths,
+        X.astype(np.float32),
+        ok,
+        failed,
+        n_features,
+        n_cached,
+        durations=seconds[ok] if durations else None,
+    )

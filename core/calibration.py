@@ -11,6 +11,9 @@ folds grouped by speaker when ``groups`` are given:
 * :class:`TemperatureScaledClassifier`: ``softmax(log(p) / T)``, one parameter; the argmax
   (hence accuracy) never changes.
 * :class:`SigmoidCalibratedClassifier`: one Platt sigmoid per class, then renormalised.
+* :class:`DurationTemperatureClassifier`: ``softmax(log(p) / T(d))`` with a temperature that
+  grows for short audio, ``T(d) = T0 * (1 + a / d)`` (``d``: seconds of audio the row came from,
+  clamped to the durations seen in fitting); the argmax never changes.
 """
 
 from __future__ import annotations
@@ -353,6 +356,136 @@ class SigmoidCalibratedClassifier(_OutOfFoldCalibrated):
     def _map(self, proba: np.ndarray) -> np.ndarray:
         q = expit(np.asarray(proba, dtype=np.float64) * self.slopes_ + self.intercepts_)
         return q / q.sum(axis=1, keepdims=True)
+
+
+# --- duration-dependent temperature ----------------------------------------------------------
+
+
+def duration_temperatures(durations, t0: float, a: float, lo: float, hi: float) -> np.ndarray:
+    """``T0 * (1 + a / d)`` per row [shape=(n,)], ``d`` = ``durations`` clamped to [lo, hi]."""
+    d = np.clip(np.asarray(durations, dtype=np.float64).reshape(-1), lo, hi)
+    return t0 * (1.0 + a / d)
+
+
+def _nll_rows(logits: np.ndarray, y: np.ndarray, temperatures: np.ndarray) -> float:
+    z = logits / temperatures[:, None]
+    return float(np.mean(logsumexp(z, axis=1) - z[np.arange(len(y)), y]))
+
+
+class DurationTemperatureScaler(BaseEstimator):
+    """Learns ``T(d) = T0 * (1 + a / d)`` (a >= 0) by negative log-likelihood.
+
+    Short inputs carry less evidence than a model's probabilities claim: ``a`` lets the
+    temperature grow as the duration ``d`` (seconds) shrinks. Durations are clamped to
+    [shortest fitted, ``upper_quantile`` of the fitted durations]: the map never extrapolates,
+    and (default: the median) longer audio is never read more sharply than a typical fitted
+    row, since more seconds of a whole clip are more silence, not more speech.
+
+    Args:
+        bounds: range of ``T0``. max_a: largest ``a``. upper_quantile: the clamp's top, 0-1.
+
+    Attributes:
+        t0_, a_: the learned parameters (floats). min_duration_, max_duration_: the clamp.
+        default_duration_: median duration of the fitted rows (used when none is given).
+    """
+
+    def __init__(
+        self, *, bounds=TEMPERATURE_BOUNDS, max_a: float = 50.0, upper_quantile: float = 0.5
+    ) -> None:
+        self.bounds = bounds
+        self.max_a = max_a
+        self.upper_quantile = upper_quantile
+
+    def fit(self, X, y, durations) -> DurationTemperatureScaler:
+        """Fit on probabilities X (n, k), column indices y (n,) and durations (n,) in seconds."""
+        logits = np.log(np.clip(np.asarray(X, dtype=np.float64), EPS, 1.0))
+        y = np.asarray(y, dtype=int)
+        d = np.asarray(durations, dtype=np.float64).reshape(-1)
+        if d.shape != y.shape or not np.all(np.isfinite(d)) or np.any(d <= 0):
+            raise ValueError("durations must be positive seconds, one per row")
+        lo, hi = float(d.min()), float(np.quantile(d, self.upper_quantile))
+        t_start = TemperatureScaler(bounds=self.bounds).fit(X, y).temperature_
+        log_bounds = (np.log(self.bounds[0]), np.log(self.bounds[1]))
+        result = minimize(
+            lambda w: _nll_rows(logits, y, duration_temperatures(d, np.exp(w[0]), w[1], lo, hi)),
+            np.array([np.log(t_start), 0.0]),
+            bounds=[log_bounds, (0.0, self.max_a)],
+            method="L-BFGS-B",
+        )
+        self.t0_, self.a_ = float(np.exp(result.x[0])), float(result.x[1])
+        self.min_duration_, self.max_duration_ = lo, hi
+        self.default_duration_ = float(np.median(d))
+        self.nll_before_ = _nll_rows(logits, y, np.full(len(y), t_start))
+        self.nll_after_ = float(result.fun)
+        return self
+
+    def temperatures(self, durations) -> np.ndarray:
+        """The temperature of each duration [shape=(n,)]."""
+        check_is_fitted(self, "t0_")
+        return duration_temperatures(
+            durations, self.t0_, self.a_, self.min_duration_, self.max_duration_
+        )
+
+    def transform(self, X, durations=None) -> np.ndarray:
+        """Calibrated probabilities (n, k) of probabilities X (n, k); durations (n,) seconds,
+        None = :attr:`default_duration_` for every row."""
+        X = np.asarray(X, dtype=np.float64)
+        if durations is None:
+            durations = np.full(len(X), self.default_duration_)
+        t = self.temperatures(durations)
+        if t.shape != (len(X),):
+            raise ValueError(f"{t.size} durations for {len(X)} rows")
+        return softmax(np.log(np.clip(X, EPS, 1.0)) / t[:, None], axis=1)
+
+
+class DurationTemperatureClassifier(_OutOfFoldCalibrated):
+    """A classifier whose temperature grows for short audio; predictions are unchanged.
+
+    As :class:`TemperatureScaledClassifier`, but the map is a
+    :class:`DurationTemperatureScaler` fitted on the inner out-of-fold probabilities together
+    with each row's duration (seconds of the audio its features came from: whole clips and
+    segment-like crops alike). ``predict_proba(X, durations=...)`` applies the temperature of
+    each row's duration; without durations every row counts as the median fitted duration
+    (a whole clip for clip-sized training data). In a pipeline, pass
+    ``clf__groups=speakers, clf__durations=seconds`` to ``fit`` and ``durations=seconds`` to
+    ``predict_proba``.
+
+    Args:
+        estimator: classifier with ``predict_proba``.
+        cv: number of inner folds (GroupKFold with groups, else StratifiedKFold), or a splitter.
+
+    Attributes:
+        estimator_, classes_; scaler_: the fitted :class:`DurationTemperatureScaler`.
+    """
+
+    def __init__(self, estimator, *, cv=4) -> None:
+        self.estimator = estimator
+        self.cv = cv
+
+    def fit(self, X, y, groups=None, durations=None, **fit_params):
+        """Fit on X (n, d), y (n,), speakers ``groups`` (n,) and ``durations`` (n,) seconds."""
+        if durations is None:
+            raise ValueError("DurationTemperatureClassifier needs the durations of the rows")
+        self._durations = np.asarray(durations, dtype=np.float64)
+        try:
+            return super().fit(X, y, groups=groups, **fit_params)
+        finally:
+            del self._durations
+
+    def _fit_map(self, oof, y_idx) -> None:
+        self.scaler_ = DurationTemperatureScaler().fit(oof, y_idx, self._durations)
+
+    def _map(self, proba: np.ndarray, durations=None) -> np.ndarray:
+        return self.scaler_.transform(proba, durations)
+
+    def predict_proba(self, X, durations=None) -> np.ndarray:
+        """Calibrated probabilities (n, n_classes); ``durations`` (n,) seconds or None."""
+        check_is_fitted(self, "estimator_")
+        return self._map(self.estimator_.predict_proba(X), durations)
+
+    def predict(self, X, durations=None) -> np.ndarray:
+        """Most probable class per row (the duration does not change it)."""
+        return self.classes_[np.argmax(self.predict_proba(X, durations), axis=1)]
 
 
 # --- abstention ------------------------------------------------------------------------------

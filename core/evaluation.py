@@ -23,7 +23,15 @@ from core.datasets import Dataset
 from core.errors import DatasetError
 from core.features import FeatureSet
 from core.presets import RANDOM_STATE
-from core.training import FeatureTable, featurize, fit_pipeline, loss_curves, resolve_feature_set
+from core.routing import clf_predict_params
+from core.training import (
+    FeatureTable,
+    featurize,
+    fit_pipeline,
+    loss_curves,
+    needs_durations,
+    resolve_feature_set,
+)
 
 PROTOCOLS = ("speaker", "random")
 #: Confidence thresholds of the accuracy-versus-coverage table.
@@ -279,21 +287,26 @@ def evaluate(
     fs = resolve_feature_set(preset, feature_set)
     if classes:
         dataset = dataset.restrict(classes)
-    kw = {"cache_dir": cache_dir, "n_jobs": n_jobs, "progress": progress}
+    timed = needs_durations(preset)
+    kw = {"cache_dir": cache_dir, "n_jobs": n_jobs, "progress": progress, "durations": timed}
     table = featurize(dataset, fs, **kw)
     failed = list(table.failed)
-    test_rows = table.X
+    test_rows, test_seconds = table.X, table.durations
     if degrade:
-        test_rows, keep, lost = _aligned(table, featurize(dataset, fs, transform=degrade, **kw))
+        degraded = featurize(dataset, fs, transform=degrade, **kw)
+        test_rows, keep, lost = _aligned(table, degraded)
+        test_seconds = aligned_durations(table, degraded)
         table, test_rows = _take(table, keep), test_rows[keep]
+        test_seconds = None if test_seconds is None else test_seconds[keep]
         failed += lost
-    extra = [_aligned(table, featurize(dataset, fs, transform=spec, **kw)) for spec in augment]
-    others = {
-        spec: _aligned(table, featurize(dataset, fs, transform=spec, **kw)) for spec in also_test
-    }
+    copies = [featurize(dataset, fs, transform=spec, **kw) for spec in augment]
+    extra = [(*_aligned(table, c), aligned_durations(table, c)) for c in copies]
+    tests = {None: (test_rows, np.ones(len(test_rows), dtype=bool), test_seconds)}
+    for spec in also_test:
+        other = featurize(dataset, fs, transform=spec, **kw)
+        rows, has_row, _ = _aligned(table, other)
+        tests[spec] = (rows, has_row, aligned_durations(table, other))
     labels = tuple(c for c in dataset.classes if c in set(table.labels))
-    tests = {None: (test_rows, np.ones(len(test_rows), dtype=bool))}
-    tests.update({spec: (rows, has_row) for spec, (rows, has_row, _) in others.items()})
     plan = list(
         splits(
             table,
@@ -339,7 +352,7 @@ def training_rows(table: FeatureTable, extra: list, train: np.ndarray):
     sources = np.arange(len(train))
     position = np.full(len(table.labels), -1)
     position[train] = sources
-    for rows, has_row, _ in extra:
+    for rows, has_row, *_ in extra:
         idx = train[has_row[train]]
         X = np.vstack([X, rows[idx]])
         y = np.concatenate([y, table.labels[idx]])
@@ -348,11 +361,35 @@ def training_rows(table: FeatureTable, extra: list, train: np.ndarray):
     return X, y, groups, sources
 
 
+def training_durations(table: FeatureTable, extra: list, train: np.ndarray):
+    """Seconds of audio behind each row of :func:`training_rows` (same order), or None when
+    the tables carry no durations; ``extra`` items are ``(rows, has_row, failed, seconds)``."""
+    if table.durations is None or any(len(e) < 4 or e[3] is None for e in extra):
+        return None
+    parts = [table.durations[train]]
+    parts += [seconds[train[has_row[train]]] for _, has_row, _, seconds in extra]
+    return np.concatenate(parts)
+
+
+def aligned_durations(base: FeatureTable, other: FeatureTable) -> np.ndarray | None:
+    """Durations of ``other`` in ``base`` order (0 where it has no row), or None."""
+    if other.durations is None:
+        return None
+    where = {p: i for i, p in enumerate(other.paths)}
+    return np.array([other.durations[where[p]] if p in where else 0.0 for p in base.paths])
+
+
 def _run_fold(k, train, test, table, extra, tests, labels, preset, random_state) -> dict:
     """Fit one fold (with augmented copies of its training rows) and score every test audio."""
     X_train, y_train, g_train, sources = training_rows(table, extra, train)
     pipeline, _ = fit_pipeline(
-        preset, X_train, y_train, groups=g_train, sources=sources, random_state=random_state
+        preset,
+        X_train,
+        y_train,
+        groups=g_train,
+        sources=sources,
+        durations=training_durations(table, extra, train),
+        random_state=random_state,
     )
     clf = pipeline.named_steps["clf"]
     # a fold may lack a class (tiny data sets): its column stays 0
@@ -364,9 +401,10 @@ def _run_fold(k, train, test, table, extra, tests, labels, preset, random_state)
         return full
 
     out = {}
-    for cond, (rows, has_row) in tests.items():
+    for cond, (rows, has_row, seconds) in tests.items():
         idx = test[has_row[test]]
-        proba = in_label_order(pipeline.predict_proba(rows[idx]))
+        params = clf_predict_params(pipeline, None if seconds is None else seconds[idx])
+        proba = in_label_order(pipeline.predict_proba(rows[idx], **params))
         raw = None
         if hasattr(clf, "estimator_"):  # a calibration wrapper: keep what it started from
             raw = in_label_order(clf.estimator_.predict_proba(pipeline[:-1].transform(rows[idx])))
@@ -407,4 +445,5 @@ def _take(table: FeatureTable, keep: np.ndarray) -> FeatureTable:
         speakers=table.speakers[keep],
         paths=[p for p, k in zip(table.paths, keep, strict=True) if k],
         failed=table.failed,
+        durations=None if table.durations is None else table.durations[keep],
     )

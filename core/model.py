@@ -10,6 +10,7 @@ import soxr
 from core.audio import check_signal
 from core.features import FeatureSet
 from core.ood import DistanceScorer
+from core.routing import clf_predict_params
 
 
 class EmotionModel:
@@ -52,16 +53,22 @@ class EmotionModel:
     def __repr__(self) -> str:
         return f"EmotionModel({self.name}@{self.version}, {self.feature_set.id}, {self.labels})"
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(
+        self, X: np.ndarray, durations: np.ndarray | list[float] | None = None
+    ) -> np.ndarray:
         """Class probabilities, shape (n, n_classes), columns in ``labels`` order.
 
         Args:
             X: feature rows, shape (n, feature_set.dim) (a single row of shape (dim,) is allowed).
+            durations: seconds of audio each row was extracted from (n,), or None. Models with
+                duration-dependent calibration soften short inputs; others ignore it. None
+                reads every row as a typical training clip.
         """
         X = np.atleast_2d(np.asarray(X, dtype=np.float32))
         if X.shape[1] != self.feature_set.dim:
             raise ValueError(f"expected {self.feature_set.dim} features per row, got {X.shape[1]}")
-        return self.pipeline.predict_proba(X)[:, self._columns]
+        params = clf_predict_params(self.pipeline, durations)
+        return self.pipeline.predict_proba(X, **params)[:, self._columns]
 
     def ood_score(self, X: np.ndarray) -> np.ndarray | None:
         """How far each row lies from the training rows, 0..1 [shape=(n,)] (see ``core.ood``);
@@ -105,7 +112,7 @@ class EmotionModel:
             y = soxr.resample(y, sr, target).astype(np.float32)
         check_signal(y, target, min_duration_s=self.feature_set.min_duration_s)
         row = self.feature_set(y, target)
-        proba = self.predict_proba(row)[0]
+        proba = self.predict_proba(row, durations=[y.size / target])[0]
         best = int(proba.argmax())
         probs = {label: float(p) for label, p in zip(self.labels, proba, strict=True)}
         ood = self.ood_score(row)

@@ -19,7 +19,11 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from core.calibration import SigmoidCalibratedClassifier, TemperatureScaledClassifier
+from core.calibration import (
+    DurationTemperatureClassifier,
+    SigmoidCalibratedClassifier,
+    TemperatureScaledClassifier,
+)
 from core.distillation import SoftTargetClassifier
 from core.routing import BandwidthRouter
 
@@ -106,6 +110,12 @@ def _lr_temp(random_state: int) -> Pipeline:
     return _scaled(TemperatureScaledClassifier(lr, cv=4))
 
 
+def _lr_dtemp(random_state: int) -> Pipeline:
+    # as _lr_temp, with a temperature that grows for short audio (fit and predict take durations)
+    lr = LogisticRegression(C=0.05, max_iter=2000, random_state=random_state)
+    return _scaled(DurationTemperatureClassifier(lr, cv=4))
+
+
 _KD_TYPES = (
     "core.calibration.TemperatureScaledClassifier",
     "core.distillation.SoftTargetClassifier",
@@ -186,6 +196,18 @@ _ALL = (
         "speaker-grouped inner out-of-fold probabilities (4 folds), for whisper-emo",
         _lr_temp,
         trusted_types=("core.calibration.TemperatureScaledClassifier",),
+        feature_set="whisper-emo",
+    ),
+    Preset(
+        "whisper-lr-dtemp",
+        "whisper-lr-temp with a temperature that grows for short audio, T(d) = T0 * (1 + a / d) "
+        "(d: seconds of audio), fitted on the same inner out-of-fold probabilities with each "
+        "row's duration (core.calibration.DurationTemperatureClassifier)",
+        _lr_dtemp,
+        trusted_types=(
+            "core.calibration.DurationTemperatureClassifier",
+            "core.calibration.DurationTemperatureScaler",
+        ),
         feature_set="whisper-emo",
     ),
 )

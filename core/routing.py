@@ -33,6 +33,17 @@ def clf_fit_params(pipeline, **params) -> dict:
     return {f"clf__{k}": v for k, v in params.items() if v is not None and k in accepted}
 
 
+def clf_predict_params(pipeline, durations: np.ndarray | list[float] | None = None) -> dict:
+    """``predict_proba`` keywords for a pipeline: ``durations`` (seconds per row) when it is
+    given and the ``clf`` step's ``predict_proba`` takes it (duration-dependent calibration),
+    else none."""
+    clf = getattr(pipeline, "named_steps", {}).get("clf")
+    if durations is None or clf is None:
+        return {}
+    accepted = inspect.signature(clf.predict_proba).parameters
+    return {"durations": np.asarray(durations, dtype=np.float64)} if "durations" in accepted else {}
+
+
 class BandwidthRouter(ClassifierMixin, BaseEstimator):
     """Send ``emo`` rows of narrowband (telephone) audio to ``narrow``, the others to ``wide``.
 

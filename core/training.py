@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class FeatureTable:
     speakers: np.ndarray  # shape (n,), object (str or None)
     paths: list[Path]
     failed: list[tuple[str, str]] = field(default_factory=list)
+    durations: np.ndarray | None = None  # shape (n,), seconds of audio per row, when asked for
 
 
 def featurize(
@@ -41,8 +43,11 @@ def featurize(
     n_jobs: int | None = None,
     progress: bool = True,
     transform: str | None = None,
+    durations: bool = False,
 ) -> FeatureTable:
-    """Extract features for every sample; failed files are dropped and listed in ``failed``."""
+    """Extract features for every sample; failed files are dropped and listed in ``failed``.
+
+    ``durations``: also fill ``FeatureTable.durations`` (seconds of the degraded audio)."""
     ex = extract_features(
         dataset.paths,
         feature_set,
@@ -50,6 +55,7 @@ def featurize(
         n_jobs=n_jobs,
         progress=progress,
         transform=transform,
+        durations=durations,
     )
     keep = [s for s, ok in zip(dataset.samples, ex.ok, strict=True) if ok]
     return FeatureTable(
@@ -58,6 +64,7 @@ def featurize(
         speakers=np.array([s.speaker for s in keep], dtype=object),
         paths=[s.path for s in keep],
         failed=ex.failed,
+        durations=ex.durations,
     )
 
 
@@ -75,6 +82,7 @@ def fit_pipeline(
     *,
     groups=None,
     sources=None,
+    durations=None,
     random_state: int = RANDOM_STATE,
 ):
     """Fit a fresh ``preset`` pipeline; returns (pipeline, info) with convergence facts.
@@ -86,9 +94,14 @@ def fit_pipeline(
         sources: index of the row of the clean recording each row was made from (n,; its own
             index for clean rows, -1 if unknown: see :func:`source_rows`); passed when the
             ``clf`` step's ``fit`` takes ``sources`` (distilling presets).
+        durations: seconds of audio behind each row (n,); passed when the ``clf`` step's
+            ``fit`` takes ``durations`` (duration-dependent calibration: see
+            :func:`needs_durations`).
     """
     pipeline = build_pipeline(preset, random_state)
-    fit_params = clf_fit_params(pipeline, groups=_speakers_or_none(groups), sources=sources)
+    fit_params = clf_fit_params(
+        pipeline, groups=_speakers_or_none(groups), sources=sources, durations=durations
+    )
     # One BLAS thread: these matrices are small, and threads made MLP fits ~8x slower here.
     with (
         threadpool_limits(limits=1, user_api="blas"),
@@ -111,6 +124,12 @@ def fit_pipeline(
     if losses:
         info["final_loss"] = round(float(np.mean(losses)), 6)
     return pipeline, info
+
+
+def needs_durations(preset: str) -> bool:
+    """Whether ``preset``'s ``clf`` step fits on (and predicts with) each row's duration."""
+    clf = build_pipeline(preset).named_steps["clf"]
+    return "durations" in inspect.signature(clf.fit).parameters
 
 
 def source_rows(paths: list, n_clean: int) -> np.ndarray:
@@ -194,21 +213,30 @@ def train_model(
     fs = resolve_feature_set(preset, feature_set)
     if classes:
         dataset = dataset.restrict(classes)
-    table = featurize(dataset, fs, cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
+    timed = needs_durations(preset)
+    kw = {"cache_dir": cache_dir, "n_jobs": n_jobs, "progress": progress, "durations": timed}
+    table = featurize(dataset, fs, **kw)
     labels = tuple(c for c in dataset.classes if c in set(table.labels))
     if len(labels) < 2:
         raise DatasetError(f"need at least two classes with readable files, got {labels}")
     X, y, groups, paths = table.X, table.labels, table.speakers, list(table.paths)
+    durations = table.durations
     for spec in augment:
-        extra = featurize(
-            dataset, fs, cache_dir=cache_dir, n_jobs=n_jobs, progress=progress, transform=spec
-        )
+        extra = featurize(dataset, fs, transform=spec, **kw)
         X, y = np.vstack([X, extra.X]), np.concatenate([y, extra.labels])
         groups = np.concatenate([groups, extra.speakers])
         paths += extra.paths
+        if timed:
+            durations = np.concatenate([durations, extra.durations])
     sources = source_rows(paths, len(table.paths))
     pipeline, fit_info = fit_pipeline(
-        preset, X, y, groups=groups, sources=sources, random_state=random_state
+        preset,
+        X,
+        y,
+        groups=groups,
+        sources=sources,
+        durations=durations,
+        random_state=random_state,
     )
     slim(pipeline)
     ood = DistanceScorer().fit(X, y)  # every training row, augmented copies included
@@ -238,6 +266,16 @@ def train_model(
         },
         "suggested_ood_above": OOD_ABOVE,
     }
+    scaler = getattr(pipeline.named_steps.get("clf"), "scaler_", None)
+    if scaler is not None:  # duration-dependent temperature: T(d) = t0 * (1 + a / d)
+        metadata["calibration"] = {
+            "temperature": "t0 * (1 + a / d), d: seconds of audio clamped to [d_min, d_max]",
+            "t0": round(scaler.t0_, 6),
+            "a": round(scaler.a_, 6),
+            "d_min": round(scaler.min_duration_, 4),
+            "d_max": round(scaler.max_duration_, 4),
+            "d_default": round(scaler.default_duration_, 4),
+        }
     return EmotionModel(
         ood=ood,
         pipeline=pipeline,
