@@ -123,9 +123,13 @@ def browser(tmp_path_factory, base_url, settings):
 
 
 def wait(driver, condition, timeout: float = WAIT_S, what: str = "the page"):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(
+    # The pages re-render parts of themselves while they poll: an element found just before a
+    # re-render is stale by the time it is read, so the condition is simply tried again.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=ignored).until(
         condition, message=f"waited {timeout:.0f} s for {what}"
     )
 
