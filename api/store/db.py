@@ -116,6 +116,20 @@ def session_scope(target: Settings | Engine | str) -> Iterator[Session]:
         session.close()
 
 
+def insert_new(session: Session, table, rows: list[dict], unique: list[str]) -> list[int]:
+    """Insert ``rows`` into the ORM class ``table``, skipping those whose ``unique`` columns
+    match an existing row (``ON CONFLICT DO NOTHING``, SQLite and PostgreSQL alike); returns
+    the ids inserted."""
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).on_conflict_do_nothing(index_elements=unique)
+    return list(session.scalars(stmt.returning(table.id), rows).all())
+
+
 def alembic_config(database_url: str) -> Config:
     """An Alembic configuration for ``database_url``, built in code (works from any cwd)."""
     config = Config()

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from api.store.db import insert_new
 from api.store.tables import (
     ACTIVE_JOB_STATES,
     UNFINISHED_FILE_STATES,
@@ -162,18 +163,7 @@ def insert_failed_files(
 
 def _insert_new(session: Session, rows: list[dict]) -> list[int]:
     """Insert file rows, skipping any whose (job, rel_path) exists; returns new ids, sorted."""
-    if not rows:
-        return []
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        dialect_insert = insert
-    stmt = dialect_insert(File).on_conflict_do_nothing(index_elements=["job_id", "rel_path"])
-    ids = session.scalars(stmt.returning(File.id), rows).all()
-    return sorted(ids)
+    return sorted(insert_new(session, File, rows, ["job_id", "rel_path"]))
 
 
 def count_files(session: Session, job_id: str) -> int:

@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from api.store.db import insert_new
 from api.store.errors import StoreError
 from api.store.states import DeliveryState, FileState, JobState
 from api.store.tables import File, Job, Webhook, WebhookDelivery, utcnow
@@ -213,15 +214,7 @@ def record_progress(session: Session, job_id: str) -> list[int]:
 
 def _insert_new(session: Session, rows: list[dict]) -> list[int]:
     """Insert attempt rows whose (delivery, attempt) is new; returns the ids inserted."""
-    if not rows:
-        return []
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(WebhookDelivery).on_conflict_do_nothing(index_elements=["delivery", "attempt"])
-    return list(session.scalars(stmt.returning(WebhookDelivery.id), rows).all())
+    return insert_new(session, WebhookDelivery, rows, ["delivery", "attempt"])
 
 
 def record_job_event(session: Session, job_id: str) -> list[int]:
