@@ -344,6 +344,24 @@ def pytest_runtest_makereport(item, call):
 # --- helpers -------------------------------------------------------------------------------------
 
 
+def record_upload_job(settings, job_id: str, folder: Path, model_name: str = "default") -> None:
+    """Record a queued upload job of the default tenant over ``folder`` (files put there by the
+    test), without sending it: the test runs the pipeline or the purge itself."""
+    from api.store import jobs
+    from api.store.db import session_scope
+
+    with session_scope(settings) as session:
+        jobs.create_job(
+            session,
+            source_kind="upload",
+            source=str(folder),
+            options={},
+            model_name=model_name,
+            job_id=job_id,
+            tenant_id="default",
+        )
+
+
 @pytest.fixture
 def wait_for_job(settings) -> Callable[..., object]:
     """``wait_for_job(job_id, timeout=60, states=TERMINAL_JOB_STATES) -> Job``: poll the

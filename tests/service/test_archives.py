@@ -19,7 +19,7 @@ from api.store import jobs
 from api.store.db import session_scope
 from api.store.tables import File, Job
 from api.store.uploads import ARCHIVES_DIR, STAGING_DIR, upload_dir
-from tests.conftest import FIXTURE_CLIPS
+from tests.conftest import FIXTURE_CLIPS, record_upload_job
 from worker import pipeline
 from worker.sources import ExtractLimitError, extract_zip, list_upload
 
@@ -201,16 +201,7 @@ def create_upload_job(settings) -> tuple[str, Path]:
     folder = upload_dir(settings, job_id)
     nested_upload(folder)
     shutil.copy(CLIPS[1], folder / "direct.flac")
-    with session_scope(settings) as session:
-        jobs.create_job(
-            session,
-            source_kind="upload",
-            source=str(folder),
-            options={},
-            model_name="default",
-            job_id=job_id,
-            tenant_id="default",
-        )
+    record_upload_job(settings, job_id, folder)
     return job_id, folder
 
 
@@ -250,16 +241,7 @@ def test_extractions_go_when_the_job_fails(settings):
     folder = upload_dir(settings, job_id)
     folder.mkdir(parents=True)
     (folder / "notes.zip").write_bytes(zip_bytes({"readme.txt": b"no audio here"}))
-    with session_scope(settings) as session:
-        jobs.create_job(
-            session,
-            source_kind="upload",
-            source=str(folder),
-            options={},
-            model_name="default",
-            job_id=job_id,
-            tenant_id="default",
-        )
+    record_upload_job(settings, job_id, folder)
     job = run_job(settings, job_id)
     assert job.state == "failed" and job.error == "no audio files found"
     assert not (folder / "notes.zip").exists()

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from api.store import jobs
-from api.store.db import session_scope
 from api.store.uploads import upload_dir
 from core.registry import DEFAULT_MODELS_DIR
-from tests.conftest import FIXTURE_CLIPS
+from tests.conftest import FIXTURE_CLIPS, record_upload_job
 from tests.service.test_api import error_code
 from worker import pipeline
 
@@ -118,16 +117,7 @@ def test_job_and_file_errors_name_no_server_path(client, app_settings, model, wh
     (folder / "bad.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
     with zipfile.ZipFile(folder / "good.zip", "w") as zf:
         zf.write(CLIP, "in/zip.flac")
-    with session_scope(app_settings) as session:
-        jobs.create_job(
-            session,
-            source_kind="upload",
-            source=str(folder),
-            options={},
-            model_name=model,
-            job_id=job_id,
-            tenant_id="default",
-        )
+    record_upload_job(app_settings, job_id, folder, model)
     chunks = []
     pipeline.run_enumeration(app_settings, job_id, lambda j, ids: chunks.append((j, ids)))
     for chunk in chunks:

@@ -16,7 +16,7 @@ from api.store import jobs, processing
 from api.store.db import session_scope
 from api.store.tables import File, Job, JobState, Purge, utcnow
 from api.store.uploads import ARCHIVES_DIR, upload_dir
-from tests.conftest import FIXTURE_CLIPS
+from tests.conftest import FIXTURE_CLIPS, record_upload_job
 from worker import pipeline
 from worker.retention import run_purge
 
@@ -41,16 +41,8 @@ def make_job(settings, *, ended_days_ago: float | None, extracted: bool = False)
         (folder / ARCHIVES_DIR / "b.zip").write_bytes(b"PK\x05\x06" + bytes(18))
         (folder / "b.zip").mkdir()
         (folder / "b.zip" / "b.flac").write_bytes(CLIP.read_bytes())
+    record_upload_job(settings, job_id, folder)
     with session_scope(settings) as session:
-        jobs.create_job(
-            session,
-            source_kind="upload",
-            source=str(folder),
-            options={},
-            model_name="default",
-            job_id=job_id,
-            tenant_id="default",
-        )
         processing.insert_files(
             session, job_id, [("a.flac", str(folder / "a.flac"))], lease_until=utcnow()
         )
