@@ -72,7 +72,8 @@ def _write(
             options.get("uncertain_below"),
             full_precision=options.get("precision") == "full",
         )
-        table = tabular.result_table(session, job.id, view, options.get("granularity", "file"))
+        granularity = options.get("granularity", "file")
+        table = tabular.result_table(lambda: session, job.id, view, granularity)
         return formats.write_file(table, fmt, path)
 
 

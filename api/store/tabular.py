@@ -9,7 +9,7 @@ writers never wait on an export.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,10 +120,14 @@ class Table:
 
 
 def result_table(
-    session: Session, job_id: str, view: ResultView, granularity: str = "file"
+    session: Callable[[], Session], job_id: str, view: ResultView, granularity: str = "file"
 ) -> Table:
     """The results of job ``job_id`` as a :class:`Table`: one row per file (in file id order)
-    or per segment (``granularity="segment"``, in segment id order)."""
+    or per segment (``granularity="segment"``, in segment id order).
+
+    ``session`` gives the session to read with, called when the rows are first read: an answer
+    that streams them reads through the session of that moment, not of the request that made
+    the table (closed by then)."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if granularity == "segment":
@@ -131,8 +135,10 @@ def result_table(
     return Table(csv_header(view.labels), _file_batches(session, job_id, view))
 
 
-def _file_batches(session: Session, job_id: str, view: ResultView) -> Iterator[list[list]]:
-    last = 0
+def _file_batches(
+    get_session: Callable[[], Session], job_id: str, view: ResultView
+) -> Iterator[list[list]]:
+    session, last = get_session(), 0
     while True:
         rows = results.file_batch(session, job_id, after_id=last, limit=FILE_BATCH)
         session.commit()  # end the read transaction between batches: writers need not wait
@@ -142,8 +148,10 @@ def _file_batches(session: Session, job_id: str, view: ResultView) -> Iterator[l
         yield [csv_row(row, view) for row in rows]
 
 
-def _segment_batches(session: Session, job_id: str, view: ResultView) -> Iterator[list[list]]:
-    last = None
+def _segment_batches(
+    get_session: Callable[[], Session], job_id: str, view: ResultView
+) -> Iterator[list[list]]:
+    session, last = get_session(), None
     while True:
         page = jobs.job_segments(session, job_id, after_id=last, limit=SEGMENT_BATCH)
         if not page:

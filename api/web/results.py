@@ -4,14 +4,12 @@ JSON Lines or Parquet download, one row per file or (``?granularity=segment``) p
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from flask import Blueprint, Response, request, stream_with_context, url_for
 from werkzeug.wsgi import wrap_file
 
 from api.store import audit, formats, jobs, results, tabular
-from api.store.resultview import ResultView
 from api.web.auth import principal, tenant
 from api.web.context import db, settings
 from api.web.errors import APIError
@@ -96,21 +94,13 @@ def export_results(job_id: str, fmt: str):
         format=fmt,
     )
     db().commit()
-    table = tabular.result_table(db(), job.id, view, query.granularity)
-    # The rows are read while the answer streams: through the session db() gives then.
-    table.batches = _batches_later(job.id, view, query.granularity)
+    table = tabular.result_table(db, job.id, view, query.granularity)
     suffix = "-segments" if query.granularity == "segment" else ""
     headers = {"Content-Disposition": f'attachment; filename="aer-{job.id}{suffix}.{fmt}"'}
     if fmt == "parquet":
         return _parquet_response(table, headers)
     chunks = formats.csv_chunks(table) if fmt == "csv" else formats.jsonl_chunks(table)
     return Response(stream_with_context(chunks), mimetype=formats.MEDIA_TYPES[fmt], headers=headers)
-
-
-def _batches_later(job_id: str, view: ResultView, granularity: str) -> Iterator[list[list]]:
-    """The table's rows, read when the answer streams (the request's session may be closed
-    and replaced by then, as with a test client that reads the body later)."""
-    yield from tabular.result_table(db(), job_id, view, granularity).batches
 
 
 def _parquet_response(table: tabular.Table, headers: dict) -> Response:
