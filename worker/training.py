@@ -13,10 +13,9 @@ from pathlib import Path
 
 from api.store import labels, trainings
 from api.store.db import session_scope
-from api.store.fetch import local_copy
+from api.store.fetch import is_remote, local_copy
 from api.store.jobs import is_within
 from api.store.models import custom_dir, publish, stored_names
-from api.store.objects import is_s3, is_url
 from api.store.settings import Settings
 from api.store.storage import open_storage
 from api.store.tables import utcnow
@@ -121,7 +120,7 @@ def _local_clips(settings: Settings, clips: list, stack: contextlib.ExitStack) -
     out = []
     for clip in clips:
         path = clip.get("path") if isinstance(clip, dict) else None
-        if path is None or not (is_s3(path) or is_url(path)):
+        if path is None or not is_remote(path):
             out.append(clip)
             continue
         if path not in copies:
